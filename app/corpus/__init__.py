@@ -1,0 +1,1 @@
+"""The corpus: reading triple files, normalizing, de-duplicating and bulk loading them."""

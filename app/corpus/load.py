@@ -1,0 +1,186 @@
+"""Bulk loading of parsed triples: the one place where PostgreSQL and SQLite take different roads.
+
+PostgreSQL: COPY into a temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT
+DO NOTHING`` (the unique normalized hash decides what is new). SQLite: ``executemany`` of the
+same ON CONFLICT insert, inside the import's one transaction. Either way the caller's
+transaction decides whether anything becomes visible: a failure leaves the corpus untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy.orm import Session
+
+from app.db import is_postgres
+from app.jobs import NullProgress, Progress
+
+
+class Row(NamedTuple):
+    """One validated, cleaned triple ready for the database."""
+
+    head: str
+    relation: str
+    tail: str
+    norm_hash: str
+    line: int
+    split: str | None
+    meta: str | None  # JSON text
+    label: int | None
+
+
+class LoadResult(NamedTuple):
+    inserted: int
+    labels: int
+
+
+_TRIPLE_COLUMNS = (
+    "head, relation, tail, norm_hash, source, source_file, source_line, split, meta, created_at"
+)
+
+
+def load_rows(
+    session: Session,
+    rows: Sequence[Row],
+    *,
+    source: str,
+    source_file: str,
+    batch_size: int = 50_000,
+    progress: Progress | None = None,
+    done_before: int = 0,
+) -> LoadResult:
+    """Insert ``rows`` (already de-duplicated among themselves); existing triples are skipped.
+
+    Rows carrying a human label also get an imported rating, keyed by the triple's hash so a
+    re-import never adds it twice. Returns how many triples and labels were new.
+    """
+    progress = progress or NullProgress()
+    if is_postgres(session.get_bind()):  # type: ignore[arg-type]
+        return _load_postgres(session, rows, source, source_file, batch_size, progress, done_before)
+    return _load_sqlite(session, rows, source, source_file, batch_size, progress, done_before)
+
+
+def _copy_text(value: Any) -> str:
+    """A value in COPY's text format (rows are cleaned: no tabs or newlines remain)."""
+    if value is None:
+        return "\\N"
+    text = str(value)
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def _load_postgres(
+    session: Session,
+    rows: Sequence[Row],
+    source: str,
+    source_file: str,
+    batch_size: int,
+    progress: Progress,
+    done_before: int,
+) -> LoadResult:
+    connection = session.connection()
+    connection.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS skd_import_staging ("
+        " head text, relation text, tail text, norm_hash text, source_line int,"
+        " split text, meta json, label smallint) ON COMMIT DROP"
+    )
+    connection.exec_driver_sql("TRUNCATE skd_import_staging")
+    driver = connection.connection.driver_connection
+    copy_sql = (
+        "COPY skd_import_staging (head, relation, tail, norm_hash, source_line, split, meta, label)"
+        " FROM STDIN"
+    )
+    with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[union-attr]
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            lines = [
+                f"{_copy_text(r.head)}\t{r.relation}\t{_copy_text(r.tail)}\t{r.norm_hash}\t"
+                f"{r.line}\t{_copy_text(r.split)}\t{_copy_text(r.meta)}\t{_copy_text(r.label)}\n"
+                for r in chunk
+            ]
+            copy.write("".join(lines).encode("utf-8"))
+            progress.update(done_before + start + len(chunk) // 2)
+    progress.update(done_before + len(rows) // 2, message=f"{source_file}: inserting")
+    inserted = connection.exec_driver_sql(
+        f"INSERT INTO triples ({_TRIPLE_COLUMNS})"
+        " SELECT head, relation, tail, norm_hash, %(source)s, %(source_file)s, source_line,"
+        " split, meta, now() FROM skd_import_staging"
+        " ON CONFLICT (norm_hash) DO NOTHING",
+        {"source": source, "source_file": source_file},
+    ).rowcount
+    labels = connection.exec_driver_sql(
+        "INSERT INTO ratings (triple_id, origin, answer, submission_id, created_at)"
+        " SELECT t.id, 'imported', s.label, 'import:' || s.norm_hash, now()"
+        " FROM skd_import_staging s JOIN triples t ON t.norm_hash = s.norm_hash"
+        " WHERE s.label IS NOT NULL"
+        " ON CONFLICT (submission_id) DO NOTHING"
+    ).rowcount
+    connection.exec_driver_sql("TRUNCATE skd_import_staging")
+    progress.update(done_before + len(rows))
+    return LoadResult(inserted or 0, labels or 0)
+
+
+def _sqlite_now() -> str:
+    # The storage format SQLAlchemy's SQLite DateTime reads back.
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _load_sqlite(
+    session: Session,
+    rows: Sequence[Row],
+    source: str,
+    source_file: str,
+    batch_size: int,
+    progress: Progress,
+    done_before: int,
+) -> LoadResult:
+    cursor = session.connection().connection.cursor()
+    now = _sqlite_now()
+    inserted = 0
+    labels = 0
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            cursor.executemany(
+                f"INSERT INTO triples ({_TRIPLE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (norm_hash) DO NOTHING",
+                [
+                    (
+                        r.head,
+                        r.relation,
+                        r.tail,
+                        r.norm_hash,
+                        source,
+                        source_file,
+                        r.line,
+                        r.split,
+                        r.meta,
+                        now,
+                    )
+                    for r in chunk
+                ],
+            )
+            inserted += max(cursor.rowcount, 0)
+            labelled = [
+                (r.label, "import:" + r.norm_hash, now, r.norm_hash)
+                for r in chunk
+                if r.label is not None
+            ]
+            if labelled:
+                cursor.executemany(
+                    "INSERT INTO ratings (triple_id, origin, answer, submission_id, created_at)"
+                    " SELECT id, 'imported', ?, ?, ? FROM triples WHERE norm_hash = ?"
+                    " ON CONFLICT (submission_id) DO NOTHING",
+                    labelled,
+                )
+                labels += max(cursor.rowcount, 0)
+            progress.update(done_before + start + len(chunk))
+    finally:
+        cursor.close()
+    return LoadResult(inserted, labels)
+
+
+def meta_json(meta: dict[str, Any] | None) -> str | None:
+    return None if not meta else json.dumps(meta, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,123 @@
+"""Engine, sessions and the few places where PostgreSQL and SQLite must differ.
+
+Everything else in the code base is dialect-neutral SQLAlchemy. The helpers here are the only
+``if postgres`` branches: how to start a write transaction that serializes properly, and how
+to bulk load.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, get_settings
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_session_factory: sessionmaker[Session] | None = None
+
+
+def is_sqlite(engine_or_url: Engine | str) -> bool:
+    url = engine_or_url if isinstance(engine_or_url, str) else str(engine_or_url.url)
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def is_postgres(engine_or_url: Engine | str) -> bool:
+    url = engine_or_url if isinstance(engine_or_url, str) else str(engine_or_url.url)
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """WAL (readers never block the writer), a generous busy timeout, enforced foreign keys.
+
+    pysqlite's own transaction handling is switched off so that ``BEGIN IMMEDIATE`` can be
+    issued for write transactions: taking the write lock up front avoids the deadlock-prone
+    upgrade from a read to a write lock when two writers race.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, **kwargs: object) -> Engine:
+    """An engine for ``url`` with the settings each dialect needs."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+def configure(settings: Settings | None = None) -> Engine:
+    """(Re)build the process-wide engine from settings; tests and forked workers call this."""
+    global _engine, _session_factory
+    settings = settings or get_settings()
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = make_engine(settings.database)
+        _session_factory = sessionmaker(_engine, expire_on_commit=False)
+        return _engine
+
+
+def get_engine() -> Engine:
+    if _engine is None:
+        configure()
+    assert _engine is not None
+    return _engine
+
+
+def dispose() -> None:
+    """Drop pooled connections (after a fork they belong to the parent)."""
+    if _engine is not None:
+        _engine.dispose(close=False)
+
+
+def session_factory() -> sessionmaker[Session]:
+    if _session_factory is None:
+        configure()
+    assert _session_factory is not None
+    return _session_factory
+
+
+@contextmanager
+def session_scope(*, write: bool = False) -> Iterator[Session]:
+    """A session committed on success and rolled back on error.
+
+    ``write=True`` marks a transaction that will write: on SQLite it begins IMMEDIATE so the
+    single writer lock is taken before any read (no lock-upgrade deadlock); on PostgreSQL it
+    makes no difference.
+    """
+    factory = session_factory()
+    session = factory()
+    if write and is_sqlite(session.get_bind()):  # type: ignore[arg-type]
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

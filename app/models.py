@@ -1,0 +1,462 @@
+"""The ORM tables: the whole data model of the design, and the constraints that carry its rules.
+
+The invariants of the rating loop live in the schema, not only in code, so that no bug, retry
+or race can break them: a triple is stored once (``uq_triples_norm_hash``), an annotator rates
+an item at most once (``uq_ratings_item_annotator``), a resubmitted rating is recognized by its
+client submission id (``uq_ratings_submission``), at most one critic is active
+(``uq_critic_versions_one_active``), and an item never records more ratings than it needs
+(``ck_campaign_items_not_overfilled``).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# BIGINT keys on PostgreSQL (corpora reach millions of rows and ratings grow without bound);
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps the zone; SQLite stores text without one, so values read back naive.
+    Normalizing here means code can always compare with ``utcnow()``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK: portable, and adding a member is a small migration.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Role(enum.StrEnum):
+    annotator = "annotator"
+    researcher = "researcher"
+    admin = "admin"
+
+
+class CampaignPurpose(enum.StrEnum):
+    calibration = "calibration"  # uniform random sample: unbiased precision estimates
+    training = "training"  # critic-uncertainty first (active learning)
+    evaluation = "evaluation"  # rating student or teacher outputs
+
+
+class CampaignState(enum.StrEnum):
+    draft = "draft"
+    open = "open"
+    paused = "paused"
+    closed = "closed"
+
+
+class AssignmentState(enum.StrEnum):
+    leased = "leased"
+    submitted = "submitted"
+    skipped = "skipped"
+    released = "released"  # expired or handed back; the item is open to others again
+
+
+class RatingOrigin(enum.StrEnum):
+    campaign = "campaign"  # a rating made in this app
+    imported = "imported"  # a human label that came with an imported file
+
+
+class CriticState(enum.StrEnum):
+    training = "training"
+    ready = "ready"
+    active = "active"
+    failed = "failed"
+    retired = "retired"
+
+
+class JobState(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.succeeded, JobState.failed, JobState.cancelled)
+
+
+class TeacherRunState(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class Triple(Base):
+    """One (head, relation, tail) of the knowledge graph, with where it came from."""
+
+    __tablename__ = "triples"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    head: Mapped[str] = mapped_column(Text)
+    relation: Mapped[str] = mapped_column(String(40))
+    tail: Mapped[str] = mapped_column(Text)
+    # blake2b-128 of the normalized triple (see app.corpus.normalize): the dedup key.
+    norm_hash: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(100))
+    source_file: Mapped[str | None] = mapped_column(String(500))
+    source_line: Mapped[int | None] = mapped_column(Integer)
+    split: Mapped[str | None] = mapped_column(String(20))
+    teacher_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teacher_runs.id", ondelete="SET NULL")
+    )
+    # Extra fields a file carried (ATOMIC-10X p_valid_model, rec_* flags, ...).
+    meta: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("norm_hash"),
+        Index(None, "relation", "id"),
+        Index(None, "source", "id"),
+        Index(None, "head"),
+    )
+
+
+class User(Base):
+    """Staff log in with a password; crowdworkers are recognized by platform id or token."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    username: Mapped[str | None] = mapped_column(String(150))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Crowdworkers: platform (prolific, mturk, invite) + that platform's worker id.
+    platform: Mapped[str | None] = mapped_column(String(20))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    # sha256 of a personal access token; the token itself is shown once and never stored.
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Admins can exclude a worker's ratings from aggregation without deleting them.
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("username"),
+        UniqueConstraint("platform", "external_id"),
+        UniqueConstraint("token_hash"),
+    )
+
+
+class Campaign(Base):
+    """A rating job over a set of triples."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[CampaignPurpose] = mapped_column(_enum(CampaignPurpose, "campaign_purpose"))
+    state: Mapped[CampaignState] = mapped_column(
+        _enum(CampaignState, "campaign_state"), default=CampaignState.draft
+    )
+    ratings_per_item: Mapped[int] = mapped_column(SmallInteger, default=3)
+    lease_seconds: Mapped[int] = mapped_column(Integer, default=600)
+    guidelines: Mapped[str] = mapped_column(Text, default="")
+    # [{"value": 2, "label": "always/often", "acceptable": true, "key": "1"}, ...]
+    answer_scale: Mapped[list[Any]]
+    # How the items were chosen: sample size, relation/source filters, seed.
+    selection: Mapped[dict[str, Any]]
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.0)
+    quota_per_annotator: Mapped[int | None] = mapped_column(Integer)
+    min_gold_accuracy: Mapped[float] = mapped_column(Float, default=0.7)
+    speeder_seconds: Mapped[float] = mapped_column(Float, default=2.0)
+    completion_code: Mapped[str | None] = mapped_column(String(100))
+    redirect_url: Mapped[str | None] = mapped_column(String(1000))
+    share_token: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("share_token"),
+        CheckConstraint("ratings_per_item >= 1", name="ratings_per_item_positive"),
+        CheckConstraint("gold_rate >= 0 AND gold_rate <= 1", name="gold_rate_fraction"),
+    )
+
+
+class CampaignItem(Base):
+    """A triple inside a campaign, with its rating counter kept in the row (no count(*))."""
+
+    __tablename__ = "campaign_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    triple_id: Mapped[int] = mapped_column(ForeignKey("triples.id", ondelete="CASCADE"))
+    ratings_needed: Mapped[int] = mapped_column(SmallInteger)
+    ratings_done: Mapped[int] = mapped_column(SmallInteger, default=0)
+    # Live leases, kept in the row so "open" is a column comparison the index can serve.
+    leases_active: Mapped[int] = mapped_column(SmallInteger, default=0)
+    # The campaign's sampling order: a random rank for calibration, critic uncertainty for
+    # training. Lower is served first.
+    sort_key: Mapped[float] = mapped_column(Float, default=0.0)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold_answer: Mapped[int | None] = mapped_column(SmallInteger)
+
+    campaign: Mapped[Campaign] = relationship()
+    triple: Mapped[Triple] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "triple_id"),
+        CheckConstraint("ratings_done <= ratings_needed", name="not_overfilled"),
+        CheckConstraint("leases_active >= 0", name="leases_nonnegative"),
+        # The hot path: open items of a campaign, closest to done first, then sampling order.
+        Index(
+            "ix_campaign_items_open",
+            "campaign_id",
+            "is_gold",
+            text("ratings_done DESC"),
+            "sort_key",
+            postgresql_where=text("ratings_done + leases_active < ratings_needed"),
+            sqlite_where=text("ratings_done + leases_active < ratings_needed"),
+        ),
+        Index(None, "triple_id"),
+    )
+
+
+class Assignment(Base):
+    """A lease of an item to an annotator; an abandoned lease expires and the item returns."""
+
+    __tablename__ = "assignments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    state: Mapped[AssignmentState] = mapped_column(
+        _enum(AssignmentState, "assignment_state"), default=AssignmentState.leased
+    )
+    leased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    leased_until: Mapped[datetime]
+
+    __table_args__ = (
+        # An annotator is never handed the same item twice (a skip is remembered too).
+        UniqueConstraint("item_id", "annotator_id"),
+        Index(None, "annotator_id", "campaign_id", "state"),
+        # The lease sweeper: live leases by expiry.
+        Index(
+            "ix_assignments_live_leases",
+            "leased_until",
+            postgresql_where=text("state = 'leased'"),
+            sqlite_where=text("state = 'leased'"),
+        ),
+    )
+
+
+class Rating(Base):
+    """One human judgement of one triple, from a campaign or from an imported labelled file."""
+
+    __tablename__ = "ratings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    triple_id: Mapped[int] = mapped_column(ForeignKey("triples.id", ondelete="CASCADE"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    origin: Mapped[RatingOrigin] = mapped_column(
+        _enum(RatingOrigin, "rating_origin"), default=RatingOrigin.campaign
+    )
+    # The scale value: 2 always/often, 1 sometimes/likely, -1 farfetched/never, -2 invalid,
+    # -9 too unfamiliar to judge. > 0 is acceptable.
+    answer: Mapped[int] = mapped_column(SmallInteger)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    # Client-chosen id: a double click or a retry of the same submission is recognized.
+    submission_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("item_id", "annotator_id"),
+        UniqueConstraint("submission_id"),
+        Index(None, "triple_id"),
+        Index(None, "annotator_id", "created_at"),
+    )
+
+
+class CriticVersion(Base):
+    """A trained critic: its files, the labels it saw, how good it is, and whether it is live."""
+
+    __tablename__ = "critic_versions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    base_model: Mapped[str] = mapped_column(String(500))
+    path: Mapped[str | None] = mapped_column(String(1000))
+    state: Mapped[CriticState] = mapped_column(
+        _enum(CriticState, "critic_state"), default=CriticState.training
+    )
+    # Which labels it trained on: counts and the last rating id, so "fresh labels" is a query.
+    label_snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # ROC-AUC, average precision, PR curve, precision at recall levels, calibration estimate.
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(
+            "uq_critic_versions_one_active",
+            "state",
+            unique=True,
+            postgresql_where=text("state = 'active'"),
+            sqlite_where=text("state = 'active'"),
+        ),
+    )
+
+
+class Score(Base):
+    """The critic's p(acceptable) for one triple under one critic version."""
+
+    __tablename__ = "scores"
+
+    critic_version_id: Mapped[int] = mapped_column(
+        ForeignKey("critic_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    triple_id: Mapped[int] = mapped_column(
+        ForeignKey("triples.id", ondelete="CASCADE"), primary_key=True
+    )
+    p_accept: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        # Filtering by threshold and uncertainty sampling read scores in p order.
+        Index(None, "critic_version_id", "p_accept"),
+    )
+
+
+class Job(Base):
+    """Every long task (import, training, scoring, export, generation) as a row with progress."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"), default=JobState.queued)
+    done: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int | None] = mapped_column(BigInteger)
+    message: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    celery_id: Mapped[str | None] = mapped_column(String(155))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # Touched by every progress update: a running job without heartbeats has lost its worker.
+    heartbeat_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(None, "kind", "state"),
+        Index(None, "created_at"),
+    )
+
+
+class Export(Base):
+    """A filtered knowledge graph written to disk for student training."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    critic_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("critic_versions.id", ondelete="SET NULL")
+    )
+    threshold: Mapped[float | None] = mapped_column(Float)
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    split_seed: Mapped[int] = mapped_column(Integer, default=0)
+    formats: Mapped[list[Any]] = mapped_column(default=list)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    path: Mapped[str | None] = mapped_column(String(1000))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeacherRun(Base):
+    """One generation run of the teacher model: which backend and prompts made which triples."""
+
+    __tablename__ = "teacher_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    backend: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(500))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[TeacherRunState] = mapped_column(
+        _enum(TeacherRunState, "teacher_run_state"), default=TeacherRunState.queued
+    )
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,90 @@
+"""People: staff with argon2 passwords, crowdworkers recognized by platform id or invite token.
+
+Tokens are random, shown once, and stored only as a SHA-256 digest (a leaked database does not
+leak working links). Passwords use argon2id with the library's current parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Role, User, utcnow
+
+_hasher = PasswordHasher()
+
+STAFF_ROLES = frozenset({Role.researcher, Role.admin})
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_staff(session: Session, username: str, password: str, role: Role) -> User:
+    if role not in STAFF_ROLES:
+        raise ValueError(f"staff role must be researcher or admin, not {role}")
+    if len(password) < 8:
+        raise ValueError("password: use at least 8 characters")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise ValueError(f"username {username!r} is taken")
+    user = User(role=role, username=username, password_hash=hash_password(password))
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The active staff user with these credentials, else None (same answer for every failure)."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        _hasher.hash(password)  # spend the same time as a real check: no username probing
+        return None
+    if not user.is_active or user.role not in STAFF_ROLES:
+        return None
+    if not verify_password(user.password_hash, password):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash or ""):
+        user.password_hash = hash_password(password)
+    user.last_seen_at = utcnow()
+    return user
+
+
+def create_invited_annotator(session: Session, name: str | None = None) -> tuple[User, str]:
+    """An annotator with a personal access token; returns the token (shown once)."""
+    token = secrets.token_urlsafe(24)
+    user = User(
+        role=Role.annotator,
+        platform="invite",
+        external_id=secrets.token_hex(8),
+        display_name=name,
+        token_hash=hash_token(token),
+    )
+    session.add(user)
+    session.flush()
+    return user, token
+
+
+def annotator_by_token(session: Session, token: str) -> User | None:
+    user = session.scalar(select(User).where(User.token_hash == hash_token(token)))
+    if user is None or not user.is_active or user.role != Role.annotator:
+        return None
+    user.last_seen_at = utcnow()
+    return user

@@ -1,0 +1,177 @@
+"""The embedded demo: one command from nothing to a running SKD Studio on SQLite.
+
+``prepare_demo`` creates the database, loads the demo corpus that ships in the package, and
+makes demo accounts (the same ones on every run: their secrets are kept in the data dir).
+``run_services`` starts the web server, a Celery worker and Celery beat as child processes and
+stops all of them cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from app import migrate
+from app.accounts import create_invited_annotator, create_staff, hash_token
+from app.config import Settings
+from app.corpus.importer import import_files
+from app.db import configure, session_scope
+from app.jobs import Progress
+from app.models import Role, User
+from app.paths import DEMO_CORPUS
+
+DEMO_ANNOTATORS = 3
+
+
+@dataclass
+class DemoAccounts:
+    staff: list[dict[str, str]]  # username, password, role
+    invites: list[dict[str, str]]  # name, token
+
+
+def _credentials_file(settings: Settings) -> Path:
+    return settings.data_dir / "demo-credentials.json"
+
+
+def prepare_demo(settings: Settings, progress: Progress | None = None) -> DemoAccounts:
+    """Idempotent: migrate, load the demo corpus (duplicates are skipped), ensure accounts."""
+    settings.ensure_dirs()
+    migrate.upgrade(settings.database)
+    configure(settings)
+    import_files([DEMO_CORPUS], source="demo", progress=progress, settings=settings)
+    return _ensure_accounts(settings)
+
+
+def _ensure_accounts(settings: Settings) -> DemoAccounts:
+    path = _credentials_file(settings)
+    saved: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    staff = saved.get("staff") or [
+        {"username": "admin", "password": secrets.token_urlsafe(9), "role": "admin"},
+        {"username": "researcher", "password": secrets.token_urlsafe(9), "role": "researcher"},
+    ]
+    invites = saved.get("invites") or []
+    with session_scope(write=True) as session:
+        for account in staff:
+            if session.scalar(select(User.id).where(User.username == account["username"])) is None:
+                create_staff(
+                    session, account["username"], account["password"], Role(account["role"])
+                )
+        kept = [
+            invite
+            for invite in invites
+            if session.scalar(select(User.id).where(User.token_hash == hash_token(invite["token"])))
+        ]
+        while len(kept) < DEMO_ANNOTATORS:
+            name = f"demo-annotator-{len(kept) + 1}"
+            _user, token = create_invited_annotator(session, name)
+            kept.append({"name": name, "token": token})
+    path.write_text(json.dumps({"staff": staff, "invites": kept}, indent=2))
+    path.chmod(0o600)
+    return DemoAccounts(staff=staff, invites=kept)
+
+
+def service_commands(settings: Settings) -> dict[str, list[str]]:
+    """The three processes of the embedded stack (the same ones docker-compose runs)."""
+    python = sys.executable
+    return {
+        "web": [
+            python,
+            "-m",
+            "app.cli",
+            "serve",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.port),
+        ],
+        "worker": [python, "-m", "app.cli", "worker", "--concurrency", "2"],
+        "beat": [python, "-m", "app.cli", "beat"],
+    }
+
+
+def run_services(settings: Settings, *, on_ready: Any = None, ready_timeout: float = 60.0) -> int:
+    """Run web + worker + beat until Ctrl-C (or SIGTERM), then stop them all; returns an exit code.
+
+    If any of them dies on its own, the others are stopped too and the exit code is 1: a demo
+    that half runs is worse than one that says it failed.
+    """
+    env = {
+        **os.environ,
+        "SKD_DEMO": "1",
+        "SKD_DATA_DIR": str(settings.data_dir.resolve()),
+        "SKD_HOST": settings.host,
+        "SKD_PORT": str(settings.port),
+    }
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    code = 0
+    try:
+        for name, command in service_commands(settings).items():
+            children[name] = subprocess.Popen(command, env=env)
+        if on_ready is not None and _wait_until_up(settings, children, ready_timeout):
+            on_ready()
+        while True:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    print(
+                        f"skd demo: {name} exited with code {child.returncode}; stopping",
+                        file=sys.stderr,
+                    )
+                    code = 1
+                    raise KeyboardInterrupt
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        stopping = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_all(children)
+    return code if stopping else 1
+
+
+def _wait_until_up(
+    settings: Settings, children: dict[str, subprocess.Popen[bytes]], timeout: float
+) -> bool:
+    """True once the web server answers; False if a child died first."""
+    import urllib.request
+
+    url = f"http://{settings.host}:{settings.port}/healthz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children.values()):
+            return False  # the main loop reports which one died
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the web server did not answer at {url} within {timeout:.0f} s")
+
+
+def _stop_all(children: dict[str, subprocess.Popen[bytes]], grace: float = 15.0) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children.values():
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            child.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

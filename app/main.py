@@ -1,0 +1,48 @@
+"""create_app(): the FastAPI application with its routers, static files, templates, middleware."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+import app as package
+from app import db
+from app.config import Settings, get_settings
+from app.paths import STATIC_DIR
+from app.web import auth, corpus, home, jobs
+from app.web.deps import LoginRequired
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    secret = settings.session_secret()  # refuses to start without a key outside the demo
+    settings.ensure_dirs()
+    db.configure(settings)
+    application = FastAPI(
+        title="SKD Studio",
+        version=package.__version__,
+        description="Human-in-the-loop Symbolic Knowledge Distillation.",
+    )
+    application.add_middleware(
+        SessionMiddleware,
+        secret_key=secret,
+        session_cookie="skd_session",
+        same_site="lax",
+        https_only=settings.public_url.startswith("https://"),
+        max_age=14 * 24 * 3600,
+    )
+    application.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    # htmx comes from a package (django-js-lib-htmx ships it; no Django is involved).
+    application.mount("/vendor", StaticFiles(packages=[("js_lib_htmx", "static")]), name="vendor")
+    for router in (home.router, auth.router, jobs.router, corpus.router):
+        application.include_router(router)
+
+    @application.exception_handler(LoginRequired)
+    async def _to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(exc.next_url)}", status_code=303)
+
+    return application

@@ -1,0 +1,1 @@
+"""HTTP doors: routers that render pages or JSON over the plain functions of ``app``."""

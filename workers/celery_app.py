@@ -1,0 +1,49 @@
+"""The Celery app and the beat schedule (the one place periodic work is declared).
+
+Tasks are acked late and a lost worker's task is rejected back to the queue, so a killed
+worker's job runs again; jobs are idempotent by id (see ``app.jobs.run_job``). With the embedded
+default the broker is Celery's SQLAlchemy transport on a SQLite file: the same code as Redis.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from app.config import Settings, get_settings
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    if not settings.broker_url or not settings.result_backend:
+        settings.ensure_dirs()  # the SQLite files of the embedded broker/backend live there
+    app = Celery("skd", broker=settings.broker, backend=settings.results)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        result_expires=7 * 24 * 3600,
+        timezone="UTC",
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "fail-stale-jobs": {"task": "skd.fail_stale_jobs", "schedule": 60.0},
+        },
+    )
+    app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+    return app
+
+
+@worker_process_init.connect
+def _fresh_engine_after_fork(**_kwargs: object) -> None:
+    # Pooled connections inherited from the parent process must not be shared.
+    from app import db
+
+    db.dispose()
+
+
+celery_app = create_celery()

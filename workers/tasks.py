@@ -1,0 +1,36 @@
+"""Celery tasks: thin, idempotent doors onto plain functions. They take ids, not objects."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+
+from app.config import get_settings
+from app.corpus.importer import run_import_job
+from app.db import session_scope
+from app.jobs import JobAlreadyFinished, fail_stale_jobs, run_job
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="skd.import_corpus", acks_late=True)
+def import_corpus(job_id: int) -> dict[str, Any] | None:
+    """Import the files named in job ``job_id``'s params (see ``app.corpus.importer``)."""
+    try:
+        return run_job(job_id, run_import_job)
+    except JobAlreadyFinished:
+        log.info("job %s already finished; ignoring a repeated delivery", job_id)
+        return None
+    except ValueError:
+        # Bad input is recorded on the job; retrying cannot fix it.
+        return None
+
+
+@shared_task(name="skd.fail_stale_jobs")
+def fail_stale_jobs_task() -> int:
+    """Beat: fail jobs whose worker died, so no progress bar spins forever."""
+    with session_scope(write=True) as session:
+        return fail_stale_jobs(session, timedelta(seconds=get_settings().job_stale_seconds))

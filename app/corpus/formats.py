@@ -176,6 +176,8 @@ class _RowBuilder:
         return canonical
 
     def text(self, raw: Any, line: int, field_name: str) -> str:
+        if raw is None:
+            raise CorpusFormatError(self.file, line, field_name, "missing or empty")
         if not isinstance(raw, str):
             raise CorpusFormatError(
                 self.file, line, field_name, f"expected text, got {type(raw).__name__}"

@@ -21,7 +21,7 @@ from app.config import Settings, get_settings
 from app.corpus.formats import CorpusFormatError, ParseStats, read_triples
 from app.corpus.load import Row, load_rows, meta_json
 from app.corpus.normalize import triple_hash
-from app.db import is_sqlite, session_scope
+from app.db import get_engine, is_sqlite, session_scope
 from app.jobs import NullProgress, Progress
 
 
@@ -152,25 +152,25 @@ def import_files(
     progress.update(total_bytes, message=f"writing {total_rows:,} triples", force=True)
     scaled = _ScaledProgress(progress, offset=total_bytes, total_rows=total_rows, span=total_bytes)
     written = 0
-    with session_scope(write=True) as session:
-        # SQLite has one writer: progress rows cannot be written while this transaction holds
-        # the lock, so the job row shows "writing" until the commit; the CLI bar still moves.
-        hold = progress.paused() if is_sqlite(session.get_bind()) else nullcontext()  # type: ignore[arg-type]
-        with hold:
-            for summary, rows in parsed:
-                result = load_rows(
-                    session,
-                    rows,
-                    source=summary.source,
-                    source_file=summary.file,
-                    batch_size=settings.import_batch_size,
-                    progress=scaled,
-                    done_before=written,
-                )
-                written += len(rows)
-                summary.imported = result.inserted
-                summary.already_in_corpus = len(rows) - result.inserted
-                summary.labels = result.labels
+    # SQLite has one writer: progress rows cannot be written while the import's transaction
+    # holds the lock, so the job row shows "writing" until the commit (the CLI bar still moves).
+    # The pause is entered before the transaction and left after it, when the lock is free.
+    hold = progress.paused() if is_sqlite(get_engine()) else nullcontext()
+    with hold, session_scope(write=True) as session:
+        for summary, rows in parsed:
+            result = load_rows(
+                session,
+                rows,
+                source=summary.source,
+                source_file=summary.file,
+                batch_size=settings.import_batch_size,
+                progress=scaled,
+                done_before=written,
+            )
+            written += len(rows)
+            summary.imported = result.inserted
+            summary.already_in_corpus = len(rows) - result.inserted
+            summary.labels = result.labels
     summary_all = ImportSummary([file_summary for file_summary, _ in parsed])
     summary_all.seconds = time.perf_counter() - started
     progress.update(

@@ -1,0 +1,69 @@
+# syntax=docker/dockerfile:1
+#
+# SKD Studio: one image for every process. The command picks which one runs:
+#   skd serve --host 0.0.0.0 --port 8000      web (the default command)
+#   skd worker --concurrency 2                 Celery worker
+#   skd beat                                   Celery beat (its schedule file goes into SKD_DATA_DIR)
+#   skd db upgrade                             Alembic migrations (run once before the web starts)
+#   celery -A workers.celery_app flower --port=5555
+# docker-compose.yml wires them to PostgreSQL and Redis. Build alone with `docker build -t skd-studio .`
+
+ARG PYTHON_VERSION=3.11
+
+# --- build: a virtual environment with the project installed (not editable) ------------------
+FROM python:${PYTHON_VERSION}-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# CPU wheels of torch first. The project asks for `torch>=2.4`, which this install then
+# satisfies, so the next step never pulls the CUDA build (several GB) from PyPI.
+# Pin with e.g. --build-arg TORCH_SPEC=torch==2.13.0
+ARG TORCH_SPEC=torch
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install "$TORCH_SPEC" --index-url "$TORCH_INDEX_URL"
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY workers ./workers
+COPY migrations ./migrations
+COPY templates ./templates
+COPY static ./static
+
+# The project and Flower, then a guard that the torch above was kept (no CUDA build crept in).
+RUN pip install ".[flower]" \
+ && python -c "import sys, torch; sys.exit(f'CUDA build of torch installed: {torch.__version__}' if torch.version.cuda else 0)" \
+ && skd --help > /dev/null
+
+# --- runtime: the virtual environment, a non-root user and the data folder ----------------------
+FROM python:${PYTHON_VERSION}-slim
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SKD_DATA_DIR=/data \
+    SKD_HOST=0.0.0.0 \
+    SKD_PORT=8000 \
+    HF_HOME=/data/huggingface
+
+# /data is created here owned by the app user, so a named volume mounted there starts out
+# writable by that user (Docker copies the ownership into an empty named volume).
+RUN groupadd --system --gid 10001 skd \
+ && useradd --system --uid 10001 --gid skd --create-home --home-dir /home/skd \
+        --shell /usr/sbin/nologin skd \
+ && install -d -o skd -g skd -m 0750 /data
+
+COPY --from=build /opt/venv /opt/venv
+
+USER skd
+# Not the source folder: nothing in the working directory shadows the installed packages
+# (celery imports from the working directory), and no stray .env is read from it.
+WORKDIR /home/skd
+
+EXPOSE 8000
+CMD ["skd", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,227 @@
+"""Test set-up: a real database and a real Celery worker for each backend.
+
+``SKD_TEST_BACKEND=sqlite`` (default): a SQLite file and Celery's SQLAlchemy transport.
+``SKD_TEST_BACKEND=postgres``: a fresh PostgreSQL database (created here, dropped at the end)
+and Redis as the broker. ``SKD_TEST_REQUIRE_SERVICES=1`` (set by the test script and CI) turns
+"PostgreSQL/Redis unreachable" into a failure instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BACKEND = os.environ.get("SKD_TEST_BACKEND", "sqlite")
+PG_ADMIN_URL = os.environ.get("SKD_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("SKD_TEST_REDIS", "redis://127.0.0.1:6379")
+REQUIRE = os.environ.get("SKD_TEST_REQUIRE_SERVICES") == "1"
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+OUTPUT = ROOT / "test-output"
+
+assert BACKEND in ("sqlite", "postgres"), f"SKD_TEST_BACKEND={BACKEND!r}: use sqlite or postgres"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"SKD backend: {BACKEND}"
+
+
+def shared_file(name: str) -> Path:
+    """A file of ../shared/data, or skip the test cleanly where it is absent."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment of this test session: also exported, so subprocesses (the CLI) see it too."""
+    data_dir = tmp_path_factory.mktemp("skd-data")
+    env = {
+        "SKD_DATA_DIR": str(data_dir),
+        "SKD_SECRET_KEY": "test-secret-" + secrets.token_hex(8),
+        "SKD_DEMO": "0",
+    }
+    dropper = None
+    if BACKEND == "postgres":
+        if not (_reachable("127.0.0.1", 5432) and _reachable("127.0.0.1", 6379)):
+            if REQUIRE:
+                pytest.fail("PostgreSQL (5432) or Redis (6379) is not reachable on 127.0.0.1")
+            pytest.skip("PostgreSQL or Redis not reachable")
+        import psycopg
+
+        name = f"skd_test_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+        def dropper() -> None:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        env["SKD_DATABASE_URL"] = f"{base}/{name}"
+        env["SKD_BROKER_URL"] = f"{REDIS_URL}/2"
+        env["SKD_RESULT_BACKEND"] = f"{REDIS_URL}/3"
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    from app.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        yield env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+        from app import db
+
+        if db._engine is not None:
+            db._engine.dispose()
+        if dropper is not None:
+            dropper()
+
+
+@pytest.fixture(scope="session")
+def settings(test_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    from app import db, migrate
+    from app.config import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    migrate.upgrade(settings.database)
+    db.configure(settings)
+    return settings
+
+
+@pytest.fixture
+def engine(settings):  # type: ignore[no-untyped-def]
+    from app.db import get_engine
+
+    engine = get_engine()
+    yield engine
+    _wipe(engine)
+
+
+def _wipe(engine) -> None:  # type: ignore[no-untyped-def]
+    """Empty every table between tests (much faster than re-creating the database)."""
+    from sqlalchemy import text
+
+    from app.db import is_postgres
+    from app.models import Base
+
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if is_postgres(engine):
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(scope="session")
+def celery_app_for_tests(settings):  # type: ignore[no-untyped-def]
+    """A Celery app on this backend's broker, with a queue of its own (no cross-talk)."""
+    from workers.celery_app import create_celery
+
+    app = create_celery(settings)
+    app.conf.task_default_queue = f"skd-test-{uuid.uuid4().hex[:8]}"
+    app.set_current()
+    app.set_default()
+    return app
+
+
+@pytest.fixture(scope="session")
+def celery_worker(celery_app_for_tests):  # type: ignore[no-untyped-def]
+    """A real Celery worker (in a thread) consuming this session's queue."""
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(
+        celery_app_for_tests,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        shutdown_timeout=20,
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def db_session(engine):  # type: ignore[no-untyped-def]
+    from app.db import session_factory
+
+    session = session_factory()()
+    yield session
+    session.rollback()
+    session.close()
+
+
+@pytest.fixture
+def app(settings, engine):  # type: ignore[no-untyped-def]
+    from app.main import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        yield client
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(client) -> str:  # type: ignore[no-untyped-def]
+    page = client.get("/login")
+    match = _CSRF.search(page.text)
+    assert match, "login page has no CSRF field"
+    return match.group(1)
+
+
+def make_staff(username: str = "ada", password: str = "correct horse", role: str = "researcher"):  # type: ignore[no-untyped-def]
+    from app.accounts import create_staff
+    from app.db import session_scope
+    from app.models import Role
+
+    with session_scope(write=True) as session:
+        return create_staff(session, username, password, Role(role)).id
+
+
+def login(client, username: str = "ada", password: str = "correct horse") -> str:  # type: ignore[no-untyped-def]
+    """Log ``client`` in through the real form; returns the session's CSRF token."""
+    token = csrf_of(client)
+    response = client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token, "next": "/"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return csrf_of(client)
+
+
+@pytest.fixture
+def staff_client(client):  # type: ignore[no-untyped-def]
+    make_staff()
+    client.headers["X-CSRF-Token"] = login(client)
+    return client

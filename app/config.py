@@ -99,7 +99,11 @@ class Settings(BaseSettings):
 
     @property
     def public_url(self) -> str:
-        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        # Bound to every interface: links still need an address a browser can open.
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def relations(self) -> frozenset[str]:

@@ -8,9 +8,11 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def _resolve(name: str) -> Path:
-    checkout = _PACKAGE.parent / name  # editable install / source checkout: top-level folder
-    if checkout.is_dir():
-        return checkout
+    root = _PACKAGE.parent
+    # Source checkout or editable install: the top-level folder beside pyproject.toml (the
+    # check keeps an unrelated site-packages/templates from being picked up).
+    if (root / "pyproject.toml").is_file() and (root / name).is_dir():
+        return root / name
     return _PACKAGE / f"_{name}"  # wheel: force-included under app/_<name>
 
 

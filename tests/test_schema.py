@@ -29,7 +29,6 @@ from app.models import (
 )
 from tests.conftest import BACKEND, PG_ADMIN_URL
 
-
 # Indexes on expressions (ratings_done DESC) cannot be reflected by every dialect, so
 # autogenerate cannot compare them; they are checked by name below instead.
 EXPRESSION_INDEXES = {"ix_campaign_items_open"}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install everything from nothing and run the whole test suite, on SQLite and on PostgreSQL.
+#
+#   ./scripts/test.sh            # lint + both backends
+#   ./scripts/test.sh -k import  # extra arguments go to pytest
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and Redis on 127.0.0.1:6379.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "virtualenv and packages"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv || exit 1
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+.venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0" || exit 1
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test]" || exit 1
+
+step "browser for the end-to-end tests"
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+    || echo "could not install chromium; browser tests will fail"
+fi
+command -v chromium >/dev/null 2>&1 && export SKD_TEST_REQUIRE_BROWSER=1
+
+step "lint"
+.venv/bin/ruff check . && .venv/bin/ruff format --check . || exit 1
+
+export SKD_TEST_REQUIRE_SERVICES=1
+status=0
+for backend in sqlite postgres; do
+  step "tests on $backend"
+  SKD_TEST_BACKEND=$backend .venv/bin/python -m pytest -p no:cacheprovider "$@" || status=1
+done
+exit $status

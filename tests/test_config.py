@@ -1,0 +1,38 @@
+"""Settings: embedded defaults, environment overrides, and refusing to run without a secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+
+
+def test_embedded_defaults_need_no_servers(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, _env_file=None)
+    assert settings.database == f"sqlite:///{tmp_path.resolve() / 'skd.sqlite'}"
+    assert settings.broker.startswith("sqla+sqlite:///") and settings.broker.endswith(
+        "broker.sqlite"
+    )
+    assert settings.results.startswith("db+sqlite:///")
+    assert Path(settings.critic_base_model, "config.json").is_file()  # the packaged MiniLM
+
+
+def test_environment_selects_postgres_and_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SKD_DATABASE_URL", "postgresql+psycopg://u@db/skd")
+    monkeypatch.setenv("SKD_BROKER_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("SKD_EXTRA_RELATIONS", "Foo, Bar")
+    settings = Settings(_env_file=None)
+    assert settings.database == "postgresql+psycopg://u@db/skd"
+    assert settings.broker == "redis://cache:6379/0"
+    assert {"Foo", "Bar", "xWant"} <= settings.relations
+
+
+def test_server_refuses_to_start_without_secret_outside_demo(tmp_path: Path) -> None:
+    from app.main import create_app
+
+    with pytest.raises(RuntimeError, match="SKD_SECRET_KEY"):
+        create_app(Settings(data_dir=tmp_path, secret_key=None, demo=False, _env_file=None))
+    demo = Settings(data_dir=tmp_path, secret_key=None, demo=True, _env_file=None)
+    assert demo.session_secret()

@@ -113,7 +113,11 @@ def test_jsonl_with_tail_lists_gives_one_triple_each(tmp_path: Path) -> None:
 
 
 def test_csv_with_header_any_column_order_and_quotes(tmp_path: Path) -> None:
-    text = 'relation,tail,head,valid,note\nxAttr,"kind, generous",PersonX helps,2,x\nxWant,rest,"PersonX ""naps""",,\n'
+    text = (
+        "relation,tail,head,valid,note\n"
+        'xAttr,"kind, generous",PersonX helps,2,x\n'
+        'xWant,rest,"PersonX ""naps""",,\n'
+    )
     rows, _ = read(write(tmp_path, "t.csv", text))
     assert [(r.head, r.tail, r.label, r.meta) for r in rows] == [
         ("PersonX helps", "kind, generous", 2, {"note": "x"}),

@@ -1,4 +1,4 @@
-"""Jobs: progress is visible while the work runs, outcomes are recorded, dead workers are noticed."""
+"""Jobs: progress shows while the work runs, outcomes are recorded, dead workers are noticed."""
 
 from __future__ import annotations
 

@@ -33,6 +33,9 @@ def get_job(job_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]
 
 @router.get("/jobs/{job_id}/progress", response_class=HTMLResponse)
 def job_progress(job_id: int, request: Request, session: SessionDep, user: StaffUser) -> Any:
-    return templates.TemplateResponse(
-        request, "_job.html", {"job": job_as_dict(_get(session, job_id))}
-    )
+    job = job_as_dict(_get(session, job_id))
+    response = templates.TemplateResponse(request, "_job.html", {"job": job})
+    if job["finished"]:
+        # The poll that sees the end tells the page, so counts elsewhere can refresh.
+        response.headers["HX-Trigger"] = "job-finished"
+    return response

@@ -14,8 +14,10 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "virtualenv and packages"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv || exit 1
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
-.venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0" || exit 1
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test]" || exit 1
+# (sed drops pip's notes about this machine's local package mirrors; pipefail keeps pip's status.)
+pip_install() { .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 | sed '/WARNING: Location/d'; }
+pip_install "torch==2.13.0" || exit 1
+pip_install -e ".[test]" || exit 1
 
 step "browser for the end-to-end tests"
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

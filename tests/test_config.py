@@ -9,6 +9,16 @@ import pytest
 from app.config import Settings
 
 
+@pytest.fixture(autouse=True)
+def no_skd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings as on a fresh machine (the test session itself exports SKD_ variables)."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("SKD_"):
+            monkeypatch.delenv(key)
+
+
 def test_embedded_defaults_need_no_servers(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, _env_file=None)
     assert settings.database == f"sqlite:///{tmp_path.resolve() / 'skd.sqlite'}"

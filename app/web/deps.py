@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from app.accounts import STAFF_ROLES
-from app.db import session_factory
+from app.db import session_scope
 from app.models import User
 from app.paths import TEMPLATES_DIR
 
@@ -19,15 +19,9 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 
 def get_db() -> Iterator[Session]:
-    session = session_factory()()
-    try:
+    """One session per request, committed when the route returns without error."""
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_db)]

@@ -88,3 +88,21 @@ def annotator_by_token(session: Session, token: str) -> User | None:
         return None
     user.last_seen_at = utcnow()
     return user
+
+
+def recognize_worker(session: Session, platform: str, external_id: str) -> User:
+    """The annotator with this platform id, created on first sight (no password: the platform
+    vouches for them). Safe when two first requests race: the unique key decides."""
+    from sqlalchemy.exc import IntegrityError
+
+    query = select(User).where(User.platform == platform, User.external_id == external_id)
+    user = session.scalar(query)
+    if user is None:
+        try:
+            with session.begin_nested():
+                user = User(role=Role.annotator, platform=platform, external_id=external_id)
+                session.add(user)
+        except IntegrityError:
+            user = session.scalars(query).one()
+    user.last_seen_at = utcnow()
+    return user

@@ -1,0 +1,312 @@
+"""Who rates what next: the hot path of the rating loop.
+
+One function hands out items (``next_item``), one records answers (``submit_rating``), one
+records skips (``skip_item``). Each runs inside the caller's write transaction: on PostgreSQL
+the item is picked with ``FOR UPDATE SKIP LOCKED`` so concurrent annotators never wait on each
+other; on SQLite the transaction begins IMMEDIATE, so the single writer serializes them.
+
+The invariants hold under any concurrency, retry or double submit:
+- no annotator rates an item twice (UNIQUE(item, annotator) on ratings and on assignments);
+- no item gets more ratings than it needs (a guarded counter update, backed by a CHECK);
+- a rating acknowledged once is never lost or counted twice (the client's submission id is
+  UNIQUE; a resubmit returns the stored rating).
+Live leases count against an item's open slots (``leases_active``); an expired lease is
+released on the next request to the campaign, so an abandoned item returns to the pool.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.corpus.relations import relation_phrase
+from app.models import (
+    Assignment,
+    AssignmentState,
+    Campaign,
+    CampaignItem,
+    CampaignState,
+    Rating,
+    Triple,
+    utcnow,
+)
+
+
+class AssignmentError(Exception):
+    """A request the rules refuse; ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class ServedItem:
+    item_id: int
+    head: str
+    relation: str
+    relation_phrase: str
+    tail: str
+    leased_until: str
+    position: int  # 1-based number of this item for this annotator
+    total: int | None  # the annotator's quota, if the campaign sets one
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def release_expired_leases(session: Session, campaign_id: int) -> int:
+    """Return items whose lease ran out to the pool. Each lease is released exactly once, even
+    when several requests sweep at the same time (the state change is the guard)."""
+    released = session.execute(
+        update(Assignment)
+        .where(
+            Assignment.campaign_id == campaign_id,
+            Assignment.state == AssignmentState.leased,
+            Assignment.leased_until < utcnow(),
+        )
+        .values(state=AssignmentState.released)
+        .returning(Assignment.item_id)
+    ).scalars()
+    item_ids = sorted(released)
+    for item_id in item_ids:  # sorted: concurrent sweeps lock items in one order (no deadlock)
+        session.execute(
+            update(CampaignItem)
+            .where(CampaignItem.id == item_id)
+            .values(leases_active=CampaignItem.leases_active - 1)
+        )
+    return len(item_ids)
+
+
+def _answered(session: Session, campaign_id: int, annotator_id: int) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Assignment)
+            .where(
+                Assignment.campaign_id == campaign_id,
+                Assignment.annotator_id == annotator_id,
+                Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped]),
+            )
+        )
+        or 0
+    )
+
+
+def _serve(
+    session: Session, assignment: Assignment, campaign: Campaign, answered: int
+) -> ServedItem:
+    triple = session.execute(
+        select(Triple.head, Triple.relation, Triple.tail)
+        .join(CampaignItem, CampaignItem.triple_id == Triple.id)
+        .where(CampaignItem.id == assignment.item_id)
+    ).one()
+    return ServedItem(
+        item_id=assignment.item_id,
+        head=triple.head,
+        relation=triple.relation,
+        relation_phrase=relation_phrase(triple.relation),
+        tail=triple.tail,
+        leased_until=assignment.leased_until.isoformat(),
+        position=answered + 1,
+        total=campaign.quota_per_annotator,
+    )
+
+
+def _pick(session: Session, campaign_id: int, annotator_id: int, gold: bool) -> int | None:
+    seen = exists().where(
+        Assignment.item_id == CampaignItem.id, Assignment.annotator_id == annotator_id
+    )
+    query = (
+        select(CampaignItem.id)
+        .where(
+            CampaignItem.campaign_id == campaign_id,
+            CampaignItem.is_gold.is_(gold),
+            CampaignItem.ratings_done + CampaignItem.leases_active < CampaignItem.ratings_needed,
+            ~seen,
+        )
+        # Closest to done first (data becomes usable early), then the sampling order.
+        .order_by(CampaignItem.ratings_done.desc(), CampaignItem.sort_key)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=CampaignItem)
+    )
+    return session.scalar(query)
+
+
+def _gold_turn(answered: int, rate: float) -> bool:
+    """Interleave gold at ``rate``: item n+1 is gold when the running quota crosses a whole."""
+    return rate > 0 and math.floor((answered + 1) * rate) > math.floor(answered * rate)
+
+
+def next_item(session: Session, campaign_id: int, annotator_id: int) -> ServedItem | None:
+    """The item this annotator should rate now (leased to them), or None when they are done."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise AssignmentError(404, f"no campaign {campaign_id}")
+    if campaign.state != CampaignState.open:
+        raise AssignmentError(409, f"campaign is {campaign.state.value}")
+    release_expired_leases(session, campaign_id)
+    answered = _answered(session, campaign_id, annotator_id)
+    held = session.scalar(
+        select(Assignment)
+        .where(
+            Assignment.campaign_id == campaign_id,
+            Assignment.annotator_id == annotator_id,
+            Assignment.state == AssignmentState.leased,
+        )
+        .order_by(Assignment.id)
+        .limit(1)
+    )
+    if held is not None:  # a reload or a second tab gets the same item back
+        return _serve(session, held, campaign, answered)
+    if campaign.quota_per_annotator is not None and answered >= campaign.quota_per_annotator:
+        return None
+    gold_first = _gold_turn(answered, campaign.gold_rate)
+    item_id = _pick(session, campaign_id, annotator_id, gold_first)
+    if item_id is None:
+        item_id = _pick(session, campaign_id, annotator_id, not gold_first)
+    if item_id is None:
+        return None
+    session.execute(
+        update(CampaignItem)
+        .where(CampaignItem.id == item_id)
+        .values(leases_active=CampaignItem.leases_active + 1)
+    )
+    assignment = Assignment(
+        item_id=item_id,
+        annotator_id=annotator_id,
+        campaign_id=campaign_id,
+        state=AssignmentState.leased,
+        leased_until=utcnow() + timedelta(seconds=campaign.lease_seconds),
+    )
+    session.add(assignment)
+    session.flush()
+    return _serve(session, assignment, campaign, answered)
+
+
+@dataclass
+class SubmitResult:
+    rating_id: int
+    changed: bool  # an earlier answer of this annotator to this item was replaced
+    repeated: bool  # the same submission arrived again; nothing new was stored
+
+
+def _valid_answers(campaign: Campaign) -> set[int]:
+    return {int(option["value"]) for option in campaign.answer_scale}
+
+
+def submit_rating(
+    session: Session,
+    campaign_id: int,
+    annotator_id: int,
+    item_id: int,
+    answer: int,
+    submission_id: str,
+    seconds: float | None = None,
+) -> SubmitResult:
+    """Record an answer. Resubmits are idempotent; answering an item again changes the answer."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise AssignmentError(404, f"no campaign {campaign_id}")
+    if answer not in _valid_answers(campaign):
+        raise AssignmentError(422, f"answer: {answer} is not on this campaign's scale")
+    if not submission_id or len(submission_id) > 100:
+        raise AssignmentError(422, "submission_id: 1 to 100 characters")
+    previous = session.scalar(select(Rating).where(Rating.submission_id == submission_id))
+    if previous is not None:
+        if previous.annotator_id != annotator_id or previous.item_id != item_id:
+            raise AssignmentError(409, "submission_id was already used for another rating")
+        return SubmitResult(previous.id, changed=False, repeated=True)
+    # Lock this annotator's assignment: concurrent submits for one item queue up here.
+    assignment = session.scalar(
+        select(Assignment)
+        .where(
+            Assignment.item_id == item_id,
+            Assignment.annotator_id == annotator_id,
+            Assignment.campaign_id == campaign_id,
+        )
+        .with_for_update()
+    )
+    if assignment is None:
+        raise AssignmentError(409, "this item was not given to you")
+    existing = session.scalar(
+        select(Rating).where(Rating.item_id == item_id, Rating.annotator_id == annotator_id)
+    )
+    if existing is not None:
+        if existing.submission_id == submission_id:  # lost a race with its own twin
+            return SubmitResult(existing.id, changed=False, repeated=True)
+        # Going back to change an answer: still one rating, with the new value.
+        existing.answer = answer
+        existing.seconds = seconds if seconds is not None else existing.seconds
+        return SubmitResult(existing.id, changed=True, repeated=False)
+    live = assignment.state == AssignmentState.leased
+    counted = session.execute(
+        update(CampaignItem)
+        .where(
+            CampaignItem.id == item_id,
+            CampaignItem.ratings_done < CampaignItem.ratings_needed,
+        )
+        .values(
+            ratings_done=CampaignItem.ratings_done + 1,
+            leases_active=CampaignItem.leases_active - (1 if live else 0),
+        )
+    ).rowcount
+    if not counted:
+        if live:
+            _release(session, assignment)
+        raise AssignmentError(409, "this item already has all the ratings it needs")
+    triple_id = session.scalar(select(CampaignItem.triple_id).where(CampaignItem.id == item_id))
+    rating = Rating(
+        triple_id=triple_id,
+        item_id=item_id,
+        annotator_id=annotator_id,
+        answer=answer,
+        seconds=seconds,
+        submission_id=submission_id,
+    )
+    try:
+        with session.begin_nested():
+            session.add(rating)
+    except IntegrityError:
+        # The same submission id won a race in another transaction: nothing to add.
+        raise AssignmentError(409, "this submission was already stored") from None
+    assignment.state = AssignmentState.submitted
+    session.flush()
+    return SubmitResult(rating.id, changed=False, repeated=False)
+
+
+def _release(session: Session, assignment: Assignment) -> None:
+    assignment.state = AssignmentState.released
+    session.execute(
+        update(CampaignItem)
+        .where(CampaignItem.id == assignment.item_id)
+        .values(leases_active=CampaignItem.leases_active - 1)
+    )
+
+
+def skip_item(session: Session, campaign_id: int, annotator_id: int, item_id: int) -> None:
+    """ "I can't judge this one": the item goes to others, never back to this annotator."""
+    assignment = session.scalar(
+        select(Assignment)
+        .where(
+            and_(
+                Assignment.item_id == item_id,
+                Assignment.annotator_id == annotator_id,
+                Assignment.campaign_id == campaign_id,
+            )
+        )
+        .with_for_update()
+    )
+    if assignment is None:
+        raise AssignmentError(409, "this item was not given to you")
+    if assignment.state == AssignmentState.leased:
+        _release(session, assignment)
+    if assignment.state != AssignmentState.submitted:
+        assignment.state = AssignmentState.skipped

@@ -310,3 +310,45 @@ def skip_item(session: Session, campaign_id: int, annotator_id: int, item_id: in
         _release(session, assignment)
     if assignment.state != AssignmentState.submitted:
         assignment.state = AssignmentState.skipped
+
+
+@dataclass
+class RatedItem:
+    """An item this annotator already answered, for going back to change the answer."""
+
+    rating_id: int
+    item_id: int
+    head: str
+    relation: str
+    tail: str
+    answer: int
+
+
+def previous_rating(
+    session: Session, campaign_id: int, annotator_id: int, before: int | None = None
+) -> RatedItem | None:
+    """The annotator's latest rating in the campaign (or the latest one older than ``before``)."""
+    query = (
+        select(Rating.id, Rating.item_id, Rating.answer, Triple.head, Triple.relation, Triple.tail)
+        .join(CampaignItem, CampaignItem.id == Rating.item_id)
+        .join(Triple, Triple.id == Rating.triple_id)
+        .where(CampaignItem.campaign_id == campaign_id, Rating.annotator_id == annotator_id)
+        .order_by(Rating.id.desc())
+        .limit(1)
+    )
+    if before is not None:
+        query = query.where(Rating.id < before)
+    row = session.execute(query).first()
+    if row is None:
+        return None
+    return RatedItem(row.id, row.item_id, row.head, row.relation, row.tail, row.answer)
+
+
+def lease_started(session: Session, item_id: int, annotator_id: int) -> float | None:
+    """Seconds since this annotator was handed the item (the no-JavaScript timing fallback)."""
+    leased_at = session.scalar(
+        select(Assignment.leased_at).where(
+            Assignment.item_id == item_id, Assignment.annotator_id == annotator_id
+        )
+    )
+    return None if leased_at is None else (utcnow() - leased_at).total_seconds()

@@ -13,7 +13,7 @@ import app as package
 from app import db
 from app.config import Settings, get_settings
 from app.paths import STATIC_DIR
-from app.web import annotate, auth, corpus, home, jobs
+from app.web import annotate, auth, corpus, home, jobs, rate
 from app.web.deps import LoginRequired
 
 
@@ -38,7 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     # htmx comes from a package (django-js-lib-htmx ships it; no Django is involved).
     application.mount("/vendor", StaticFiles(packages=[("js_lib_htmx", "static")]), name="vendor")
-    for router in (home.router, auth.router, jobs.router, corpus.router, annotate.router):
+    for router in (
+        home.router,
+        auth.router,
+        jobs.router,
+        corpus.router,
+        annotate.router,
+        rate.router,
+    ):
         application.include_router(router)
 
     @application.exception_handler(LoginRequired)

@@ -104,3 +104,117 @@ def test_login_page_renders(live_server, browser) -> None:  # type: ignore[no-un
     page.click("button.primary")
     assert "Wrong username or password" in page.locator(".alert").inner_text()
     page.screenshot(path=str(OUTPUT / f"login-{BACKEND}.png"))
+
+
+def test_prolific_worker_rates_with_the_keyboard_and_changes_an_answer(  # type: ignore[no-untyped-def]
+    live_server, browser, engine
+) -> None:
+    from sqlalchemy import select
+
+    from app.campaigns import CampaignSpec, create_campaign
+    from app.db import session_scope
+    from app.models import Rating, Triple, User
+
+    OUTPUT.mkdir(exist_ok=True)
+    with session_scope(write=True) as session:
+        session.add_all(
+            Triple(
+                head=f"PersonX bakes loaf {i}",
+                relation="xWant",
+                tail=f"to share slice {i}",
+                norm_hash=f"{i:032x}",
+                source="t",
+            )
+            for i in range(8)
+        )
+        session.flush()
+        campaign = create_campaign(
+            session,
+            CampaignSpec(
+                name="e2e",
+                ratings_per_item=1,
+                quota_per_annotator=5,
+                completion_code="C0DE5",
+                guidelines="Rate whether the **inference** is plausible.",
+            ),
+        )
+        share = campaign.share_token
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    page.goto(f"{live_server}/c/{share}?PROLIFIC_PID=pp123&STUDY_ID=st&SESSION_ID=se")
+    page.wait_for_selector("#rater .sentence")
+    assert "Item 1 of 5" in page.locator(".progress-text").inner_text()
+    assert "As a result, PersonX wants" in page.locator(".sentence").inner_text()
+    page.screenshot(path=str(OUTPUT / f"rating-page-{BACKEND}.png"))
+    keys = ["1", "2", "3", "4"]
+    seen = []
+    for position, key in enumerate(keys, start=1):
+        seen.append(page.locator(".sentence .tail").inner_text())
+        page.keyboard.press(key)
+        page.wait_for_function(
+            f"document.querySelector('.progress-text') && "
+            f"document.querySelector('.progress-text').innerText.includes('Item {position + 1} of 5')"
+        )
+    assert page.url.endswith(f"/annotate/{campaign.id}")  # no page loads: htmx swaps
+    page.keyboard.press("u")  # back to item 4, answered "invalid" (4)
+    page.wait_for_selector("#rater .badge")
+    assert page.locator(".sentence .tail").inner_text() == seen[3]
+    assert "chosen" in page.locator('button[data-key="4"]').get_attribute("class")
+    page.keyboard.press("2")  # change it to sometimes/likely
+    page.wait_for_function(
+        "document.querySelector('.progress-text') && "
+        "document.querySelector('.progress-text').innerText.includes('Item 5 of 5')"
+    )
+    seen.append(page.locator(".sentence .tail").inner_text())
+    page.keyboard.press("1")
+    page.wait_for_selector("#completion-code")
+    assert page.locator("#completion-code").inner_text() == "C0DE5"
+    page.screenshot(path=str(OUTPUT / f"rating-done-{BACKEND}.png"))
+
+    with session_scope() as session:
+        worker = session.scalars(select(User).where(User.external_id == "pp123")).one()
+        stored = dict(
+            session.execute(
+                select(Triple.tail, Rating.answer)
+                .join(Rating, Rating.triple_id == Triple.id)
+                .where(Rating.annotator_id == worker.id)
+            ).all()
+        )
+        seconds = session.scalars(
+            select(Rating.seconds).where(Rating.annotator_id == worker.id)
+        ).all()
+    assert stored == {seen[0]: 2, seen[1]: 1, seen[2]: -1, seen[3]: 1, seen[4]: 2}
+    assert all(s is not None and 0 <= s < 60 for s in seconds)
+
+
+def test_rating_page_works_without_javascript_and_at_360px(live_server, browser, engine) -> None:  # type: ignore[no-untyped-def]
+    from app.campaigns import CampaignSpec, create_campaign
+    from app.db import session_scope
+    from app.models import Triple
+
+    with session_scope(write=True) as session:
+        session.add_all(
+            Triple(
+                head=f"PersonX waters plant {i}",
+                relation="xIntent",
+                tail="to help it grow",
+                norm_hash=f"{i:032x}",
+                source="t",
+            )
+            for i in range(3)
+        )
+        session.flush()
+        share = create_campaign(session, CampaignSpec(name="nojs", ratings_per_item=1)).share_token
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    page.goto(f"{live_server}/c/{share}?workerId=mt1&assignmentId=a1")
+    assert "Item 1 of 3" in page.locator(".progress-text").inner_text()
+    page.click('button[data-key="1"]')
+    assert "Item 2 of 3" in page.locator(".progress-text").inner_text()
+    page.click('button[data-key="s"]')
+    assert "Item 3 of 3" in page.locator(".progress-text").inner_text()
+    context.close()
+    narrow = browser.new_page(viewport={"width": 360, "height": 740})
+    narrow.goto(f"{live_server}/c/{share}?workerId=mt2&assignmentId=a2")
+    narrow.wait_for_selector("#rater .sentence")
+    narrow.screenshot(path=str(OUTPUT / f"rating-360px-{BACKEND}.png"), full_page=True)
+    assert narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0

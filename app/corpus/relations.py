@@ -74,3 +74,21 @@ def canonical_relation(name: str, allowed: frozenset[str] | set[str]) -> str | N
 def relation_phrase(relation: str) -> str:
     """The phrase for ``relation``; unknown (extra) relations read as their own name."""
     return RELATION_PHRASES.get(relation, relation)
+
+
+_LEADS = {
+    "HinderedBy": "This can be hindered by:",
+    "xReason": "Because",
+    "isFilledBy": "The blank can be filled by:",
+}
+
+
+def sentence_lead(relation: str) -> str:
+    """The phrase as it opens the second sentence on the rating page ("As a result, PersonX
+    wants"). Event and object relations get "It" in front so the sentence still reads."""
+    if relation in _LEADS:
+        return _LEADS[relation]
+    phrase = relation_phrase(relation)
+    if relation in RELATION_PHRASES and not relation.startswith(("x", "o")):
+        return f"It {phrase}"
+    return phrase[:1].upper() + phrase[1:]

@@ -1,0 +1,181 @@
+"""The rating page: one triple as a sentence, one button per answer, keyboard first.
+
+Submitting swaps in the next item (htmx) without a page load; without JavaScript the same form
+posts and the server redirects back to the page. Every answer goes through ``app.assign``, the
+same functions as the JSON API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.assign import (
+    AssignmentError,
+    lease_started,
+    next_item,
+    previous_rating,
+    skip_item,
+    submit_rating,
+)
+from app.corpus.relations import sentence_lead
+from app.db import session_scope
+from app.markdown import render_markdown
+from app.models import Campaign, CampaignItem, User
+from app.web.deps import CSRFChecked, OptionalUser, csrf_token, templates
+
+router = APIRouter(tags=["rating page"])
+
+
+def _annotator(user: User | None, request: Request) -> User:
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "open your study link first")
+    return user
+
+
+def _campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such study")
+    return campaign
+
+
+def _study_size(session: Session, campaign: Campaign) -> int:
+    if campaign.quota_per_annotator is not None:
+        return campaign.quota_per_annotator
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(CampaignItem)
+            .where(CampaignItem.campaign_id == campaign.id, CampaignItem.is_gold.is_(False))
+        )
+        or 0
+    )
+
+
+def rater_context(
+    session: Session,
+    campaign: Campaign,
+    user: User,
+    *,
+    notice: str | None = None,
+    back_before: int | None = None,
+) -> dict[str, Any]:
+    """What the rating fragment shows: the held item, an earlier one to change, or the end."""
+    context: dict[str, Any] = {
+        "campaign": campaign,
+        "scale": campaign.answer_scale,
+        "notice": notice,
+        "submission_id": uuid.uuid4().hex,
+        "total": _study_size(session, campaign),
+        "state": "item",
+    }
+    if back_before is not None:
+        earlier = previous_rating(session, campaign.id, user.id, back_before or None)
+        if earlier is not None:
+            context.update(
+                state="back",
+                item={
+                    "item_id": earlier.item_id,
+                    "head": earlier.head,
+                    "lead": sentence_lead(earlier.relation),
+                    "tail": earlier.tail,
+                },
+                current_answer=earlier.answer,
+                rating_id=earlier.rating_id,
+                can_go_back=previous_rating(session, campaign.id, user.id, earlier.rating_id)
+                is not None,
+            )
+            return context
+    try:
+        served = next_item(session, campaign.id, user.id)
+    except AssignmentError as exc:
+        context.update(state="closed", message=exc.message)
+        return context
+    if served is None:
+        context.update(state="done")
+        return context
+    context.update(
+        item={
+            "item_id": served.item_id,
+            "head": served.head,
+            "lead": sentence_lead(served.relation),
+            "tail": served.tail,
+        },
+        position=served.position,
+        can_go_back=previous_rating(session, campaign.id, user.id) is not None,
+    )
+    return context
+
+
+@router.get("/annotate/{campaign_id}", response_class=HTMLResponse)
+def rating_page(campaign_id: int, request: Request, user: OptionalUser) -> Response:
+    rater = _annotator(user, request)
+    with session_scope(write=True) as session:
+        campaign = _campaign(session, campaign_id)
+        context = rater_context(session, campaign, rater)
+        context.update(
+            user=rater,
+            csrf=csrf_token(request),
+            guidelines=render_markdown(campaign.guidelines),
+        )
+        return templates.TemplateResponse(request, "rate.html", context)
+
+
+@router.get("/annotate/{campaign_id}/back", response_class=HTMLResponse)
+def go_back(
+    campaign_id: int, request: Request, user: OptionalUser, before: int | None = None
+) -> Response:
+    """Show an earlier answer so it can be changed (``before``: step further back)."""
+    rater = _annotator(user, request)
+    with session_scope(write=True) as session:
+        campaign = _campaign(session, campaign_id)
+        context = rater_context(session, campaign, rater, back_before=before or 0)
+        context["csrf"] = csrf_token(request)
+        name = "_rate_item.html" if request.headers.get("hx-request") else "rate.html"
+        if name == "rate.html":
+            context.update(user=rater, guidelines=render_markdown(campaign.guidelines))
+        return templates.TemplateResponse(request, name, context)
+
+
+@router.post("/annotate/{campaign_id}/answer", dependencies=[CSRFChecked], response_model=None)
+def answer(
+    campaign_id: int,
+    request: Request,
+    user: OptionalUser,
+    item_id: Annotated[int, Form()],
+    submission_id: Annotated[str, Form(min_length=1, max_length=100)],
+    answer: Annotated[int | None, Form()] = None,
+    skip: Annotated[str | None, Form()] = None,
+    seconds: Annotated[float | None, Form(ge=0, le=86_400)] = None,
+) -> Response:
+    """Store an answer (or a skip) and show the next item."""
+    rater = _annotator(user, request)
+    notice = None
+    with session_scope(write=True) as session:
+        campaign = _campaign(session, campaign_id)
+        try:
+            if skip:
+                skip_item(session, campaign_id, rater.id, item_id)
+            elif answer is None:
+                raise AssignmentError(422, "choose an answer")
+            else:
+                if seconds is None:
+                    seconds = lease_started(session, item_id, rater.id)
+                submit_rating(
+                    session, campaign_id, rater.id, item_id, answer, submission_id, seconds
+                )
+        except AssignmentError as exc:
+            if exc.status == 422:
+                raise HTTPException(exc.status, exc.message) from None
+            notice = exc.message  # e.g. the item filled up meanwhile: move on to the next one
+        if not request.headers.get("hx-request"):
+            return RedirectResponse(f"/annotate/{campaign_id}", status_code=303)
+        context = rater_context(session, campaign, rater, notice=notice)
+        context["csrf"] = csrf_token(request)
+        return templates.TemplateResponse(request, "_rate_item.html", context)

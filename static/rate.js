@@ -1,0 +1,44 @@
+// Rating page: keyboard shortcuts, time per item, and the hand-back redirect at the end.
+// The page works without this file (plain form posts); this makes it fast from the keyboard.
+(function () {
+  "use strict";
+  let shownAt = performance.now();
+
+  function rater() { return document.getElementById("rater"); }
+
+  function onSwap() {
+    shownAt = performance.now();
+    const link = document.querySelector("#rater [data-redirect]");
+    if (link) setTimeout(function () { window.location.href = link.dataset.redirect; }, 3000);
+  }
+
+  // Seconds on this item go with the answer (the server falls back to the lease time).
+  document.addEventListener("submit", function (event) {
+    const field = event.target.querySelector("input[name=seconds]");
+    if (field) field.value = ((performance.now() - shownAt) / 1000).toFixed(2);
+  }, true);
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (event.detail.parameters && "seconds" in event.detail.parameters) {
+      event.detail.parameters.seconds = ((performance.now() - shownAt) / 1000).toFixed(2);
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (event.target && event.target.id === "rater") onSwap();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const tag = (event.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select") return;
+    const region = rater();
+    if (!region) return;
+    if (region.querySelector("form.answers button[disabled]")) return;  // a request is in flight
+    const key = event.key === "Backspace" ? "u" : event.key.toLowerCase();
+    const target = region.querySelector('[data-key="' + CSS.escape(key) + '"]');
+    if (!target) return;
+    event.preventDefault();
+    target.click();
+  });
+
+  onSwap();
+})();

@@ -106,6 +106,14 @@ def test_login_page_renders(live_server, browser) -> None:  # type: ignore[no-un
     page.screenshot(path=str(OUTPUT / f"login-{BACKEND}.png"))
 
 
+def wait_for_item(page, position: int) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_function(
+        "n => { const p = document.querySelector('.progress-text');"
+        " return p && p.innerText.includes(`Item ${n} of`); }",
+        arg=position,
+    )
+
+
 def test_prolific_worker_rates_with_the_keyboard_and_changes_an_answer(  # type: ignore[no-untyped-def]
     live_server, browser, engine
 ) -> None:
@@ -150,20 +158,14 @@ def test_prolific_worker_rates_with_the_keyboard_and_changes_an_answer(  # type:
     for position, key in enumerate(keys, start=1):
         seen.append(page.locator(".sentence .tail").inner_text())
         page.keyboard.press(key)
-        page.wait_for_function(
-            f"document.querySelector('.progress-text') && "
-            f"document.querySelector('.progress-text').innerText.includes('Item {position + 1} of 5')"
-        )
+        wait_for_item(page, position + 1)
     assert page.url.endswith(f"/annotate/{campaign.id}")  # no page loads: htmx swaps
     page.keyboard.press("u")  # back to item 4, answered "invalid" (4)
     page.wait_for_selector("#rater .badge")
     assert page.locator(".sentence .tail").inner_text() == seen[3]
     assert "chosen" in page.locator('button[data-key="4"]').get_attribute("class")
     page.keyboard.press("2")  # change it to sometimes/likely
-    page.wait_for_function(
-        "document.querySelector('.progress-text') && "
-        "document.querySelector('.progress-text').innerText.includes('Item 5 of 5')"
-    )
+    wait_for_item(page, 5)
     seen.append(page.locator(".sentence .tail").inner_text())
     page.keyboard.press("1")
     page.wait_for_selector("#completion-code")

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.corpus.relations import relation_phrase
@@ -33,6 +32,7 @@ from app.models import (
     CampaignItem,
     CampaignState,
     Rating,
+    RatingOrigin,
     Triple,
     utcnow,
 )
@@ -85,59 +85,48 @@ def release_expired_leases(session: Session, campaign_id: int) -> int:
     return len(item_ids)
 
 
-def _answered(session: Session, campaign_id: int, annotator_id: int) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Assignment)
-            .where(
-                Assignment.campaign_id == campaign_id,
-                Assignment.annotator_id == annotator_id,
-                Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped]),
-            )
-        )
-        or 0
-    )
-
-
-def _serve(
-    session: Session, assignment: Assignment, campaign: Campaign, answered: int
+def _serve_row(
+    item_id: int,
+    head: str,
+    relation: str,
+    tail: str,
+    leased_until: datetime,
+    campaign: Campaign,
+    answered: int,
 ) -> ServedItem:
-    triple = session.execute(
-        select(Triple.head, Triple.relation, Triple.tail)
-        .join(CampaignItem, CampaignItem.triple_id == Triple.id)
-        .where(CampaignItem.id == assignment.item_id)
-    ).one()
     return ServedItem(
-        item_id=assignment.item_id,
-        head=triple.head,
-        relation=triple.relation,
-        relation_phrase=relation_phrase(triple.relation),
-        tail=triple.tail,
-        leased_until=assignment.leased_until.isoformat(),
+        item_id=item_id,
+        head=head,
+        relation=relation,
+        relation_phrase=relation_phrase(relation),
+        tail=tail,
+        leased_until=leased_until.isoformat(),
         position=answered + 1,
         total=campaign.quota_per_annotator,
     )
 
 
-def _pick(session: Session, campaign_id: int, annotator_id: int, gold: bool) -> int | None:
+def _pick(session: Session, campaign_id: int, annotator_id: int, gold: bool) -> Row[Any] | None:
+    """Lock and return the next open item (with its triple) this annotator has not seen."""
     seen = exists().where(
         Assignment.item_id == CampaignItem.id, Assignment.annotator_id == annotator_id
     )
     query = (
-        select(CampaignItem.id)
+        select(CampaignItem.id, Triple.head, Triple.relation, Triple.tail)
+        .join(Triple, Triple.id == CampaignItem.triple_id)
         .where(
             CampaignItem.campaign_id == campaign_id,
-            CampaignItem.is_gold.is_(gold),
+            CampaignItem.is_gold == gold,
             CampaignItem.ratings_done + CampaignItem.leases_active < CampaignItem.ratings_needed,
             ~seen,
         )
-        # Closest to done first (data becomes usable early), then the sampling order.
+        # Closest to done first (data becomes usable early), then the sampling order. The
+        # partial index ix_campaign_items_open serves exactly this order.
         .order_by(CampaignItem.ratings_done.desc(), CampaignItem.sort_key)
         .limit(1)
         .with_for_update(skip_locked=True, of=CampaignItem)
     )
-    return session.scalar(query)
+    return session.execute(query).first()
 
 
 def _gold_turn(answered: int, rate: float) -> bool:
@@ -145,50 +134,72 @@ def _gold_turn(answered: int, rate: float) -> bool:
     return rate > 0 and math.floor((answered + 1) * rate) > math.floor(answered * rate)
 
 
-def next_item(session: Session, campaign_id: int, annotator_id: int) -> ServedItem | None:
-    """The item this annotator should rate now (leased to them), or None when they are done."""
+def open_campaign(session: Session, campaign_id: int) -> Campaign:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise AssignmentError(404, f"no campaign {campaign_id}")
     if campaign.state != CampaignState.open:
         raise AssignmentError(409, f"campaign is {campaign.state.value}")
-    release_expired_leases(session, campaign_id)
-    answered = _answered(session, campaign_id, annotator_id)
-    held = session.scalar(
-        select(Assignment)
-        .where(
-            Assignment.campaign_id == campaign_id,
-            Assignment.annotator_id == annotator_id,
-            Assignment.state == AssignmentState.leased,
-        )
-        .order_by(Assignment.id)
-        .limit(1)
-    )
-    if held is not None:  # a reload or a second tab gets the same item back
-        return _serve(session, held, campaign, answered)
+    return campaign
+
+
+def next_item(session: Session, campaign_id: int, annotator_id: int) -> ServedItem | None:
+    """The item this annotator should rate now (leased to them), or None when they are done.
+
+    Five short statements on the common path; expired leases are swept by beat and, when
+    nothing else is open, here.
+    """
+    campaign = open_campaign(session, campaign_id)
+    now = utcnow()
+    lease_until = now + timedelta(seconds=campaign.lease_seconds)
+    answered, held_id = session.execute(
+        select(
+            func.count().filter(
+                Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped])
+            ),
+            func.min(Assignment.id).filter(Assignment.state == AssignmentState.leased),
+        ).where(Assignment.campaign_id == campaign_id, Assignment.annotator_id == annotator_id)
+    ).one()
+    if held_id is not None:
+        # A reload or a second tab gets the same item back; a lapsed (not yet swept) lease
+        # of someone still working is simply renewed.
+        held = session.get(Assignment, held_id)
+        assert held is not None
+        if held.leased_until < now:
+            held.leased_until = lease_until
+        triple = session.execute(
+            select(Triple.head, Triple.relation, Triple.tail)
+            .join(CampaignItem, CampaignItem.triple_id == Triple.id)
+            .where(CampaignItem.id == held.item_id)
+        ).one()
+        return _serve_row(held.item_id, *triple, held.leased_until, campaign, answered)
     if campaign.quota_per_annotator is not None and answered >= campaign.quota_per_annotator:
         return None
     gold_first = _gold_turn(answered, campaign.gold_rate)
-    item_id = _pick(session, campaign_id, annotator_id, gold_first)
-    if item_id is None:
-        item_id = _pick(session, campaign_id, annotator_id, not gold_first)
-    if item_id is None:
+    row = _pick(session, campaign_id, annotator_id, gold_first)
+    if row is None and campaign.gold_rate > 0:
+        row = _pick(session, campaign_id, annotator_id, not gold_first)
+    if row is None and release_expired_leases(session, campaign_id):
+        row = _pick(session, campaign_id, annotator_id, False)
+    if row is None:
         return None
+    item_id, head, relation, tail = row
     session.execute(
         update(CampaignItem)
         .where(CampaignItem.id == item_id)
         .values(leases_active=CampaignItem.leases_active + 1)
     )
-    assignment = Assignment(
-        item_id=item_id,
-        annotator_id=annotator_id,
-        campaign_id=campaign_id,
-        state=AssignmentState.leased,
-        leased_until=utcnow() + timedelta(seconds=campaign.lease_seconds),
+    session.execute(
+        insert(Assignment).values(
+            item_id=item_id,
+            annotator_id=annotator_id,
+            campaign_id=campaign_id,
+            state=AssignmentState.leased,
+            leased_at=now,
+            leased_until=lease_until,
+        )
     )
-    session.add(assignment)
-    session.flush()
-    return _serve(session, assignment, campaign, answered)
+    return _serve_row(item_id, head, relation, tail, lease_until, campaign, answered)
 
 
 @dataclass
@@ -211,7 +222,11 @@ def submit_rating(
     submission_id: str,
     seconds: float | None = None,
 ) -> SubmitResult:
-    """Record an answer. Resubmits are idempotent; answering an item again changes the answer."""
+    """Record an answer. Resubmits are idempotent; answering an item again changes the answer.
+
+    The annotator's assignment row is locked first, so concurrent submits for one item (a
+    double click, a retry racing the original) queue up and see each other's result.
+    """
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise AssignmentError(404, f"no campaign {campaign_id}")
@@ -219,12 +234,6 @@ def submit_rating(
         raise AssignmentError(422, f"answer: {answer} is not on this campaign's scale")
     if not submission_id or len(submission_id) > 100:
         raise AssignmentError(422, "submission_id: 1 to 100 characters")
-    previous = session.scalar(select(Rating).where(Rating.submission_id == submission_id))
-    if previous is not None:
-        if previous.annotator_id != annotator_id or previous.item_id != item_id:
-            raise AssignmentError(409, "submission_id was already used for another rating")
-        return SubmitResult(previous.id, changed=False, repeated=True)
-    # Lock this annotator's assignment: concurrent submits for one item queue up here.
     assignment = session.scalar(
         select(Assignment)
         .where(
@@ -234,20 +243,28 @@ def submit_rating(
         )
         .with_for_update()
     )
+    ratings = session.scalars(
+        select(Rating).where(
+            or_(
+                Rating.submission_id == submission_id,
+                and_(Rating.item_id == item_id, Rating.annotator_id == annotator_id),
+            )
+        )
+    ).all()
+    same = next((r for r in ratings if r.submission_id == submission_id), None)
+    if same is not None:
+        if same.annotator_id != annotator_id or same.item_id != item_id:
+            raise AssignmentError(409, "submission_id was already used for another rating")
+        return SubmitResult(same.id, changed=False, repeated=True)
     if assignment is None:
         raise AssignmentError(409, "this item was not given to you")
-    existing = session.scalar(
-        select(Rating).where(Rating.item_id == item_id, Rating.annotator_id == annotator_id)
-    )
-    if existing is not None:
-        if existing.submission_id == submission_id:  # lost a race with its own twin
-            return SubmitResult(existing.id, changed=False, repeated=True)
-        # Going back to change an answer: still one rating, with the new value.
+    if ratings:  # going back to change an answer: still one rating, with the new value
+        existing = ratings[0]
         existing.answer = answer
         existing.seconds = seconds if seconds is not None else existing.seconds
         return SubmitResult(existing.id, changed=True, repeated=False)
     live = assignment.state == AssignmentState.leased
-    counted = session.execute(
+    triple_id = session.scalar(
         update(CampaignItem)
         .where(
             CampaignItem.id == item_id,
@@ -257,29 +274,28 @@ def submit_rating(
             ratings_done=CampaignItem.ratings_done + 1,
             leases_active=CampaignItem.leases_active - (1 if live else 0),
         )
-    ).rowcount
-    if not counted:
+        .returning(CampaignItem.triple_id)
+    )
+    if triple_id is None:
         if live:
             _release(session, assignment)
         raise AssignmentError(409, "this item already has all the ratings it needs")
-    triple_id = session.scalar(select(CampaignItem.triple_id).where(CampaignItem.id == item_id))
-    rating = Rating(
-        triple_id=triple_id,
-        item_id=item_id,
-        annotator_id=annotator_id,
-        answer=answer,
-        seconds=seconds,
-        submission_id=submission_id,
+    rating_id = session.scalar(
+        insert(Rating)
+        .values(
+            triple_id=triple_id,
+            item_id=item_id,
+            annotator_id=annotator_id,
+            origin=RatingOrigin.campaign,
+            answer=answer,
+            seconds=seconds,
+            submission_id=submission_id,
+            created_at=utcnow(),
+        )
+        .returning(Rating.id)
     )
-    try:
-        with session.begin_nested():
-            session.add(rating)
-    except IntegrityError:
-        # The same submission id won a race in another transaction: nothing to add.
-        raise AssignmentError(409, "this submission was already stored") from None
     assignment.state = AssignmentState.submitted
-    session.flush()
-    return SubmitResult(rating.id, changed=False, repeated=False)
+    return SubmitResult(rating_id, changed=False, repeated=False)
 
 
 def _release(session: Session, assignment: Assignment) -> None:

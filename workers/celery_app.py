@@ -32,6 +32,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "fail-stale-jobs": {"task": "skd.fail_stale_jobs", "schedule": 60.0},
+            "release-expired-leases": {"task": "skd.release_expired_leases", "schedule": 30.0},
         },
     )
     app.autodiscover_tasks(["workers"], related_name="tasks", force=True)

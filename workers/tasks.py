@@ -34,3 +34,22 @@ def fail_stale_jobs_task() -> int:
     """Beat: fail jobs whose worker died, so no progress bar spins forever."""
     with session_scope(write=True) as session:
         return fail_stale_jobs(session, timedelta(seconds=get_settings().job_stale_seconds))
+
+
+@shared_task(name="skd.release_expired_leases")
+def release_expired_leases_task() -> int:
+    """Beat: return abandoned items to their campaigns' pools (the hot path does not sweep)."""
+    from sqlalchemy import select
+
+    from app.assign import release_expired_leases
+    from app.models import Campaign, CampaignState
+
+    released = 0
+    with session_scope() as session:
+        campaign_ids = list(
+            session.scalars(select(Campaign.id).where(Campaign.state == CampaignState.open))
+        )
+    for campaign_id in campaign_ids:
+        with session_scope(write=True) as session:
+            released += release_expired_leases(session, campaign_id)
+    return released

@@ -14,13 +14,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.accounts import annotator_by_token, recognize_worker
 from app.assign import AssignmentError, next_item, skip_item, submit_rating
 from app.db import session_scope
 from app.models import Campaign, CampaignState, User
-from app.web.deps import OptionalUser
 
 router = APIRouter(tags=["annotate"])
 
@@ -58,13 +58,16 @@ def enter_campaign(
     return RedirectResponse(f"/annotate/{campaign_id}", status_code=status.HTTP_303_SEE_OTHER)
 
 
-def require_user(user: OptionalUser) -> User:
-    if user is None:
+def rater_id(request: Request) -> int:
+    """The signed-in person's id from the signed session cookie. The hot path checks the row
+    inside its own transaction instead of opening a second one just for this."""
+    user_id = request.session.get("user_id")
+    if user_id is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "open your study link first")
-    return user
+    return int(user_id)
 
 
-RaterUser = Annotated[User, Depends(require_user)]
+RaterId = Annotated[int, Depends(rater_id)]
 
 
 class Submission(BaseModel):
@@ -72,6 +75,8 @@ class Submission(BaseModel):
     answer: int
     submission_id: str = Field(min_length=1, max_length=100)
     seconds: float | None = Field(default=None, ge=0, le=86_400)
+    # false: only store the answer (for a client that asks for the next item separately)
+    next: bool = True
 
 
 class Skip(BaseModel):
@@ -92,48 +97,54 @@ def _next_payload(session: Session, campaign_id: int, user_id: int) -> dict[str,
     }
 
 
-def _run(work):  # type: ignore[no-untyped-def]
+def _run(user_id: int, work):  # type: ignore[no-untyped-def]
     """One write transaction per request; rule violations become their HTTP status."""
     try:
         with session_scope(write=True) as session:
+            user = session.get(User, user_id)
+            if user is None or not user.is_active:
+                raise AssignmentError(401, "open your study link first")
             return work(session)
     except AssignmentError as exc:
         raise HTTPException(exc.status, exc.message) from None
+    except IntegrityError:
+        # A concurrent twin of this request won (e.g. one submission id sent for two items).
+        raise HTTPException(status.HTTP_409_CONFLICT, "conflicting submission; ask again") from None
 
 
 @router.get("/api/annotate/{campaign_id}/next")
-def api_next(campaign_id: int, user: RaterUser) -> dict[str, Any]:
-    return _run(lambda session: _next_payload(session, campaign_id, user.id))
+def api_next(campaign_id: int, user_id: RaterId) -> dict[str, Any]:
+    return _run(user_id, lambda session: _next_payload(session, campaign_id, user_id))
 
 
 @router.post("/api/annotate/{campaign_id}/submit")
-def api_submit(campaign_id: int, body: Submission, user: RaterUser) -> dict[str, Any]:
+def api_submit(campaign_id: int, body: Submission, user_id: RaterId) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         result = submit_rating(
             session,
             campaign_id,
-            user.id,
+            user_id,
             body.item_id,
             body.answer,
             body.submission_id,
             body.seconds,
         )
-        return {
-            "saved": {
-                "rating_id": result.rating_id,
-                "changed": result.changed,
-                "repeated": result.repeated,
-            },
-            **_next_payload(session, campaign_id, user.id),
+        saved = {
+            "rating_id": result.rating_id,
+            "changed": result.changed,
+            "repeated": result.repeated,
         }
+        if not body.next:
+            return {"saved": saved}
+        return {"saved": saved, **_next_payload(session, campaign_id, user_id)}
 
-    return _run(work)
+    return _run(user_id, work)
 
 
 @router.post("/api/annotate/{campaign_id}/skip")
-def api_skip(campaign_id: int, body: Skip, user: RaterUser) -> dict[str, Any]:
+def api_skip(campaign_id: int, body: Skip, user_id: RaterId) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
-        skip_item(session, campaign_id, user.id, body.item_id)
-        return _next_payload(session, campaign_id, user.id)
+        skip_item(session, campaign_id, user_id, body.item_id)
+        return _next_payload(session, campaign_id, user_id)
 
-    return _run(work)
+    return _run(user_id, work)

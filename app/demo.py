@@ -37,6 +37,7 @@ DEMO_ANNOTATORS = 3
 class DemoAccounts:
     staff: list[dict[str, str]]  # username, password, role
     invites: list[dict[str, str]]  # name, token
+    campaign_share: str | None = None  # share token of the demo campaign
 
 
 def _credentials_file(settings: Settings) -> Path:
@@ -49,7 +50,50 @@ def prepare_demo(settings: Settings, progress: Progress | None = None) -> DemoAc
     migrate.upgrade(settings.database)
     configure(settings)
     import_files([DEMO_CORPUS], source="demo", progress=progress, settings=settings)
-    return _ensure_accounts(settings)
+    accounts = _ensure_accounts(settings)
+    accounts.campaign_share = _ensure_campaign()
+    return accounts
+
+
+DEMO_GUIDELINES = """\
+Each card shows an everyday **event** and a possible **inference** about it.
+Judge whether the inference is plausible for a typical person in that situation.
+
+- **always/often** or **sometimes/likely**: a reasonable person would agree.
+- **farfetched/never**: it could be said, but it does not fit the event.
+- **invalid**: it makes no sense or is not a proper inference.
+- **too unfamiliar to judge**: you cannot tell (use sparingly).
+
+Keys 1-5 answer, `s` skips, `u` goes back to change your previous answer.
+"""
+
+
+def _ensure_campaign() -> str:
+    """A calibration campaign over the demo corpus, so the annotator links have work to do."""
+    from app.campaigns import CampaignSpec, create_campaign
+    from app.models import Campaign, CampaignPurpose
+
+    with session_scope(write=True) as session:
+        existing = session.scalar(select(Campaign).where(Campaign.name == "Demo calibration"))
+        if existing is not None:
+            return existing.share_token
+        campaign = create_campaign(
+            session,
+            CampaignSpec(
+                name="Demo calibration",
+                purpose=CampaignPurpose.calibration,
+                sample_size=300,
+                sources=["demo"],
+                ratings_per_item=3,
+                gold_fraction=0.1,
+                gold_rate=0.1,
+                quota_per_annotator=30,
+                guidelines=DEMO_GUIDELINES,
+                completion_code="SKD-DEMO",
+                seed=1,
+            ),
+        )
+        return campaign.share_token
 
 
 def _ensure_accounts(settings: Settings) -> DemoAccounts:

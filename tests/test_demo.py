@@ -94,7 +94,12 @@ def test_demo_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
                 time.sleep(0.5)
             assert job["state"] == "succeeded", job
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=True) as worker:
-            assert "signed in as an annotator" in worker.get(f"/i/{invites[0]}").text
+            welcome = worker.get(f"/i/{invites[0]}").text
+            assert "signed in as an annotator" in welcome and "Demo calibration" in welcome
+        study = re.search(rf"http://127\.0\.0\.1:{port}(/c/\S+)", text).group(1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=True) as worker:
+            page = worker.get(study).text
+            assert "Item <strong>1</strong> of 30" in page and "Guidelines" in page
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         try:

@@ -14,7 +14,8 @@ from app.models import Triple
 from tests.conftest import csrf_of, login, make_staff
 
 PUBLIC = {"/login", "/logout", "/i/{token}", "/healthz", "/c/{share_token}"}
-ANNOTATOR = "/api/annotate/"  # annotators' own API (tested in test_assign.py)
+# Annotators' own pages and API (tested in test_assign.py and test_browser.py).
+ANNOTATOR = ("/api/annotate/", "/annotate/")
 
 
 def api_routes(routes):  # type: ignore[no-untyped-def]

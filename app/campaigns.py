@@ -14,7 +14,17 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from app.models import Campaign, CampaignItem, CampaignPurpose, CampaignState, Rating, Triple
+from app.config import get_settings
+from app.models import (
+    Campaign,
+    CampaignItem,
+    CampaignPurpose,
+    CampaignState,
+    Rating,
+    Triple,
+    utcnow,
+)
+from app.scale import check_scale, normalize_scale
 
 # The paper's human evaluation scale; values > 0 are acceptable. ``key`` is the shortcut.
 DEFAULT_SCALE: list[dict[str, Any]] = [
@@ -42,18 +52,117 @@ class CampaignSpec:
     quota_per_annotator: int | None = None
     completion_code: str | None = None
     redirect_url: str | None = None
-    seed: int = 0
+    seed: int | None = 0  # None: draw a fresh seed (recorded in ``selection``)
     open: bool = True
+    # Explicit gold: triple id -> the answer (a scale value) a careful annotator gives.
+    gold_items: dict[int, int] = field(default_factory=dict)
+
+
+MAX_RATINGS_PER_ITEM = 50
+MAX_LEASE_SECONDS = 7 * 24 * 3600
+
+
+class CampaignSpecError(ValueError):
+    """A spec that cannot become a campaign; ``errors`` maps each field name to its problem, so
+    the form can show every message next to its field and the API can name the fields."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+        self.errors = errors
+
+
+class CampaignStateError(ValueError):
+    """A state change the rules refuse (a closed campaign stays closed)."""
+
+
+def _present(session: Session, column: Any, wanted: list[str]) -> set[str]:
+    # One indexed lookup per distinct value; never a scan of the corpus.
+    if not wanted:
+        return set()
+    return set(session.scalars(select(column).where(column.in_(wanted)).distinct()))
+
+
+def _check_gold_items(session: Session, spec: CampaignSpec) -> str | None:
+    judgements = {
+        option.get("value")
+        for option in spec.answer_scale
+        if isinstance(option, dict) and option.get("acceptable") is not None
+    }
+    wrong = sorted({a for a in spec.gold_items.values() if a not in judgements})
+    if wrong:
+        return (
+            f"answer {', '.join(map(str, wrong))} is not a judgement on the scale "
+            f"(use one of {', '.join(map(str, sorted(judgements)))})"
+        )
+    ids = sorted(spec.gold_items)
+    found: set[int] = set()
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        found.update(session.scalars(select(Triple.id).where(Triple.id.in_(chunk))))
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        return f"no triple with id {shown}"
+    return None
+
+
+def validate_spec(session: Session, spec: CampaignSpec) -> dict[str, str]:
+    """Every problem with ``spec`` by field name (empty when it is fine). ``create_campaign``
+    calls this, so the page, the API and the CLI refuse exactly the same things."""
+    errors: dict[str, str] = {}
+    if not spec.name.strip():
+        errors["name"] = "give the campaign a name"
+    elif len(spec.name) > 200:
+        errors["name"] = "at most 200 characters"
+    if spec.purpose not in set(CampaignPurpose):
+        errors["purpose"] = "use calibration, training or evaluation"
+    if spec.sample_size is not None and spec.sample_size < 1:
+        errors["sample_size"] = "must be at least 1 (leave it empty for every triple)"
+    if not 1 <= spec.ratings_per_item <= MAX_RATINGS_PER_ITEM:
+        errors["ratings_per_item"] = f"must be between 1 and {MAX_RATINGS_PER_ITEM}"
+    if not 1 <= spec.lease_seconds <= MAX_LEASE_SECONDS:
+        errors["lease_seconds"] = "must be between 1 second and 7 days"
+    for name in ("gold_fraction", "gold_rate"):
+        if not 0 <= getattr(spec, name) <= 1:
+            errors[name] = "must be between 0 and 1"
+    if spec.quota_per_annotator is not None and spec.quota_per_annotator < 1:
+        errors["quota_per_annotator"] = "must be at least 1 (leave it empty for no quota)"
+    if spec.completion_code is not None and len(spec.completion_code) > 100:
+        errors["completion_code"] = "at most 100 characters"
+    if spec.redirect_url:
+        if not spec.redirect_url.startswith(("https://", "http://")):
+            errors["redirect_url"] = "must start with https:// (or http://)"
+        elif len(spec.redirect_url) > 1000:
+            errors["redirect_url"] = "at most 1000 characters"
+    scale_problems = check_scale(spec.answer_scale)
+    if scale_problems:
+        errors["answer_scale"] = "; ".join(scale_problems)
+    for name, column in (("relations", Triple.relation), ("sources", Triple.source)):
+        wanted: list[str] = getattr(spec, name)
+        present = _present(session, column, wanted)
+        missing = [value for value in wanted if value not in present]
+        if missing:
+            errors[name] = f"not in the corpus: {', '.join(missing)}"
+    if spec.gold_items and "answer_scale" not in errors:
+        problem = _check_gold_items(session, spec)
+        if problem:
+            errors["gold_items"] = problem
+    if spec.gold_rate > 0 and spec.gold_fraction == 0 and not spec.gold_items:
+        errors["gold_rate"] = "there are no gold items to serve: set a gold fraction or list some"
+    return errors
 
 
 def create_campaign(
     session: Session, spec: CampaignSpec, created_by_id: int | None = None
 ) -> Campaign:
-    """Create a campaign and its items in the caller's transaction."""
-    if spec.ratings_per_item < 1:
-        raise ValueError("ratings_per_item: must be at least 1")
-    if not 0 <= spec.gold_rate <= 1 or not 0 <= spec.gold_fraction <= 1:
-        raise ValueError("gold_rate and gold_fraction: must be between 0 and 1")
+    """Create a campaign and its items in the caller's transaction.
+
+    Raises ``CampaignSpecError`` (field name -> problem) when the spec cannot be used.
+    """
+    errors = validate_spec(session, spec)
+    if errors:
+        raise CampaignSpecError(errors)
+    seed = spec.seed if spec.seed is not None else secrets.randbelow(2**31)
     query = select(Triple.id)
     if spec.relations:
         query = query.where(Triple.relation.in_(spec.relations))
@@ -61,8 +170,8 @@ def create_campaign(
         query = query.where(Triple.source.in_(spec.sources))
     ids = list(session.scalars(query.order_by(Triple.id)))
     if not ids:
-        raise ValueError("the filters select no triples")
-    rng = random.Random(spec.seed)
+        raise CampaignSpecError({"filters": "the relation and source filters select no triples"})
+    rng = random.Random(seed)
     if spec.sample_size is not None and spec.sample_size < len(ids):
         ids = rng.sample(ids, spec.sample_size)
     gold: dict[int, int] = {}
@@ -76,9 +185,17 @@ def create_campaign(
             ).all()
         )
         candidates = sorted(labelled)
+        if not candidates:
+            raise CampaignSpecError(
+                {
+                    "gold_fraction": "no triple has a known answer (an imported human label) "
+                    "to draw gold from; list gold items instead"
+                }
+            )
         wanted = max(1, round(spec.gold_fraction * len(ids)))
         for triple_id in rng.sample(candidates, min(wanted, len(candidates))):
             gold[triple_id] = labelled[triple_id]
+    gold.update(spec.gold_items)  # explicit answers win over drawn ones
     campaign = Campaign(
         name=spec.name,
         purpose=spec.purpose,
@@ -86,13 +203,14 @@ def create_campaign(
         ratings_per_item=spec.ratings_per_item,
         lease_seconds=spec.lease_seconds,
         guidelines=spec.guidelines,
-        answer_scale=spec.answer_scale,
+        answer_scale=normalize_scale(spec.answer_scale),
         selection={
             "sample_size": spec.sample_size,
             "relations": spec.relations,
             "sources": spec.sources,
-            "seed": spec.seed,
+            "seed": seed,
             "gold_fraction": spec.gold_fraction,
+            "gold_items": len(spec.gold_items),
         },
         gold_rate=spec.gold_rate,
         quota_per_annotator=spec.quota_per_annotator,
@@ -134,3 +252,33 @@ def create_campaign(
     for start in range(0, len(rows), 10_000):
         session.execute(insert(CampaignItem), rows[start : start + 10_000])
     return campaign
+
+
+def set_campaign_state(session: Session, campaign_id: int, state: CampaignState | str) -> Campaign:
+    """Open, pause or close a campaign. Closing is final: the data of a closed campaign is what
+    was reported, so reopening it is refused (make a new campaign instead).
+
+    Raises ``LookupError`` for no such campaign, ``CampaignStateError`` for a change the rules
+    refuse, ``ValueError`` for a state that does not exist.
+    """
+    try:
+        target = CampaignState(state)
+    except ValueError:
+        raise ValueError(f"state: use open, paused or closed, not {state!r}") from None
+    if target == CampaignState.draft:
+        raise CampaignStateError("state: a campaign cannot go back to draft")
+    campaign = session.get(Campaign, campaign_id, with_for_update=True)
+    if campaign is None:
+        raise LookupError(f"no campaign {campaign_id}")
+    if campaign.state == CampaignState.closed and target != CampaignState.closed:
+        raise CampaignStateError("this campaign is closed; a closed campaign cannot be reopened")
+    campaign.state = target
+    if target == CampaignState.closed and campaign.closed_at is None:
+        campaign.closed_at = utcnow()
+    return campaign
+
+
+def share_url(campaign: Campaign, base_url: str | None = None) -> str:
+    """The link annotators open (``base_url`` defaults to the configured public URL)."""
+    base = (base_url or get_settings().public_url).rstrip("/")
+    return f"{base}/c/{campaign.share_token}"

@@ -13,7 +13,7 @@ import app as package
 from app import db
 from app.config import Settings, get_settings
 from app.paths import STATIC_DIR
-from app.web import annotate, auth, corpus, home, jobs, rate
+from app.web import annotate, auth, campaigns, corpus, home, jobs, quality, rate
 from app.web.deps import LoginRequired
 
 
@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         corpus.router,
         annotate.router,
         rate.router,
+        quality.router,
+        campaigns.router,
     ):
         application.include_router(router)
 

@@ -267,7 +267,7 @@ def main() -> None:
                 f"{1000 * percentile(values, 95):>10.1f}{1000 * percentile(values, 99):>10.1f}"
             )
     pairs = (
-        [a + b for a, b in zip(timings["next"], timings["submit"])]
+        [a + b for a, b in zip(timings["next"], timings["submit"], strict=False)]
         if args.mode == "separate"
         else timings["submit"]
     )

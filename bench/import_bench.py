@@ -337,6 +337,18 @@ def fresh_database(backend: str, workdir: Path, pg_url: str) -> Iterator[Databas
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def cpu_pressure() -> float | None:
+    """Share of the last 10 s in which runnable tasks waited for a CPU (Linux PSI), in %.
+
+    Other work on a 2-core machine slows a run down; this says how busy it was."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    fields = dict(part.split("=") for part in line.split()[1:])
+    return float(fields["avg10"])
+
+
 @dataclass
 class Result:
     backend: str
@@ -345,6 +357,8 @@ class Result:
     job_seconds: float | None
     rows: int
     expected: int
+    load: float = 0.0
+    pressure: float | None = None
     parse_seconds: float | None = None
     write_seconds: float | None = None
 
@@ -371,12 +385,15 @@ def bench_backend(backend: str, corpus: Corpus, workdir: Path, pg_url: str) -> R
         run([SKD, "db", "upgrade"], db.env, workdir)
         cmd = [SKD, "import", str(corpus.path), "--source", "bench", "--format", "atomic-tsv"]
         seconds, _output = run(cmd, db.env, workdir)
+        load, pressure = os.getloadavg()[0], cpu_pressure()
         rows = int(db.query("SELECT count(*) FROM triples"))
         result = db.query("SELECT result FROM jobs WHERE kind = 'import' ORDER BY id DESC LIMIT 1")
         if isinstance(result, str):
             result = json.loads(result)
         job_seconds = float(result["seconds"]) if result else None
-    return Result(backend, corpus.lines, seconds, job_seconds, rows, corpus.expected_rows)
+    return Result(
+        backend, corpus.lines, seconds, job_seconds, rows, corpus.expected_rows, load, pressure
+    )
 
 
 def split_backend(backend: str, corpus: Corpus, workdir: Path, pg_url: str) -> dict[str, float]:
@@ -429,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--near-rate", type=float, default=0.005, help="near-duplicate lines")
     parser.add_argument("--none-rate", type=float, default=0.03, help="'none' tails")
     parser.add_argument("--split", action="store_true", help="also time read vs write phases")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per backend (shared machine)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--split-worker", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -456,12 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         results: list[Result] = []
         for backend in backends:
-            result = bench_backend(backend, corpus, workdir, args.postgres_url)
-            if args.split:
-                phases = split_backend(backend, corpus, workdir, args.postgres_url)
-                result.parse_seconds, result.write_seconds = phases["parse"], phases["write"]
-            results.append(result)
-            print(f"{backend}: {result.seconds:.1f} s, {result.rows:,} rows", flush=True)
+            for _ in range(args.repeat):
+                result = bench_backend(backend, corpus, workdir, args.postgres_url)
+                if args.split:
+                    phases = split_backend(backend, corpus, workdir, args.postgres_url)
+                    result.parse_seconds, result.write_seconds = phases["parse"], phases["write"]
+                results.append(result)
+                print(f"{backend}: {result.seconds:.1f} s, {result.rows:,} rows", flush=True)
         print_table(results)
         return 0 if all(r.met for r in results) else 1
     finally:
@@ -472,33 +491,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(results: list[Result]) -> None:
+    """One line per run; right-aligned numbers."""
     header = ["backend", "N", "seconds", "triples/s", "rows ok", "in-job s", "read s", "write s"]
-    header += ["target", "met"]
-    rows = [header]
+    header += ["load1", "cpu psi", "target", "met"]
+    numeric = {1, 2, 3, 5, 6, 7, 8, 9}
+
+    def opt(value: float | None, unit: str = "") -> str:
+        return "-" if value is None else f"{value:.1f}{unit}"
+
+    table = [header]
     for r in results:
-        rows.append(
+        table.append(
             [
                 r.backend,
                 f"{r.n:,}",
                 f"{r.seconds:.1f}",
                 f"{r.rate:,.0f}",
                 "yes" if r.rows == r.expected else f"NO ({r.rows:,} != {r.expected:,})",
-                f"{r.job_seconds:.1f}" if r.job_seconds is not None else "-",
-                f"{r.parse_seconds:.1f}" if r.parse_seconds is not None else "-",
-                f"{r.write_seconds:.1f}" if r.write_seconds is not None else "-",
+                opt(r.job_seconds),
+                opt(r.parse_seconds),
+                opt(r.write_seconds),
+                f"{r.load:.2f}",
+                opt(r.pressure, "%"),
                 r.target,
                 "PASS" if r.met else "FAIL",
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print()
-    for index, row in enumerate(rows):
-        print(
-            "  ".join(
-                cell.rjust(w) if 0 < i < 8 else cell.ljust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
+    for index, row in enumerate(table):
+        cells = zip(row, widths, strict=True)
+        line = "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(cells)
         )
+        print(line.rstrip())
         if index == 0:
             print("  ".join("-" * w for w in widths))
 

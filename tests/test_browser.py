@@ -5,6 +5,7 @@ test-output/."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -220,3 +221,113 @@ def test_rating_page_works_without_javascript_and_at_360px(live_server, browser,
     narrow.wait_for_selector("#rater .sentence")
     narrow.screenshot(path=str(OUTPUT / f"rating-360px-{BACKEND}.png"), full_page=True)
     assert narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+
+
+def test_researcher_creates_a_campaign_and_manages_it(live_server, browser, engine) -> None:  # type: ignore[no-untyped-def]
+    import uuid
+
+    from app.assign import next_item, submit_rating
+    from app.db import session_scope
+    from app.models import Role, Triple, User
+
+    OUTPUT.mkdir(exist_ok=True)
+    make_staff("ada", "correct horse", role="admin")
+    with session_scope(write=True) as session:
+        session.add_all(
+            Triple(
+                head=f"PersonX plants tree {i}",
+                relation=relation,
+                tail=f"to water it {i}",
+                norm_hash=uuid.uuid4().hex,
+                source=source,
+            )
+            for i in range(12)
+            for relation, source in (("xWant", "atomic2020"), ("xNeed", "atomic10x"))
+        )
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{live_server}/campaigns/new")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "correct horse")
+    page.click("button.primary")
+    page.wait_for_url(f"{live_server}/campaigns/new")
+
+    page.fill("input[name=name]", "Tree planting pilot")
+    page.check("input[name=purpose][value=calibration]")
+    page.fill("input[name=sample_size]", "10")
+    page.check("input[name=relations][value=xWant]")
+    page.check("input[name=relations][value=xNeed]")
+    page.fill("input[name=ratings_per_item]", "2")
+    page.fill("input[name=quota_per_annotator]", "8")
+    page.fill("input[name=completion_code]", "TREES1")
+    page.fill("textarea[name=guidelines]", "## How to rate\nIs it **plausible**?\n\n- yes\n- no")
+    # htmx previews the Markdown while it is typed.
+    page.wait_for_selector("#guidelines-preview strong", timeout=10_000)
+    page.screenshot(path=str(OUTPUT / f"campaign-new-{BACKEND}.png"), full_page=True)
+    page.click("form.campaign-form .form-actions button.primary")
+    page.wait_for_url(re.compile(rf"{re.escape(live_server)}/campaigns/\d+$"))
+    campaign_id = int(page.url.rsplit("/", 1)[1])
+    share = page.input_value("#share-url")
+    assert share.startswith(f"{live_server}/c/")
+    assert "10 items" in page.locator("#campaign-head").inner_text()
+    assert "How to rate" in page.locator(".guidelines-html").inner_text()
+
+    # Some ratings, so the progress bar and the annotator table have something to show.
+    with session_scope(write=True) as session:
+        workers = [
+            User(role=Role.annotator, platform="prolific", external_id=f"PID{i:03d}")
+            for i in range(3)
+        ]
+        session.add_all(workers)
+        session.flush()
+        worker_ids = [w.id for w in workers]
+    for n, worker in enumerate(worker_ids):
+        for k in range(3 + n):
+            with session_scope(write=True) as session:
+                item = next_item(session, campaign_id, worker)
+                assert item is not None
+                submit_rating(
+                    session,
+                    campaign_id,
+                    worker,
+                    item.item_id,
+                    [2, 1, -1][(k + n) % 3],
+                    f"b-{worker}-{k}",
+                    3.0 + k,
+                )
+    page.reload()
+    assert "12 / 20 ratings" in page.locator("#campaign-head").inner_text()
+    assert page.locator("table.annotator-table tbody tr").count() == 3
+
+    # The copy button: the clipboard where allowed, else the text is selected for Ctrl+C.
+    page.click("button[data-copy=share-url]")
+    page.wait_for_function(
+        "['Copied', 'Press Ctrl+C'].includes(document.querySelector('[data-copy=share-url]')"
+        ".textContent)",
+        timeout=5_000,
+    )
+
+    # Pause and resume swap the header in place (htmx), no page load.
+    page.evaluate("window.__same_page = true")
+    page.click("#campaign-head button:has-text('Pause')")
+    page.wait_for_selector("#campaign-head .badge-paused")
+    page.click("#campaign-head button:has-text('Resume')")
+    page.wait_for_selector("#campaign-head .badge-open")
+    assert page.evaluate("window.__same_page") is True
+    page.screenshot(path=str(OUTPUT / f"campaign-detail-{BACKEND}.png"), full_page=True)
+
+    page.goto(f"{live_server}/campaigns")
+    row = page.locator(f"#campaign-{campaign_id}")
+    assert "12 / 20 ratings · 60%" in row.inner_text()
+    page.screenshot(path=str(OUTPUT / f"campaign-list-{BACKEND}.png"), full_page=True)
+
+    narrow = browser.new_page(viewport={"width": 360, "height": 740})
+    narrow.context.add_cookies(page.context.cookies())
+    for path, name in (
+        (f"/campaigns/{campaign_id}", "campaign-detail"),
+        ("/campaigns", "campaign-list"),
+        ("/campaigns/new", "campaign-new"),
+    ):
+        narrow.goto(f"{live_server}{path}")
+        narrow.screenshot(path=str(OUTPUT / f"{name}-360px-{BACKEND}.png"), full_page=True)
+        overflow = narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than a 360px screen"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.accounts import STAFF_ROLES
 from app.db import session_scope
-from app.models import User
+from app.models import Role, User
 from app.paths import TEMPLATES_DIR
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
@@ -63,6 +63,16 @@ def require_staff(request: Request, user: OptionalUser) -> User:
 
 
 StaffUser = Annotated[User, Depends(require_staff)]
+
+
+def require_admin(user: StaffUser) -> User:
+    """Staff checks first (anonymous: login or 401), then the role: researchers get 403."""
+    if user.role != Role.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "admins only")
+    return user
+
+
+AdminUser = Annotated[User, Depends(require_admin)]
 
 
 def csrf_token(request: Request) -> str:

@@ -40,7 +40,7 @@ import tempfile
 import time
 import unicodedata
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,7 +265,8 @@ def generate(
 
 
 def clean_env(**skd: str) -> dict[str, str]:
-    """The environment of a fresh shell: no inherited ``SKD_`` settings, only ``skd``."""
+    """This shell's environment without any ``SKD_`` settings, plus the given ones (commands run
+    in the temporary folder, so no ``.env`` file is read either)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKD_")}
     env.update(skd)
     env["SKD_SECRET_KEY"] = "bench-" + secrets.token_hex(8)
@@ -293,7 +294,7 @@ class Database:
 
     def query(self, sql: str) -> Any:
         if self.sqlite_path is not None:
-            with sqlite3.connect(self.sqlite_path) as conn:
+            with closing(sqlite3.connect(self.sqlite_path)) as conn:
                 return conn.execute(sql).fetchone()[0]
         import psycopg
 
@@ -401,7 +402,7 @@ def split_backend(backend: str, corpus: Corpus, workdir: Path, pg_url: str) -> d
     with fresh_database(backend, workdir, pg_url) as db:
         run([SKD, "db", "upgrade"], db.env, workdir)
         _, output = run(
-            [sys.executable, __file__, "--split-worker", str(corpus.path)], db.env, ROOT
+            [sys.executable, __file__, "--split-worker", str(corpus.path)], db.env, workdir
         )
         return json.loads(output.strip().splitlines()[-1])
 

@@ -8,11 +8,12 @@ corpus by the database's unique index on it.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,24 @@ def default_source(path: Path) -> str:
     return stem or "import"
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while an import builds its millions of rows.
+
+    The rows make no reference cycles, but every few hundred new objects the collector walks
+    the young ones and, as they pile up, now and then all of them: on a 1M-triple file that was
+    a quarter of the reading time. Reference counting still frees everything as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_cyclic_gc_paused()
 def import_files(
     paths: Sequence[Path | str],
     *,
@@ -122,16 +141,18 @@ def import_files(
                 message=f"reading {_name}: {count_in_file + len(rows):,} triples",  # noqa: B023
             )
 
+        triples = duplicates = 0
+        add_row = rows.append
         for triple in read_triples(
             path, settings.relations, fmt=fmt, stats=stats, on_bytes=on_bytes, display_name=name
         ):
-            summary.triples += 1
+            triples += 1
             key = triple_hash(triple.head, triple.relation, triple.tail)
             if key in seen:
-                summary.duplicates_in_import += 1
+                duplicates += 1
                 continue
             seen.add(key)
-            rows.append(
+            add_row(
                 Row(
                     triple.head,
                     triple.relation,
@@ -139,10 +160,12 @@ def import_files(
                     key,
                     triple.line,
                     triple.split,
-                    meta_json(triple.meta),
+                    meta_json(triple.meta) if triple.meta else None,
                     triple.label,
                 )
             )
+        summary.triples = triples
+        summary.duplicates_in_import = duplicates
         summary.lines = stats.lines
         summary.skipped = dict(stats.skipped)
         parsed.append((summary, rows))

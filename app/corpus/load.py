@@ -4,6 +4,14 @@ PostgreSQL: COPY into a temporary staging table, then one ``INSERT ... SELECT ..
 DO NOTHING`` (the unique normalized hash decides what is new). SQLite: ``executemany`` of the
 same ON CONFLICT insert, inside the import's one transaction. Either way the caller's
 transaction decides whether anything becomes visible: a failure leaves the corpus untouched.
+
+Into an empty corpus (the first import, typically the big one) PostgreSQL gets a plain INSERT
+inside a savepoint instead: ON CONFLICT looks each row up in the unique index once more before
+inserting it and inserts it speculatively, about a quarter of the time of a 1M-triple import,
+and with nothing in the corpus there is nothing to conflict with. Should another transaction
+commit some of the same triples meanwhile, the plain insert fails on the unique index, the
+savepoint is rolled back and the ON CONFLICT insert runs as always: the outcome, and the order
+of the new ids, are the same either way.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import is_postgres
@@ -71,6 +80,27 @@ def _copy_text(value: Any) -> str:
     return text.replace("\\", "\\\\") if "\\" in text else text
 
 
+def _copy_payload(rows: Sequence[Row]) -> bytes:
+    """The staging table's COPY text for ``rows``: head, relation, tail, norm_hash, source_line,
+    split, meta, label. Written out for the common row (no split, meta or label, no backslash)
+    because a 1M-triple import spends a second or more here."""
+    lines: list[str] = []
+    add = lines.append
+    for head, relation, tail, norm_hash, line, split, meta, label in rows:
+        if "\\" in head:
+            head = head.replace("\\", "\\\\")
+        if "\\" in tail:
+            tail = tail.replace("\\", "\\\\")
+        if split is None and meta is None and label is None:
+            add(f"{head}\t{relation}\t{tail}\t{norm_hash}\t{line}\t\\N\t\\N\t\\N\n")
+        else:
+            add(
+                f"{head}\t{relation}\t{tail}\t{norm_hash}\t{line}\t{_copy_text(split)}\t"
+                f"{_copy_text(meta)}\t{_copy_text(label)}\n"
+            )
+    return "".join(lines).encode("utf-8")
+
+
 def _load_postgres(
     session: Session,
     rows: Sequence[Row],
@@ -95,21 +125,28 @@ def _load_postgres(
     with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[union-attr]
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            lines = [
-                f"{_copy_text(r.head)}\t{r.relation}\t{_copy_text(r.tail)}\t{r.norm_hash}\t"
-                f"{r.line}\t{_copy_text(r.split)}\t{_copy_text(r.meta)}\t{_copy_text(r.label)}\n"
-                for r in chunk
-            ]
-            copy.write("".join(lines).encode("utf-8"))
+            copy.write(_copy_payload(chunk))
             progress.update(done_before + start + len(chunk) // 2)
     progress.update(done_before + len(rows) // 2, message=f"{source_file}: inserting")
-    inserted = connection.exec_driver_sql(
+    insert_sql = (
         f"INSERT INTO triples ({_TRIPLE_COLUMNS})"
         " SELECT head, relation, tail, norm_hash, %(source)s, %(source_file)s, source_line,"
         " split, meta, now() FROM skd_import_staging"
-        " ON CONFLICT (norm_hash) DO NOTHING",
-        {"source": source, "source_file": source_file},
-    ).rowcount
+    )
+    params = {"source": source, "source_file": source_file}
+    inserted: int | None = None
+    if connection.exec_driver_sql("SELECT NOT EXISTS (SELECT FROM triples)").scalar():
+        try:
+            # A savepoint, so a failure undoes only this statement. It is emitted when the
+            # session hands out its connection inside the block, hence session.connection().
+            with session.begin_nested():
+                inserted = session.connection().exec_driver_sql(insert_sql, params).rowcount
+        except IntegrityError:
+            inserted = None  # another transaction committed some of these triples meanwhile
+    if inserted is None:
+        inserted = connection.exec_driver_sql(
+            insert_sql + " ON CONFLICT (norm_hash) DO NOTHING", params
+        ).rowcount
     labels = connection.exec_driver_sql(
         "INSERT INTO ratings (triple_id, origin, answer, submission_id, created_at)"
         " SELECT t.id, 'imported', s.label, 'import:' || s.norm_hash, now()"

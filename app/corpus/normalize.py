@@ -6,8 +6,8 @@ also ignores case and a final period, so "PersonX eats." and "personx eats" are 
 
 from __future__ import annotations
 
-import hashlib
 import unicodedata
+from hashlib import blake2b as _blake2b
 
 
 def clean(text: str) -> str:
@@ -26,8 +26,9 @@ def _key_part(text: str) -> str:
 def triple_hash(head: str, relation: str, tail: str) -> str:
     """128-bit hex key of an already cleaned triple; equal for triples that differ only in case,
     whitespace or a trailing period."""
-    key = f"{_key_part(head)}\x1f{relation}\x1f{_key_part(tail)}"
-    return hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
+    # _key_part written out: this runs once per imported triple.
+    key = f"{head.casefold().rstrip('. ')}\x1f{relation}\x1f{tail.casefold().rstrip('. ')}"
+    return _blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def is_none_tail(tail: str) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.corpus.relations import relation_phrase
@@ -34,6 +34,7 @@ from app.models import (
     Rating,
     RatingOrigin,
     Triple,
+    User,
     utcnow,
 )
 
@@ -41,10 +42,13 @@ from app.models import (
 class AssignmentError(Exception):
     """A request the rules refuse; ``status`` is the HTTP status the API answers with."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, keep_changes: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        # True: the transaction made a change worth keeping anyway (a released lease), so
+        # the caller should commit it before answering with the error.
+        self.keep_changes = keep_changes
 
 
 @dataclass
@@ -91,7 +95,7 @@ def _serve_row(
     relation: str,
     tail: str,
     leased_until: datetime,
-    campaign: Campaign,
+    rules: CampaignRules,
     answered: int,
 ) -> ServedItem:
     return ServedItem(
@@ -102,7 +106,7 @@ def _serve_row(
         tail=tail,
         leased_until=leased_until.isoformat(),
         position=answered + 1,
-        total=campaign.quota_per_annotator,
+        total=rules.quota,
     )
 
 
@@ -126,7 +130,7 @@ def _pick(session: Session, campaign_id: int, annotator_id: int, gold: bool) -> 
         .limit(1)
         .with_for_update(skip_locked=True, of=CampaignItem)
     )
-    return session.execute(query).first()
+    return session.connection().execute(query).first()
 
 
 def _gold_turn(answered: int, rate: float) -> bool:
@@ -134,25 +138,76 @@ def _gold_turn(answered: int, rate: float) -> bool:
     return rate > 0 and math.floor((answered + 1) * rate) > math.floor(answered * rate)
 
 
-def open_campaign(session: Session, campaign_id: int) -> Campaign:
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise AssignmentError(404, f"no campaign {campaign_id}")
-    if campaign.state != CampaignState.open:
-        raise AssignmentError(409, f"campaign is {campaign.state.value}")
-    return campaign
+@dataclass(frozen=True)
+class CampaignRules:
+    """The settings of a campaign the hot path needs, read with one Core query."""
+
+    id: int
+    state: CampaignState
+    lease_seconds: int
+    quota: int | None
+    gold_rate: float
+    answers: frozenset[int]
+
+
+_RULES = select(
+    Campaign.id,
+    Campaign.state,
+    Campaign.lease_seconds,
+    Campaign.quota_per_annotator,
+    Campaign.gold_rate,
+    Campaign.answer_scale,
+)
+
+
+def campaign_rules(
+    session: Session, campaign_id: int, annotator_id: int, *, must_be_open: bool = True
+) -> CampaignRules:
+    """The campaign's rules, and a check that the annotator is an active user, in one query.
+
+    Cached for the rest of the transaction (a submit and the next item share one).
+    """
+    cache: dict[tuple[int, int], CampaignRules] = session.info.setdefault("skd_rules", {})
+    rules = cache.get((campaign_id, annotator_id))
+    if rules is None:
+        active = (
+            select(User.is_active).where(User.id == annotator_id).scalar_subquery().label("active")
+        )
+        row = (
+            session.connection()
+            .execute(_RULES.add_columns(active).where(Campaign.id == campaign_id))
+            .first()
+        )
+        if row is None:
+            raise AssignmentError(404, f"no campaign {campaign_id}")
+        if not row.active:
+            raise AssignmentError(401, "open your study link first")
+        rules = CampaignRules(
+            id=row.id,
+            state=CampaignState(row.state),
+            lease_seconds=row.lease_seconds,
+            quota=row.quota_per_annotator,
+            gold_rate=row.gold_rate,
+            answers=frozenset(int(option["value"]) for option in row.answer_scale),
+        )
+        cache[(campaign_id, annotator_id)] = rules
+    if must_be_open and rules.state != CampaignState.open:
+        raise AssignmentError(409, f"campaign is {rules.state.value}")
+    return rules
 
 
 def next_item(session: Session, campaign_id: int, annotator_id: int) -> ServedItem | None:
     """The item this annotator should rate now (leased to them), or None when they are done.
 
-    Five short statements on the common path; expired leases are swept by beat and, when
-    nothing else is open, here.
+    Five short Core statements on the common path (the ORM's per-statement cost is most of a
+    request's CPU on a small machine); expired leases are swept by beat and, when nothing
+    else is open, here.
     """
-    campaign = open_campaign(session, campaign_id)
+    conn = session.connection()
+    rules = campaign_rules(session, campaign_id, annotator_id)
     now = utcnow()
-    lease_until = now + timedelta(seconds=campaign.lease_seconds)
-    answered, held_id = session.execute(
+    lease_until = now + timedelta(seconds=rules.lease_seconds)
+    answered, held_id = conn.execute(
         select(
             func.count().filter(
                 Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped])
@@ -163,33 +218,44 @@ def next_item(session: Session, campaign_id: int, annotator_id: int) -> ServedIt
     if held_id is not None:
         # A reload or a second tab gets the same item back; a lapsed (not yet swept) lease
         # of someone still working is simply renewed.
-        held = session.get(Assignment, held_id)
-        assert held is not None
-        if held.leased_until < now:
-            held.leased_until = lease_until
-        triple = session.execute(
-            select(Triple.head, Triple.relation, Triple.tail)
-            .join(CampaignItem, CampaignItem.triple_id == Triple.id)
-            .where(CampaignItem.id == held.item_id)
+        held = conn.execute(
+            select(
+                Assignment.item_id,
+                Assignment.leased_until,
+                Triple.head,
+                Triple.relation,
+                Triple.tail,
+            )
+            .join(CampaignItem, CampaignItem.id == Assignment.item_id)
+            .join(Triple, Triple.id == CampaignItem.triple_id)
+            .where(Assignment.id == held_id)
         ).one()
-        return _serve_row(held.item_id, *triple, held.leased_until, campaign, answered)
-    if campaign.quota_per_annotator is not None and answered >= campaign.quota_per_annotator:
+        leased_until = held.leased_until
+        if leased_until < now:
+            leased_until = lease_until
+            conn.execute(
+                update(Assignment).where(Assignment.id == held_id).values(leased_until=leased_until)
+            )
+        return _serve_row(
+            held.item_id, held.head, held.relation, held.tail, leased_until, rules, answered
+        )
+    if rules.quota is not None and answered >= rules.quota:
         return None
-    gold_first = _gold_turn(answered, campaign.gold_rate)
+    gold_first = _gold_turn(answered, rules.gold_rate)
     row = _pick(session, campaign_id, annotator_id, gold_first)
-    if row is None and campaign.gold_rate > 0:
+    if row is None and rules.gold_rate > 0:
         row = _pick(session, campaign_id, annotator_id, not gold_first)
     if row is None and release_expired_leases(session, campaign_id):
         row = _pick(session, campaign_id, annotator_id, False)
     if row is None:
         return None
     item_id, head, relation, tail = row
-    session.execute(
+    conn.execute(
         update(CampaignItem)
         .where(CampaignItem.id == item_id)
         .values(leases_active=CampaignItem.leases_active + 1)
     )
-    session.execute(
+    conn.execute(
         insert(Assignment).values(
             item_id=item_id,
             annotator_id=annotator_id,
@@ -199,7 +265,7 @@ def next_item(session: Session, campaign_id: int, annotator_id: int) -> ServedIt
             leased_until=lease_until,
         )
     )
-    return _serve_row(item_id, head, relation, tail, lease_until, campaign, answered)
+    return _serve_row(item_id, head, relation, tail, lease_until, rules, answered)
 
 
 @dataclass
@@ -207,10 +273,19 @@ class SubmitResult:
     rating_id: int
     changed: bool  # an earlier answer of this annotator to this item was replaced
     repeated: bool  # the same submission arrived again; nothing new was stored
+    # With defer_count: (item_id, lease was live) for count_rating to apply before commit.
+    pending: tuple[int, bool] | None = None
 
 
-def _valid_answers(campaign: Campaign) -> set[int]:
-    return {int(option["value"]) for option in campaign.answer_scale}
+_ASSIGNMENT_FOR_UPDATE = (
+    select(Assignment.id, Assignment.state)
+    .where(
+        Assignment.item_id == bindparam("item_id"),
+        Assignment.annotator_id == bindparam("annotator_id"),
+        Assignment.campaign_id == bindparam("campaign_id"),
+    )
+    .with_for_update()
+)
 
 
 def submit_rating(
@@ -221,30 +296,26 @@ def submit_rating(
     answer: int,
     submission_id: str,
     seconds: float | None = None,
+    *,
+    defer_count: bool = False,
 ) -> SubmitResult:
     """Record an answer. Resubmits are idempotent; answering an item again changes the answer.
 
     The annotator's assignment row is locked first, so concurrent submits for one item (a
     double click, a retry racing the original) queue up and see each other's result.
     """
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise AssignmentError(404, f"no campaign {campaign_id}")
-    if answer not in _valid_answers(campaign):
+    conn = session.connection()
+    rules = campaign_rules(session, campaign_id, annotator_id, must_be_open=False)
+    if answer not in rules.answers:
         raise AssignmentError(422, f"answer: {answer} is not on this campaign's scale")
     if not submission_id or len(submission_id) > 100:
         raise AssignmentError(422, "submission_id: 1 to 100 characters")
-    assignment = session.scalar(
-        select(Assignment)
-        .where(
-            Assignment.item_id == item_id,
-            Assignment.annotator_id == annotator_id,
-            Assignment.campaign_id == campaign_id,
-        )
-        .with_for_update()
-    )
-    ratings = session.scalars(
-        select(Rating).where(
+    assignment = conn.execute(
+        _ASSIGNMENT_FOR_UPDATE,
+        {"item_id": item_id, "annotator_id": annotator_id, "campaign_id": campaign_id},
+    ).first()
+    ratings = conn.execute(
+        select(Rating.id, Rating.submission_id, Rating.item_id, Rating.annotator_id).where(
             or_(
                 Rating.submission_id == submission_id,
                 and_(Rating.item_id == item_id, Rating.annotator_id == annotator_id),
@@ -259,28 +330,25 @@ def submit_rating(
     if assignment is None:
         raise AssignmentError(409, "this item was not given to you")
     if ratings:  # going back to change an answer: still one rating, with the new value
-        existing = ratings[0]
-        existing.answer = answer
-        existing.seconds = seconds if seconds is not None else existing.seconds
-        return SubmitResult(existing.id, changed=True, repeated=False)
+        existing_id = ratings[0].id
+        values: dict[str, Any] = {"answer": answer}
+        if seconds is not None:
+            values["seconds"] = seconds
+        conn.execute(update(Rating).where(Rating.id == existing_id).values(**values))
+        return SubmitResult(existing_id, changed=True, repeated=False)
     live = assignment.state == AssignmentState.leased
-    triple_id = session.scalar(
-        update(CampaignItem)
-        .where(
-            CampaignItem.id == item_id,
-            CampaignItem.ratings_done < CampaignItem.ratings_needed,
-        )
-        .values(
-            ratings_done=CampaignItem.ratings_done + 1,
-            leases_active=CampaignItem.leases_active - (1 if live else 0),
-        )
-        .returning(CampaignItem.triple_id)
-    )
-    if triple_id is None:
+    triple_id, has_room = conn.execute(
+        select(
+            CampaignItem.triple_id, CampaignItem.ratings_done < CampaignItem.ratings_needed
+        ).where(CampaignItem.id == item_id)
+    ).one()
+    if not has_room:
         if live:
-            _release(session, assignment)
-        raise AssignmentError(409, "this item already has all the ratings it needs")
-    rating_id = session.scalar(
+            _release_lease(session, assignment.id, item_id)
+        raise AssignmentError(
+            409, "this item already has all the ratings it needs", keep_changes=True
+        )
+    rating_id = conn.execute(
         insert(Rating)
         .values(
             triple_id=triple_id,
@@ -293,39 +361,78 @@ def submit_rating(
             created_at=utcnow(),
         )
         .returning(Rating.id)
+    ).scalar_one()
+    conn.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment.id)
+        .values(state=AssignmentState.submitted)
     )
-    assignment.state = AssignmentState.submitted
+    if defer_count:
+        return SubmitResult(rating_id, changed=False, repeated=False, pending=(item_id, live))
+    count_rating(session, (item_id, live))
     return SubmitResult(rating_id, changed=False, repeated=False)
 
 
-def _release(session: Session, assignment: Assignment) -> None:
-    assignment.state = AssignmentState.released
-    session.execute(
+def count_rating(session: Session, pending: tuple[int, bool] | None) -> None:
+    """Add a stored rating to its item's counter; the last statement before the commit.
+
+    The shared counter row is touched last so that its lock is held only until the commit:
+    the other raters of the item (closest-to-done-first sends them together) wait least.
+    A caller that also leases the next item in the same transaction does that first.
+    """
+    if pending is None:
+        return
+    item_id, live = pending
+    counted = (
+        session.connection()
+        .execute(
+            update(CampaignItem)
+            .where(
+                CampaignItem.id == item_id,
+                CampaignItem.ratings_done < CampaignItem.ratings_needed,
+            )
+            .values(
+                ratings_done=CampaignItem.ratings_done + 1,
+                leases_active=CampaignItem.leases_active - (1 if live else 0),
+            )
+        )
+        .rowcount
+    )
+    if not counted:  # filled by a concurrent submit since it was checked: undo everything
+        raise AssignmentError(409, "this item already has all the ratings it needs")
+
+
+def _release_lease(session: Session, assignment_id: int, item_id: int) -> None:
+    conn = session.connection()
+    conn.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment_id)
+        .values(state=AssignmentState.released)
+    )
+    conn.execute(
         update(CampaignItem)
-        .where(CampaignItem.id == assignment.item_id)
+        .where(CampaignItem.id == item_id)
         .values(leases_active=CampaignItem.leases_active - 1)
     )
 
 
 def skip_item(session: Session, campaign_id: int, annotator_id: int, item_id: int) -> None:
     """ "I can't judge this one": the item goes to others, never back to this annotator."""
-    assignment = session.scalar(
-        select(Assignment)
-        .where(
-            and_(
-                Assignment.item_id == item_id,
-                Assignment.annotator_id == annotator_id,
-                Assignment.campaign_id == campaign_id,
-            )
-        )
-        .with_for_update()
-    )
+    conn = session.connection()
+    assignment = conn.execute(
+        _ASSIGNMENT_FOR_UPDATE,
+        {"item_id": item_id, "annotator_id": annotator_id, "campaign_id": campaign_id},
+    ).first()
     if assignment is None:
         raise AssignmentError(409, "this item was not given to you")
     if assignment.state == AssignmentState.leased:
-        _release(session, assignment)
+        _release_lease(session, assignment.id, item_id)
     if assignment.state != AssignmentState.submitted:
-        assignment.state = AssignmentState.skipped
+        conn.execute(
+            update(Assignment)
+            .where(Assignment.id == assignment.id)
+            .values(state=AssignmentState.skipped)
+        )
 
 
 @dataclass

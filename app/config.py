@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Relation names accepted on import besides the 23 of ATOMIC 2020.",
     )
+    web_threads: int = Field(
+        default=4,
+        description="Requests a web process works on at once. Few threads keep database "
+        "transactions short (no waiting for the GIL mid-transaction); the rest queue.",
+    )
     import_batch_size: int = Field(default=50_000, description="Rows per bulk-insert batch.")
     job_stale_seconds: int = Field(
         default=600,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import quote
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,7 +25,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     secret = settings.session_secret()  # refuses to start without a key outside the demo
     settings.ensure_dirs()
     db.configure(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's thread pool (40 threads by default). On a small machine
+        # that many threads interleave on the GIL while holding database transactions open,
+        # which makes hot rows wait; a smaller pool queues requests before they begin instead.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
+        yield
+
     application = FastAPI(
+        lifespan=lifespan,
         title="SKD Studio",
         version=package.__version__,
         description="Human-in-the-loop Symbolic Knowledge Distillation.",

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.accounts import annotator_by_token, recognize_worker
-from app.assign import AssignmentError, next_item, skip_item, submit_rating
+from app.assign import AssignmentError, count_rating, next_item, skip_item, submit_rating
 from app.db import session_scope
 from app.models import Campaign, CampaignState, User
 
@@ -83,6 +83,15 @@ class Skip(BaseModel):
     item_id: int
 
 
+def _following(session: Session, campaign_id: int, user_id: int) -> dict[str, Any]:
+    """The next item after an answer or a skip. A refusal here (the campaign was paused a
+    moment ago) must not undo the answer, so it becomes part of the reply instead."""
+    try:
+        return _next_payload(session, campaign_id, user_id)
+    except AssignmentError as exc:
+        return {"done": False, "item": None, "message": exc.message}
+
+
 def _next_payload(session: Session, campaign_id: int, user_id: int) -> dict[str, Any]:
     item = next_item(session, campaign_id, user_id)
     if item is not None:
@@ -98,18 +107,25 @@ def _next_payload(session: Session, campaign_id: int, user_id: int) -> dict[str,
 
 
 def _run(user_id: int, work):  # type: ignore[no-untyped-def]
-    """One write transaction per request; rule violations become their HTTP status."""
+    """One write transaction; rule violations become their HTTP status (after committing
+    what the rules say to keep, such as a released lease). Whether ``user_id`` is still an
+    active user is checked by the first query of the work (``app.assign.campaign_rules``)."""
+    failure: AssignmentError | None = None
     try:
         with session_scope(write=True) as session:
-            user = session.get(User, user_id)
-            if user is None or not user.is_active:
-                raise AssignmentError(401, "open your study link first")
-            return work(session)
+            try:
+                return work(session)
+            except AssignmentError as exc:
+                if not exc.keep_changes:
+                    raise
+                failure = exc
     except AssignmentError as exc:
-        raise HTTPException(exc.status, exc.message) from None
+        failure = exc
     except IntegrityError:
         # A concurrent twin of this request won (e.g. one submission id sent for two items).
         raise HTTPException(status.HTTP_409_CONFLICT, "conflicting submission; ask again") from None
+    assert failure is not None
+    raise HTTPException(failure.status, failure.message)
 
 
 @router.get("/api/annotate/{campaign_id}/next")
@@ -119,6 +135,10 @@ def api_next(campaign_id: int, user_id: RaterId) -> dict[str, Any]:
 
 @router.post("/api/annotate/{campaign_id}/submit")
 def api_submit(campaign_id: int, body: Submission, user_id: RaterId) -> dict[str, Any]:
+    """Store the answer and (unless ``next`` is false) lease the next item, in one short
+    transaction whose last statement is the rated item's counter, so that shared row is
+    locked only for the moment before the commit."""
+
     def work(session: Session) -> dict[str, Any]:
         result = submit_rating(
             session,
@@ -128,15 +148,16 @@ def api_submit(campaign_id: int, body: Submission, user_id: RaterId) -> dict[str
             body.answer,
             body.submission_id,
             body.seconds,
+            defer_count=True,
         )
         saved = {
             "rating_id": result.rating_id,
             "changed": result.changed,
             "repeated": result.repeated,
         }
-        if not body.next:
-            return {"saved": saved}
-        return {"saved": saved, **_next_payload(session, campaign_id, user_id)}
+        following = _following(session, campaign_id, user_id) if body.next else {}
+        count_rating(session, result.pending)
+        return {"saved": saved, **following}
 
     return _run(user_id, work)
 
@@ -145,6 +166,6 @@ def api_submit(campaign_id: int, body: Submission, user_id: RaterId) -> dict[str
 def api_skip(campaign_id: int, body: Skip, user_id: RaterId) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         skip_item(session, campaign_id, user_id, body.item_id)
-        return _next_payload(session, campaign_id, user_id)
+        return _following(session, campaign_id, user_id)
 
     return _run(user_id, work)

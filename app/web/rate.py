@@ -154,28 +154,39 @@ def answer(
     skip: Annotated[str | None, Form()] = None,
     seconds: Annotated[float | None, Form(ge=0, le=86_400)] = None,
 ) -> Response:
-    """Store an answer (or a skip) and show the next item."""
+    """Store an answer (or a skip) and show the next item.
+
+    The answer is committed in its own short transaction before the next item is chosen, as
+    in the JSON API: the rated item's row lock is held as briefly as possible.
+    """
     rater = _annotator(user, request)
     notice = None
+    try:
+        with session_scope(write=True) as session:
+            _campaign(session, campaign_id)
+            try:
+                if skip:
+                    skip_item(session, campaign_id, rater.id, item_id)
+                elif answer is None:
+                    raise AssignmentError(422, "choose an answer")
+                else:
+                    if seconds is None:
+                        seconds = lease_started(session, item_id, rater.id)
+                    submit_rating(
+                        session, campaign_id, rater.id, item_id, answer, submission_id, seconds
+                    )
+            except AssignmentError as exc:
+                if not exc.keep_changes:
+                    raise
+                notice = exc.message
+    except AssignmentError as exc:
+        if exc.status == 422:
+            raise HTTPException(exc.status, exc.message) from None
+        notice = exc.message  # e.g. the item filled up meanwhile: move on to the next one
+    if not request.headers.get("hx-request"):
+        return RedirectResponse(f"/annotate/{campaign_id}", status_code=303)
     with session_scope(write=True) as session:
         campaign = _campaign(session, campaign_id)
-        try:
-            if skip:
-                skip_item(session, campaign_id, rater.id, item_id)
-            elif answer is None:
-                raise AssignmentError(422, "choose an answer")
-            else:
-                if seconds is None:
-                    seconds = lease_started(session, item_id, rater.id)
-                submit_rating(
-                    session, campaign_id, rater.id, item_id, answer, submission_id, seconds
-                )
-        except AssignmentError as exc:
-            if exc.status == 422:
-                raise HTTPException(exc.status, exc.message) from None
-            notice = exc.message  # e.g. the item filled up meanwhile: move on to the next one
-        if not request.headers.get("hx-request"):
-            return RedirectResponse(f"/annotate/{campaign_id}", status_code=303)
         context = rater_context(session, campaign, rater, notice=notice)
         context["csrf"] = csrf_token(request)
         return templates.TemplateResponse(request, "_rate_item.html", context)

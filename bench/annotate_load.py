@@ -137,6 +137,7 @@ async def annotator(
     mode: str,
     timings: dict[str, list[float]],
     acknowledged: list[tuple[str, str, int]],
+    think: float = 0.0,
 ) -> None:
     answers = [2, 1, -1, -2]
     rng = random.Random(worker)
@@ -155,6 +156,8 @@ async def annotator(
                 item = reply["item"]
                 if item is None:
                     return
+            if think:
+                await asyncio.sleep(rng.uniform(0.5, 1.5) * think)
             body = {
                 "item_id": item["item_id"],
                 "answer": rng.choice(answers),
@@ -220,7 +223,13 @@ def main() -> None:
     parser.add_argument("--triples", type=int, default=100_000)
     parser.add_argument("-k", type=int, default=3, help="ratings per item")
     parser.add_argument("--mode", choices=["separate", "combined"], default="separate")
-    parser.add_argument("--web-workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds each annotator pauses between answers (0: as fast as the server goes)",
+    )
+    parser.add_argument("--web-workers", type=int, default=2, help="web server processes")
     parser.add_argument(
         "--postgres",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -235,7 +244,7 @@ def main() -> None:
         args.postgres.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
         + f"/{name}"
     )
-    server = None
+    servers: list[subprocess.Popen[bytes]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
@@ -244,7 +253,6 @@ def main() -> None:
                 f"prepared {args.triples:,} triples, campaign {campaign_id} (k={args.k}) "
                 f"in {time.perf_counter() - t0:.1f} s"
             )
-            port = free_port()
             env = {
                 **os.environ,
                 "SKD_DATABASE_URL": url,
@@ -252,33 +260,39 @@ def main() -> None:
                 "SKD_SECRET_KEY": "bench",
                 "PYTHONPATH": str(ROOT),
             }
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "app.main:create_app",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(args.web_workers),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
-                env=env,
-                start_new_session=True,
-            )
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    if httpx.get(f"{base}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+            # One single-process uvicorn per web worker, each on its own port, with the
+            # annotators spread evenly over them, as a reverse proxy would. (uvicorn's own
+            # --workers shares one socket, and long-lived keep-alive connections can end up
+            # mostly in one process, which then measures one core instead of all.)
+            ports = [free_port() for _ in range(args.web_workers)]
+            for port in ports:
+                servers.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "uvicorn",
+                            "app.main:create_app",
+                            "--factory",
+                            "--host",
+                            "127.0.0.1",
+                            "--port",
+                            str(port),
+                            "--log-level",
+                            "warning",
+                            "--no-access-log",
+                        ],
+                        env=env,
+                        start_new_session=True,
+                    )
+                )
+            for port in ports:
+                for _ in range(100):
+                    try:
+                        if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        time.sleep(0.2)
             timings: dict[str, list[float]] = {"next": [], "submit": []}
             acknowledged: list[tuple[str, str, int]] = []
 
@@ -288,7 +302,7 @@ def main() -> None:
                 await asyncio.gather(
                     *(
                         annotator(
-                            port,
+                            ports[i % len(ports)],
                             campaign_id,
                             share,
                             f"bench-{i}",
@@ -296,6 +310,7 @@ def main() -> None:
                             args.mode,
                             timings,
                             acknowledged,
+                            args.think,
                         )
                         for i in range(args.annotators)
                     )
@@ -305,7 +320,7 @@ def main() -> None:
             elapsed = asyncio.run(run())
             problems = check_invariants(url, acknowledged)
     finally:
-        if server is not None:
+        for server in servers:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(20)
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -313,7 +328,7 @@ def main() -> None:
 
     print(
         f"\n{args.annotators} annotators, {elapsed:.1f} s, mode {args.mode}, "
-        f"{args.web_workers} web workers"
+        f"{args.web_workers} web workers, think {args.think} s"
     )
     print(f"{'call':<8}{'n':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
     for call, values in timings.items():

@@ -50,6 +50,10 @@ class CampaignSpec:
     guidelines: str = ""
     answer_scale: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_SCALE))
     quota_per_annotator: int | None = None
+    # Quality flags: below this gold accuracy, or faster than this median, an annotator is
+    # flagged on the campaign page.
+    min_gold_accuracy: float = 0.7
+    speeder_seconds: float = 2.0
     completion_code: str | None = None
     redirect_url: str | None = None
     seed: int | None = 0  # None: draw a fresh seed (recorded in ``selection``)
@@ -125,6 +129,10 @@ def validate_spec(session: Session, spec: CampaignSpec) -> dict[str, str]:
     for name in ("gold_fraction", "gold_rate"):
         if not 0 <= getattr(spec, name) <= 1:
             errors[name] = "must be between 0 and 1"
+    if not 0 <= spec.min_gold_accuracy <= 1:
+        errors["min_gold_accuracy"] = "must be between 0 and 1"
+    if not 0 <= spec.speeder_seconds <= 3600:
+        errors["speeder_seconds"] = "must be between 0 and 3600 seconds"
     if spec.quota_per_annotator is not None and spec.quota_per_annotator < 1:
         errors["quota_per_annotator"] = "must be at least 1 (leave it empty for no quota)"
     if spec.completion_code is not None and len(spec.completion_code) > 100:
@@ -214,6 +222,8 @@ def create_campaign(
         },
         gold_rate=spec.gold_rate,
         quota_per_annotator=spec.quota_per_annotator,
+        min_gold_accuracy=spec.min_gold_accuracy,
+        speeder_seconds=spec.speeder_seconds,
         completion_code=spec.completion_code or secrets.token_hex(4).upper(),
         redirect_url=spec.redirect_url,
         share_token=secrets.token_urlsafe(12),

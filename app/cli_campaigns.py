@@ -74,6 +74,12 @@ def create(
         typer.Option("--scale", help="Answer scale file: `value | label | yes/no/-` per line."),
     ] = None,
     quota: Annotated[int | None, typer.Option(help="Items per annotator.")] = None,
+    min_gold_accuracy: Annotated[
+        float, typer.Option(help="Flag annotators whose gold accuracy is below this.")
+    ] = 0.7,
+    speeder_seconds: Annotated[
+        float, typer.Option(help="Flag annotators whose median seconds/item is below this.")
+    ] = 2.0,
     completion_code: Annotated[
         str | None, typer.Option(help="Code shown at the end (default: random).")
     ] = None,
@@ -117,6 +123,8 @@ def create(
         guidelines=guidelines.read_text(encoding="utf-8") if guidelines else "",
         answer_scale=answer_scale,
         quota_per_annotator=quota,
+        min_gold_accuracy=min_gold_accuracy,
+        speeder_seconds=speeder_seconds,
         completion_code=completion_code,
         redirect_url=redirect_url,
         seed=seed,

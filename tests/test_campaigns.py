@@ -238,6 +238,8 @@ def test_api_create_get_and_list(staff_client) -> None:  # type: ignore[no-untyp
         ({"name": "  "}, "name", "name"),
         ({"ratings_per_item": "three"}, "ratings_per_item", "integer"),
         ({"colour": "blue"}, "colour", "xtra"),
+        ({"min_gold_accuracy": 1.5}, "min_gold_accuracy", "between 0 and 1"),
+        ({"speeder_seconds": -1}, "speeder_seconds", "between 0 and 3600"),
     ],
 )
 def test_api_refuses_bad_input_naming_the_field(staff_client, change, field, words) -> None:  # type: ignore[no-untyped-def]
@@ -492,3 +494,12 @@ def test_list_page_shows_progress_pace_and_people(staff_client) -> None:  # type
     assert listed["Untouched"]["items"] == 10 and listed["Untouched"]["gold_items"] == 1
     detail = staff_client.get(f"/campaigns/{campaign_id}").text
     assert "p1" in detail or "prolific" in detail  # the annotator table lists the raters
+
+
+def test_quality_thresholds_are_campaign_settings(staff_client) -> None:  # type: ignore[no-untyped-def]
+    standard_corpus()
+    body = {"name": "Strict", "min_gold_accuracy": 0.9, "speeder_seconds": 4.5}
+    created = staff_client.post("/api/campaigns", json=body).json()
+    assert (created["min_gold_accuracy"], created["speeder_seconds"]) == (0.9, 4.5)
+    page = staff_client.get(f"/campaigns/{created['id']}").text
+    assert "gold accuracy &lt; 0.9" in page and "median &lt; 4.5 s/item" in page

@@ -51,6 +51,8 @@ def blank_values() -> dict[str, Any]:
         "guidelines": "",
         "answer_scale": format_scale_lines(DEFAULT_SCALE),
         "quota_per_annotator": "",
+        "min_gold_accuracy": "0.7",
+        "speeder_seconds": "2",
         "completion_code": "",
         "redirect_url": "",
     }
@@ -161,6 +163,8 @@ def parse_campaign_form(form: FormData) -> ParsedForm:
         guidelines=str(values["guidelines"]).strip(),
         answer_scale=scale,
         quota_per_annotator=read.integer("quota_per_annotator"),
+        min_gold_accuracy=read.number("min_gold_accuracy", 0.7),
+        speeder_seconds=read.number("speeder_seconds", 2.0),
         completion_code=read.text("completion_code") or None,
         redirect_url=read.text("redirect_url") or None,
         seed=read.integer("seed"),

@@ -87,6 +87,8 @@ def campaign_as_dict(
         "lease_seconds": campaign.lease_seconds,
         "gold_rate": campaign.gold_rate,
         "quota_per_annotator": campaign.quota_per_annotator,
+        "min_gold_accuracy": campaign.min_gold_accuracy,
+        "speeder_seconds": campaign.speeder_seconds,
         "completion_code": campaign.completion_code,
         "redirect_url": campaign.redirect_url,
         "selection": campaign.selection,
@@ -279,6 +281,8 @@ class CampaignIn(BaseModel):
     guidelines: str = ""
     answer_scale: list[ScaleOptionIn] | str | None = None
     quota_per_annotator: int | None = None
+    min_gold_accuracy: float = 0.7
+    speeder_seconds: float = 2.0
     completion_code: str | None = None
     redirect_url: str | None = None
     seed: int | None = None

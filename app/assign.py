@@ -51,6 +51,125 @@ class AssignmentError(Exception):
         self.keep_changes = keep_changes
 
 
+# The hot path's statements, built once with bind parameters. Building a statement and its
+# cache key costs more CPU than executing it against a local PostgreSQL; SQLAlchemy's compiled
+# cache then reuses the SQL and psycopg prepares it on the server.
+_P = bindparam
+
+_RULES = select(
+    Campaign.id,
+    Campaign.state,
+    Campaign.lease_seconds,
+    Campaign.quota_per_annotator,
+    Campaign.gold_rate,
+    Campaign.answer_scale,
+    select(User.is_active).where(User.id == _P("annotator_id")).scalar_subquery().label("active"),
+).where(Campaign.id == _P("campaign_id"))
+
+_MY_PROGRESS = select(
+    func.count().filter(Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped])),
+    func.min(Assignment.id).filter(Assignment.state == AssignmentState.leased),
+).where(Assignment.campaign_id == _P("campaign_id"), Assignment.annotator_id == _P("annotator_id"))
+
+_HELD = (
+    select(Assignment.item_id, Assignment.leased_until, Triple.head, Triple.relation, Triple.tail)
+    .join(CampaignItem, CampaignItem.id == Assignment.item_id)
+    .join(Triple, Triple.id == CampaignItem.triple_id)
+    .where(Assignment.id == _P("assignment_id"))
+)
+
+_RENEW = (
+    update(Assignment)
+    .where(Assignment.id == _P("assignment_id"))
+    .values(leased_until=_P("leased_until"))
+)
+
+_PICK = (
+    select(CampaignItem.id, Triple.head, Triple.relation, Triple.tail)
+    .join(Triple, Triple.id == CampaignItem.triple_id)
+    .where(
+        CampaignItem.campaign_id == _P("campaign_id"),
+        CampaignItem.is_gold == _P("gold"),
+        CampaignItem.ratings_done + CampaignItem.leases_active < CampaignItem.ratings_needed,
+        ~exists().where(
+            Assignment.item_id == CampaignItem.id, Assignment.annotator_id == _P("annotator_id")
+        ),
+    )
+    # Closest to done first (data becomes usable early), then the sampling order. The
+    # partial index ix_campaign_items_open serves exactly this order.
+    .order_by(CampaignItem.ratings_done.desc(), CampaignItem.sort_key)
+    .limit(1)
+    .with_for_update(skip_locked=True, of=CampaignItem)
+)
+
+_LEASE_COUNT = (
+    update(CampaignItem)
+    .where(CampaignItem.id == _P("item_id"))
+    .values(leases_active=CampaignItem.leases_active + _P("delta"))
+)
+
+_NEW_LEASE = insert(Assignment).values(
+    item_id=_P("item_id"),
+    annotator_id=_P("annotator_id"),
+    campaign_id=_P("campaign_id"),
+    state=AssignmentState.leased,
+    leased_at=_P("now"),
+    leased_until=_P("leased_until"),
+)
+
+_ASSIGNMENT_FOR_UPDATE = (
+    select(Assignment.id, Assignment.state)
+    .where(
+        Assignment.item_id == _P("item_id"),
+        Assignment.annotator_id == _P("annotator_id"),
+        Assignment.campaign_id == _P("campaign_id"),
+    )
+    .with_for_update()
+)
+
+_RATINGS_SEEN = select(Rating.id, Rating.submission_id, Rating.item_id, Rating.annotator_id).where(
+    or_(
+        Rating.submission_id == _P("submission_id"),
+        and_(Rating.item_id == _P("item_id"), Rating.annotator_id == _P("annotator_id")),
+    )
+)
+
+_ROOM = select(
+    CampaignItem.triple_id, CampaignItem.ratings_done < CampaignItem.ratings_needed
+).where(CampaignItem.id == _P("item_id"))
+
+_NEW_RATING = (
+    insert(Rating)
+    .values(
+        triple_id=_P("triple_id"),
+        item_id=_P("item_id"),
+        annotator_id=_P("annotator_id"),
+        origin=RatingOrigin.campaign,
+        answer=_P("answer"),
+        seconds=_P("seconds"),
+        submission_id=_P("submission_id"),
+        created_at=_P("now"),
+    )
+    .returning(Rating.id)
+)
+
+_SET_STATE = (
+    update(Assignment).where(Assignment.id == _P("assignment_id")).values(state=_P("state"))
+)
+
+_COUNT = (
+    update(CampaignItem)
+    .where(
+        CampaignItem.id == _P("item_id"),
+        CampaignItem.ratings_done < CampaignItem.ratings_needed,
+    )
+    .values(
+        ratings_done=CampaignItem.ratings_done + 1,
+        leases_active=CampaignItem.leases_active - _P("released"),
+    )
+)
+
+
 @dataclass
 class ServedItem:
     item_id: int
@@ -112,25 +231,11 @@ def _serve_row(
 
 def _pick(session: Session, campaign_id: int, annotator_id: int, gold: bool) -> Row[Any] | None:
     """Lock and return the next open item (with its triple) this annotator has not seen."""
-    seen = exists().where(
-        Assignment.item_id == CampaignItem.id, Assignment.annotator_id == annotator_id
+    return (
+        session.connection()
+        .execute(_PICK, {"campaign_id": campaign_id, "annotator_id": annotator_id, "gold": gold})
+        .first()
     )
-    query = (
-        select(CampaignItem.id, Triple.head, Triple.relation, Triple.tail)
-        .join(Triple, Triple.id == CampaignItem.triple_id)
-        .where(
-            CampaignItem.campaign_id == campaign_id,
-            CampaignItem.is_gold == gold,
-            CampaignItem.ratings_done + CampaignItem.leases_active < CampaignItem.ratings_needed,
-            ~seen,
-        )
-        # Closest to done first (data becomes usable early), then the sampling order. The
-        # partial index ix_campaign_items_open serves exactly this order.
-        .order_by(CampaignItem.ratings_done.desc(), CampaignItem.sort_key)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=CampaignItem)
-    )
-    return session.connection().execute(query).first()
 
 
 def _gold_turn(answered: int, rate: float) -> bool:
@@ -150,16 +255,6 @@ class CampaignRules:
     answers: frozenset[int]
 
 
-_RULES = select(
-    Campaign.id,
-    Campaign.state,
-    Campaign.lease_seconds,
-    Campaign.quota_per_annotator,
-    Campaign.gold_rate,
-    Campaign.answer_scale,
-)
-
-
 def campaign_rules(
     session: Session, campaign_id: int, annotator_id: int, *, must_be_open: bool = True
 ) -> CampaignRules:
@@ -170,12 +265,9 @@ def campaign_rules(
     cache: dict[tuple[int, int], CampaignRules] = session.info.setdefault("skd_rules", {})
     rules = cache.get((campaign_id, annotator_id))
     if rules is None:
-        active = (
-            select(User.is_active).where(User.id == annotator_id).scalar_subquery().label("active")
-        )
         row = (
             session.connection()
-            .execute(_RULES.add_columns(active).where(Campaign.id == campaign_id))
+            .execute(_RULES, {"campaign_id": campaign_id, "annotator_id": annotator_id})
             .first()
         )
         if row is None:
@@ -199,43 +291,24 @@ def campaign_rules(
 def next_item(session: Session, campaign_id: int, annotator_id: int) -> ServedItem | None:
     """The item this annotator should rate now (leased to them), or None when they are done.
 
-    Five short Core statements on the common path (the ORM's per-statement cost is most of a
-    request's CPU on a small machine); expired leases are swept by beat and, when nothing
-    else is open, here.
+    Five short prebuilt Core statements on the common path (building ORM statements cost
+    more CPU than running them); expired leases are swept by beat and, when nothing else is
+    open, here.
     """
     conn = session.connection()
     rules = campaign_rules(session, campaign_id, annotator_id)
     now = utcnow()
     lease_until = now + timedelta(seconds=rules.lease_seconds)
-    answered, held_id = conn.execute(
-        select(
-            func.count().filter(
-                Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped])
-            ),
-            func.min(Assignment.id).filter(Assignment.state == AssignmentState.leased),
-        ).where(Assignment.campaign_id == campaign_id, Assignment.annotator_id == annotator_id)
-    ).one()
+    who = {"campaign_id": campaign_id, "annotator_id": annotator_id}
+    answered, held_id = conn.execute(_MY_PROGRESS, who).one()
     if held_id is not None:
         # A reload or a second tab gets the same item back; a lapsed (not yet swept) lease
         # of someone still working is simply renewed.
-        held = conn.execute(
-            select(
-                Assignment.item_id,
-                Assignment.leased_until,
-                Triple.head,
-                Triple.relation,
-                Triple.tail,
-            )
-            .join(CampaignItem, CampaignItem.id == Assignment.item_id)
-            .join(Triple, Triple.id == CampaignItem.triple_id)
-            .where(Assignment.id == held_id)
-        ).one()
+        held = conn.execute(_HELD, {"assignment_id": held_id}).one()
         leased_until = held.leased_until
         if leased_until < now:
             leased_until = lease_until
-            conn.execute(
-                update(Assignment).where(Assignment.id == held_id).values(leased_until=leased_until)
-            )
+            conn.execute(_RENEW, {"assignment_id": held_id, "leased_until": leased_until})
         return _serve_row(
             held.item_id, held.head, held.relation, held.tail, leased_until, rules, answered
         )
@@ -250,21 +323,8 @@ def next_item(session: Session, campaign_id: int, annotator_id: int) -> ServedIt
     if row is None:
         return None
     item_id, head, relation, tail = row
-    conn.execute(
-        update(CampaignItem)
-        .where(CampaignItem.id == item_id)
-        .values(leases_active=CampaignItem.leases_active + 1)
-    )
-    conn.execute(
-        insert(Assignment).values(
-            item_id=item_id,
-            annotator_id=annotator_id,
-            campaign_id=campaign_id,
-            state=AssignmentState.leased,
-            leased_at=now,
-            leased_until=lease_until,
-        )
-    )
+    conn.execute(_LEASE_COUNT, {"item_id": item_id, "delta": 1})
+    conn.execute(_NEW_LEASE, {**who, "item_id": item_id, "now": now, "leased_until": lease_until})
     return _serve_row(item_id, head, relation, tail, lease_until, rules, answered)
 
 
@@ -275,17 +335,6 @@ class SubmitResult:
     repeated: bool  # the same submission arrived again; nothing new was stored
     # With defer_count: (item_id, lease was live) for count_rating to apply before commit.
     pending: tuple[int, bool] | None = None
-
-
-_ASSIGNMENT_FOR_UPDATE = (
-    select(Assignment.id, Assignment.state)
-    .where(
-        Assignment.item_id == bindparam("item_id"),
-        Assignment.annotator_id == bindparam("annotator_id"),
-        Assignment.campaign_id == bindparam("campaign_id"),
-    )
-    .with_for_update()
-)
 
 
 def submit_rating(
@@ -310,18 +359,9 @@ def submit_rating(
         raise AssignmentError(422, f"answer: {answer} is not on this campaign's scale")
     if not submission_id or len(submission_id) > 100:
         raise AssignmentError(422, "submission_id: 1 to 100 characters")
-    assignment = conn.execute(
-        _ASSIGNMENT_FOR_UPDATE,
-        {"item_id": item_id, "annotator_id": annotator_id, "campaign_id": campaign_id},
-    ).first()
-    ratings = conn.execute(
-        select(Rating.id, Rating.submission_id, Rating.item_id, Rating.annotator_id).where(
-            or_(
-                Rating.submission_id == submission_id,
-                and_(Rating.item_id == item_id, Rating.annotator_id == annotator_id),
-            )
-        )
-    ).all()
+    key = {"item_id": item_id, "annotator_id": annotator_id, "campaign_id": campaign_id}
+    assignment = conn.execute(_ASSIGNMENT_FOR_UPDATE, key).first()
+    ratings = conn.execute(_RATINGS_SEEN, {**key, "submission_id": submission_id}).all()
     same = next((r for r in ratings if r.submission_id == submission_id), None)
     if same is not None:
         if same.annotator_id != annotator_id or same.item_id != item_id:
@@ -337,11 +377,7 @@ def submit_rating(
         conn.execute(update(Rating).where(Rating.id == existing_id).values(**values))
         return SubmitResult(existing_id, changed=True, repeated=False)
     live = assignment.state == AssignmentState.leased
-    triple_id, has_room = conn.execute(
-        select(
-            CampaignItem.triple_id, CampaignItem.ratings_done < CampaignItem.ratings_needed
-        ).where(CampaignItem.id == item_id)
-    ).one()
+    triple_id, has_room = conn.execute(_ROOM, {"item_id": item_id}).one()
     if not has_room:
         if live:
             _release_lease(session, assignment.id, item_id)
@@ -349,24 +385,17 @@ def submit_rating(
             409, "this item already has all the ratings it needs", keep_changes=True
         )
     rating_id = conn.execute(
-        insert(Rating)
-        .values(
-            triple_id=triple_id,
-            item_id=item_id,
-            annotator_id=annotator_id,
-            origin=RatingOrigin.campaign,
-            answer=answer,
-            seconds=seconds,
-            submission_id=submission_id,
-            created_at=utcnow(),
-        )
-        .returning(Rating.id)
+        _NEW_RATING,
+        {
+            **key,
+            "triple_id": triple_id,
+            "answer": answer,
+            "seconds": seconds,
+            "submission_id": submission_id,
+            "now": utcnow(),
+        },
     ).scalar_one()
-    conn.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment.id)
-        .values(state=AssignmentState.submitted)
-    )
+    conn.execute(_SET_STATE, {"assignment_id": assignment.id, "state": AssignmentState.submitted})
     if defer_count:
         return SubmitResult(rating_id, changed=False, repeated=False, pending=(item_id, live))
     count_rating(session, (item_id, live))
@@ -385,17 +414,7 @@ def count_rating(session: Session, pending: tuple[int, bool] | None) -> None:
     item_id, live = pending
     counted = (
         session.connection()
-        .execute(
-            update(CampaignItem)
-            .where(
-                CampaignItem.id == item_id,
-                CampaignItem.ratings_done < CampaignItem.ratings_needed,
-            )
-            .values(
-                ratings_done=CampaignItem.ratings_done + 1,
-                leases_active=CampaignItem.leases_active - (1 if live else 0),
-            )
-        )
+        .execute(_COUNT, {"item_id": item_id, "released": 1 if live else 0})
         .rowcount
     )
     if not counted:  # filled by a concurrent submit since it was checked: undo everything
@@ -404,16 +423,8 @@ def count_rating(session: Session, pending: tuple[int, bool] | None) -> None:
 
 def _release_lease(session: Session, assignment_id: int, item_id: int) -> None:
     conn = session.connection()
-    conn.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment_id)
-        .values(state=AssignmentState.released)
-    )
-    conn.execute(
-        update(CampaignItem)
-        .where(CampaignItem.id == item_id)
-        .values(leases_active=CampaignItem.leases_active - 1)
-    )
+    conn.execute(_SET_STATE, {"assignment_id": assignment_id, "state": AssignmentState.released})
+    conn.execute(_LEASE_COUNT, {"item_id": item_id, "delta": -1})
 
 
 def skip_item(session: Session, campaign_id: int, annotator_id: int, item_id: int) -> None:
@@ -428,11 +439,7 @@ def skip_item(session: Session, campaign_id: int, annotator_id: int, item_id: in
     if assignment.state == AssignmentState.leased:
         _release_lease(session, assignment.id, item_id)
     if assignment.state != AssignmentState.submitted:
-        conn.execute(
-            update(Assignment)
-            .where(Assignment.id == assignment.id)
-            .values(state=AssignmentState.skipped)
-        )
+        conn.execute(_SET_STATE, {"assignment_id": assignment.id, "state": AssignmentState.skipped})
 
 
 @dataclass

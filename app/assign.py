@@ -117,14 +117,22 @@ _NEW_LEASE = insert(Assignment).values(
     leased_until=_P("leased_until"),
 )
 
+# The annotator's own assignment row, locked; with the item's triple and whether it still
+# has room (read, not locked: the counter update at the end re-checks it).
 _ASSIGNMENT_FOR_UPDATE = (
-    select(Assignment.id, Assignment.state)
+    select(
+        Assignment.id,
+        Assignment.state,
+        CampaignItem.triple_id,
+        (CampaignItem.ratings_done < CampaignItem.ratings_needed).label("has_room"),
+    )
+    .join(CampaignItem, CampaignItem.id == Assignment.item_id)
     .where(
         Assignment.item_id == _P("item_id"),
         Assignment.annotator_id == _P("annotator_id"),
         Assignment.campaign_id == _P("campaign_id"),
     )
-    .with_for_update()
+    .with_for_update(of=Assignment)
 )
 
 _RATINGS_SEEN = select(Rating.id, Rating.submission_id, Rating.item_id, Rating.annotator_id).where(
@@ -133,10 +141,6 @@ _RATINGS_SEEN = select(Rating.id, Rating.submission_id, Rating.item_id, Rating.a
         and_(Rating.item_id == _P("item_id"), Rating.annotator_id == _P("annotator_id")),
     )
 )
-
-_ROOM = select(
-    CampaignItem.triple_id, CampaignItem.ratings_done < CampaignItem.ratings_needed
-).where(CampaignItem.id == _P("item_id"))
 
 _NEW_RATING = (
     insert(Rating)
@@ -377,7 +381,7 @@ def submit_rating(
         conn.execute(update(Rating).where(Rating.id == existing_id).values(**values))
         return SubmitResult(existing_id, changed=True, repeated=False)
     live = assignment.state == AssignmentState.leased
-    triple_id, has_room = conn.execute(_ROOM, {"item_id": item_id}).one()
+    triple_id, has_room = assignment.triple_id, assignment.has_room
     if not has_room:
         if live:
             _release_lease(session, assignment.id, item_id)

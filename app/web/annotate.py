@@ -58,9 +58,10 @@ def enter_campaign(
     return RedirectResponse(f"/annotate/{campaign_id}", status_code=status.HTTP_303_SEE_OTHER)
 
 
-def rater_id(request: Request) -> int:
+async def rater_id(request: Request) -> int:
     """The signed-in person's id from the signed session cookie. The hot path checks the row
-    inside its own transaction instead of opening a second one just for this."""
+    inside its own transaction instead of opening a second one just for this. (``async``
+    because it does no I/O: FastAPI would otherwise hop to a worker thread just to run it.)"""
     user_id = request.session.get("user_id")
     if user_id is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "open your study link first")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
@@ -32,6 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # that many threads interleave on the GIL while holding database transactions open,
         # which makes hot rows wait; a smaller pool queues requests before they begin instead.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # garbage collector's scans, which otherwise revisit it on every request burst.
+        gc.freeze()
         yield
 
     application = FastAPI(

@@ -225,3 +225,30 @@ def staff_client(client):  # type: ignore[no-untyped-def]
     make_staff()
     client.headers["X-CSRF-Token"] = login(client)
     return client
+
+
+def add_triples(
+    n: int,
+    head: str = "PersonX does thing {i}",
+    tail: str = "to rest {i}",
+    relation: str = "xWant",
+    source: str = "t",
+) -> list[int]:
+    """``n`` distinct triples written straight to the database; returns their ids."""
+    from app.db import session_scope
+    from app.models import Triple
+
+    with session_scope(write=True) as session:
+        triples = [
+            Triple(
+                head=head.format(i=i),
+                relation=relation,
+                tail=tail.format(i=i),
+                norm_hash=uuid.uuid4().hex,
+                source=source,
+            )
+            for i in range(n)
+        ]
+        session.add_all(triples)
+        session.flush()
+        return [t.id for t in triples]

@@ -20,22 +20,13 @@ from app.assign import AssignmentError, next_item, release_expired_leases, skip_
 from app.campaigns import CampaignSpec, create_campaign
 from app.db import session_scope
 from app.models import Assignment, AssignmentState, CampaignItem, Rating, Role, Triple, User
+from tests.conftest import add_triples
 
 ANSWERS = [2, 1, -1, -2, -9]
 
 
 def make_corpus(n: int) -> None:
-    with session_scope(write=True) as session:
-        session.add_all(
-            Triple(
-                head=f"PersonX does thing {i}",
-                relation="xWant",
-                tail=f"to rest {i}",
-                norm_hash=f"{i:032x}",
-                source="t",
-            )
-            for i in range(n)
-        )
+    add_triples(n)
 
 
 def make_annotators(n: int) -> list[int]:

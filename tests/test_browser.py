@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND, OUTPUT, make_staff
+from tests.conftest import BACKEND, OUTPUT, add_triples, make_staff
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -125,18 +125,8 @@ def test_prolific_worker_rates_with_the_keyboard_and_changes_an_answer(  # type:
     from app.models import Rating, Triple, User
 
     OUTPUT.mkdir(exist_ok=True)
+    add_triples(8, head="PersonX bakes loaf {i}", tail="to share slice {i}")
     with session_scope(write=True) as session:
-        session.add_all(
-            Triple(
-                head=f"PersonX bakes loaf {i}",
-                relation="xWant",
-                tail=f"to share slice {i}",
-                norm_hash=f"{i:032x}",
-                source="t",
-            )
-            for i in range(8)
-        )
-        session.flush()
         campaign = create_campaign(
             session,
             CampaignSpec(
@@ -192,20 +182,9 @@ def test_prolific_worker_rates_with_the_keyboard_and_changes_an_answer(  # type:
 def test_rating_page_works_without_javascript_and_at_360px(live_server, browser, engine) -> None:  # type: ignore[no-untyped-def]
     from app.campaigns import CampaignSpec, create_campaign
     from app.db import session_scope
-    from app.models import Triple
 
+    add_triples(3, head="PersonX waters plant {i}", tail="to help it grow", relation="xIntent")
     with session_scope(write=True) as session:
-        session.add_all(
-            Triple(
-                head=f"PersonX waters plant {i}",
-                relation="xIntent",
-                tail="to help it grow",
-                norm_hash=f"{i:032x}",
-                source="t",
-            )
-            for i in range(3)
-        )
-        session.flush()
         share = create_campaign(session, CampaignSpec(name="nojs", ratings_per_item=1)).share_token
     context = browser.new_context(java_script_enabled=False, viewport={"width": 360, "height": 740})
     page = context.new_page()

@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -438,22 +439,24 @@ def demo(
     url = settings.public_url
 
     def announce() -> None:
+        # soft_wrap: long links stay one line, so they can be copied from any terminal width.
+        say = partial(console.print, soft_wrap=True)
         console.rule("[bold]SKD Studio is running")
-        console.print(f"  open           {url}/login")
+        say(f"  open           {url}/login")
         for account in accounts.staff:
-            console.print(
+            say(
                 f"  {account['role']:<14} user [bold]{account['username']}[/]"
                 f"  password [bold]{account['password']}[/]"
             )
         for invite in accounts.invites:
-            console.print(f"  annotator      {url}/i/{invite['token']}")
+            say(f"  annotator      {url}/i/{invite['token']}")
         if accounts.campaign_share:
-            console.print(
+            say(
                 f"  study link     {url}/c/{accounts.campaign_share}?PROLIFIC_PID=demo-worker-1"
                 "  (any PROLIFIC_PID is a new crowdworker)"
             )
-        console.print(f"  data           {settings.data_dir.resolve()}")
-        console.print("  Ctrl-C stops the web server, the worker and beat.")
+        say(f"  data           {settings.data_dir.resolve()}")
+        say("  Ctrl-C stops the web server, the worker and beat.")
         console.rule()
 
     if not start:

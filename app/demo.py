@@ -162,7 +162,9 @@ def run_services(settings: Settings, *, on_ready: Any = None, ready_timeout: flo
     def _terminate(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    # Both signals stop everything, also when started from a shell that set SIGINT to
+    # "ignore" for background jobs (Python would then never raise KeyboardInterrupt).
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = 0
     try:
         for name, command in service_commands(settings).items():
@@ -182,7 +184,8 @@ def run_services(settings: Settings, *, on_ready: Any = None, ready_timeout: flo
     except KeyboardInterrupt:
         stopping = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _stop_all(children)
     return code if stopping else 1
 

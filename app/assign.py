@@ -365,22 +365,25 @@ def submit_rating(
         raise AssignmentError(422, "submission_id: 1 to 100 characters")
     key = {"item_id": item_id, "annotator_id": annotator_id, "campaign_id": campaign_id}
     assignment = conn.execute(_ASSIGNMENT_FOR_UPDATE, key).first()
-    ratings = conn.execute(_RATINGS_SEEN, {**key, "submission_id": submission_id}).all()
-    same = next((r for r in ratings if r.submission_id == submission_id), None)
-    if same is not None:
-        if same.annotator_id != annotator_id or same.item_id != item_id:
-            raise AssignmentError(409, "submission_id was already used for another rating")
-        return SubmitResult(same.id, changed=False, repeated=True)
     if assignment is None:
         raise AssignmentError(409, "this item was not given to you")
-    if ratings:  # going back to change an answer: still one rating, with the new value
-        existing_id = ratings[0].id
-        values: dict[str, Any] = {"answer": answer}
-        if seconds is not None:
-            values["seconds"] = seconds
-        conn.execute(update(Rating).where(Rating.id == existing_id).values(**values))
-        return SubmitResult(existing_id, changed=True, repeated=False)
     live = assignment.state == AssignmentState.leased
+    # A live lease has no rating yet (a rating and the end of its lease are one transaction),
+    # so only an answer to an item already answered needs the lookup: a resubmit, or a change.
+    if not live:
+        ratings = conn.execute(_RATINGS_SEEN, {**key, "submission_id": submission_id}).all()
+        same = next((r for r in ratings if r.submission_id == submission_id), None)
+        if same is not None:
+            if same.annotator_id != annotator_id or same.item_id != item_id:
+                raise AssignmentError(409, "submission_id was already used for another rating")
+            return SubmitResult(same.id, changed=False, repeated=True)
+        if ratings:  # going back to change an answer: still one rating, with the new value
+            existing_id = ratings[0].id
+            values: dict[str, Any] = {"answer": answer}
+            if seconds is not None:
+                values["seconds"] = seconds
+            conn.execute(update(Rating).where(Rating.id == existing_id).values(**values))
+            return SubmitResult(existing_id, changed=True, repeated=False)
     triple_id, has_room = assignment.triple_id, assignment.has_room
     if not has_room:
         if live:

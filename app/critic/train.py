@@ -1,0 +1,213 @@
+"""Training a critic: a sequence classifier on (head, relation phrase + tail) pairs.
+
+One function, ``train_critic``, with a dataclass of arguments, in the manner of the
+transformers example scripts. Any Hugging Face encoder loads through
+``AutoModelForSequenceClassification`` (a hub name, or a local folder such as the packaged
+MiniLM). The loop is plain PyTorch (AdamW, linear warm-up and decay, a seeded shuffle) so it
+needs nothing beyond transformers and torch; after each epoch the held-out labels are scored
+and the best epoch by precision at the target recall is kept (early stopping). The result is
+written with ``save_pretrained`` and loads back with ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    get_linear_schedule_with_warmup,
+)
+
+from app.corpus.relations import relation_phrase
+from app.critic.labels import LabelledTriple
+from app.critic.metrics import evaluate, precision_at_recall
+from app.jobs import NullProgress, Progress
+
+# The paper's critic read PersonX/PersonY as people's names; pretrained encoders know names
+# far better than the placeholder tokens.
+NAMES = {"PersonX": "Alex", "PersonY": "Jordan", "PersonZ": "Sam"}
+
+
+def critic_input(head: str, relation: str, tail: str, *, names: bool = False) -> tuple[str, str]:
+    """The sentence pair the critic reads: (head, "<relation phrase> <tail>")."""
+    second = f"{relation_phrase(relation)} {tail}"
+    if names:
+        for placeholder, name in NAMES.items():
+            head = head.replace(placeholder, name)
+            second = second.replace(placeholder, name)
+    return head, second
+
+
+@dataclass
+class CriticTrainingArguments:
+    base_model: str
+    output_dir: Path
+    epochs: int = 3
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 64
+    seed: int = 0
+    target_recall: float = 0.8
+    names: bool = True
+    patience: int = 2
+
+
+@dataclass
+class TrainedCritic:
+    path: Path
+    metrics: dict[str, Any]
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def score_pairs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    batch_size: int = 64,
+    max_length: int = 64,
+) -> np.ndarray:
+    """p(acceptable) for each pair. Batches are formed from pairs of similar length (less
+    padding, less work) and the scores are returned in the input order."""
+    model.eval()
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    scores = np.empty(len(pairs), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch = [pairs[i] for i in order[start : start + batch_size]]
+            encoded = tokenizer(
+                [a for a, _ in batch],
+                [b for _, b in batch],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            logits = model(**encoded).logits
+            scores[order[start : start + batch_size]] = torch.softmax(logits, dim=-1)[:, 1].numpy()
+    return scores
+
+
+def load_critic(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=2)
+    return model, tokenizer
+
+
+def train_critic(
+    args: CriticTrainingArguments,
+    train: Sequence[LabelledTriple],
+    held_out: Sequence[LabelledTriple],
+    progress: Progress | None = None,
+) -> TrainedCritic:
+    """Fine-tune ``args.base_model`` on ``train``; keep the epoch whose held-out precision at
+    ``args.target_recall`` is best; save it to ``args.output_dir``."""
+    if not train or not held_out:
+        raise ValueError("need labelled triples on both sides of the split (train and held-out)")
+    progress = progress or NullProgress()
+    _seed_everything(args.seed)
+    try:
+        model, tokenizer = load_critic(args.base_model)
+    except OSError as exc:
+        raise ValueError(
+            f"base model {args.base_model!r} could not be loaded (a hub name, or a folder "
+            f"with config.json and tokenizer files): {exc}"
+        ) from None
+    pairs = [critic_input(t.head, t.relation, t.tail, names=args.names) for t in train]
+    labels = torch.tensor([int(t.acceptable) for t in train])
+    held_pairs = [critic_input(t.head, t.relation, t.tail, names=args.names) for t in held_out]
+    held_labels = np.array([t.acceptable for t in held_out])
+
+    steps_per_epoch = (len(pairs) + args.batch_size - 1) // args.batch_size
+    total_steps = steps_per_epoch * args.epochs
+    no_decay = ("bias", "LayerNorm.weight", "layernorm.weight", "norm.weight")
+    grouped = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": args.weight_decay,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    optimizer = torch.optim.AdamW(grouped, lr=args.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(args.warmup_ratio * total_steps), total_steps
+    )
+    generator = torch.Generator().manual_seed(args.seed)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_score, best_epoch, stale = -1.0, 0, 0
+    history: list[dict[str, float]] = []
+    step = 0
+    progress.update(0, total_steps, "training", force=True)
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        for batch_index in torch.randperm(len(pairs), generator=generator).split(args.batch_size):
+            batch = [pairs[i] for i in batch_index.tolist()]
+            encoded = tokenizer(
+                [a for a, _ in batch],
+                [b for _, b in batch],
+                padding=True,
+                truncation=True,
+                max_length=args.max_length,
+                return_tensors="pt",
+            )
+            loss = model(**encoded, labels=labels[batch_index]).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            progress.update(step, total_steps, f"epoch {epoch}: loss {loss.item():.3f}")
+        scores = score_pairs(model, tokenizer, held_pairs, max_length=args.max_length)
+        point = precision_at_recall(held_labels, scores, (args.target_recall,))
+        precision = point[0].precision if point else 0.0
+        metrics = evaluate(held_labels, scores)
+        history.append(
+            {"epoch": epoch, "precision_at_target": precision, "roc_auc": metrics["roc_auc"]}
+        )
+        if precision > best_score:
+            best_score, best_epoch, stale = precision, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+            best_metrics = metrics
+        else:
+            stale += 1
+            if stale >= args.patience:
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(args.output_dir)
+    tokenizer.save_pretrained(args.output_dir)
+    card = {
+        "arguments": {**asdict(args), "output_dir": str(args.output_dir)},
+        "train_labels": len(train),
+        "held_out_labels": len(held_out),
+        "best_epoch": best_epoch,
+        "history": history,
+        "held_out_metrics": {k: v for k, v in best_metrics.items() if k != "pr_curve"},
+    }
+    (args.output_dir / "critic_card.json").write_text(json.dumps(card, indent=2))
+    return TrainedCritic(args.output_dir, best_metrics, best_epoch, history)

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# Models load from local folders only (the packaged MiniLM, tiny models built in tests).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 BACKEND = os.environ.get("SKD_TEST_BACKEND", "sqlite")
 PG_ADMIN_URL = os.environ.get("SKD_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SKD_TEST_REDIS", "redis://127.0.0.1:6379")

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -121,3 +122,15 @@ def session_scope(*, write: bool = False) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on either dialect: idempotent writes for tasks that
+    may run twice (acks_late) or side by side on overlapping rows."""
+    if not rows:
+        return
+    if is_sqlite(session.get_bind()):  # type: ignore[arg-type]
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    session.execute(dialect_insert(table).on_conflict_do_nothing(), rows)

@@ -255,3 +255,26 @@ def add_triples(
         session.add_all(triples)
         session.flush()
         return [t.id for t in triples]
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT with the packaged MiniLM's tokenizer, saved like a hub model."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from app.config import packaged_minilm_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=2,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.config import packaged_minilm_path
 from app.critic.labels import LabelledTriple, split_by_head
 from app.critic.metrics import evaluate
 from app.critic.train import (
@@ -19,27 +18,6 @@ from app.critic.train import (
     score_pairs,
     train_critic,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer BERT with the packaged MiniLM's tokenizer, saved like a hub model."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=2,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def synthetic_labels(n_heads: int = 120) -> list[LabelledTriple]:

@@ -436,6 +436,7 @@ def _release_lease(session: Session, assignment_id: int, item_id: int) -> None:
 
 def skip_item(session: Session, campaign_id: int, annotator_id: int, item_id: int) -> None:
     """ "I can't judge this one": the item goes to others, never back to this annotator."""
+    campaign_rules(session, campaign_id, annotator_id, must_be_open=False)  # an active user
     conn = session.connection()
     assignment = conn.execute(
         _ASSIGNMENT_FOR_UPDATE,

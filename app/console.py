@@ -3,19 +3,19 @@ the import summary table."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.jobs import NullProgress
+
 console = Console(stderr=True)
 out = Console()
 
 
-class RichProgress:
+class RichProgress(NullProgress):
     """A terminal progress bar fed by ``update(done, total, message)`` like a job row."""
 
     def __init__(self, description: str) -> None:
@@ -51,10 +51,6 @@ class RichProgress:
         if message is not None:
             fields["description"] = message
         self.bar.update(self.task, **fields)
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        yield
 
 
 def import_summary_table(result: dict[str, Any]) -> Table:

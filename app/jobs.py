@@ -45,6 +45,8 @@ class Progress(Protocol):
 
 
 class NullProgress:
+    """Reports nowhere; also the base of sinks that have nothing to pause."""
+
     def update(
         self,
         done: int,

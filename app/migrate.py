@@ -30,13 +30,9 @@ def current(url: str | None = None) -> str | None:
     """The revision the database is at (None for an empty database)."""
     from alembic.runtime.migration import MigrationContext
 
-    from app.db import make_engine
+    from app.db import get_engine, make_engine
 
-    engine = make_engine(url) if url else None
-    if engine is None:
-        from app.db import get_engine
-
-        engine = get_engine()
+    engine = make_engine(url) if url else get_engine()
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()

@@ -204,7 +204,7 @@ def import_files(
     return summary_all
 
 
-class _ScaledProgress:
+class _ScaledProgress(NullProgress):
     """Maps rows written onto the second half of the import's progress scale."""
 
     def __init__(self, inner: Progress, *, offset: int, total_rows: int, span: int) -> None:
@@ -224,9 +224,6 @@ class _ScaledProgress:
             message=message or f"writing: {done:,} of {self.total_rows:,} triples",
             force=force,
         )
-
-    def paused(self):  # type: ignore[no-untyped-def]
-        return self.inner.paused()
 
 
 def run_import_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:

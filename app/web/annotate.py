@@ -8,9 +8,9 @@ from the share link.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -21,6 +21,7 @@ from app.accounts import annotator_by_token, recognize_worker
 from app.assign import AssignmentError, count_rating, next_item, skip_item, submit_rating
 from app.db import session_scope
 from app.models import Campaign, CampaignState, User
+from app.web.deps import RaterId
 
 router = APIRouter(tags=["annotate"])
 
@@ -56,19 +57,6 @@ def enter_campaign(
         request.session["user_id"] = user.id
         campaign_id = campaign.id
     return RedirectResponse(f"/annotate/{campaign_id}", status_code=status.HTTP_303_SEE_OTHER)
-
-
-async def rater_id(request: Request) -> int:
-    """The signed-in person's id from the signed session cookie. The hot path checks the row
-    inside its own transaction instead of opening a second one just for this. (``async``
-    because it does no I/O: FastAPI would otherwise hop to a worker thread just to run it.)"""
-    user_id = request.session.get("user_id")
-    if user_id is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "open your study link first")
-    return int(user_id)
-
-
-RaterId = Annotated[int, Depends(rater_id)]
 
 
 class Submission(BaseModel):

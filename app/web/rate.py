@@ -27,12 +27,12 @@ from app.corpus.relations import sentence_lead
 from app.db import session_scope
 from app.markdown import render_markdown
 from app.models import Campaign, CampaignItem, User
-from app.web.deps import CSRFChecked, OptionalUser, csrf_token, templates
+from app.web.deps import CSRFChecked, OptionalUser, RaterId, csrf_token, templates
 
 router = APIRouter(tags=["rating page"])
 
 
-def _annotator(user: User | None, request: Request) -> User:
+def _annotator(user: User | None) -> User:
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "open your study link first")
     return user
@@ -61,7 +61,7 @@ def _study_size(session: Session, campaign: Campaign) -> int:
 def rater_context(
     session: Session,
     campaign: Campaign,
-    user: User,
+    annotator_id: int,
     *,
     notice: str | None = None,
     back_before: int | None = None,
@@ -76,7 +76,7 @@ def rater_context(
         "state": "item",
     }
     if back_before is not None:
-        earlier = previous_rating(session, campaign.id, user.id, back_before or None)
+        earlier = previous_rating(session, campaign.id, annotator_id, back_before or None)
         if earlier is not None:
             context.update(
                 state="back",
@@ -88,12 +88,12 @@ def rater_context(
                 },
                 current_answer=earlier.answer,
                 rating_id=earlier.rating_id,
-                can_go_back=previous_rating(session, campaign.id, user.id, earlier.rating_id)
+                can_go_back=previous_rating(session, campaign.id, annotator_id, earlier.rating_id)
                 is not None,
             )
             return context
     try:
-        served = next_item(session, campaign.id, user.id)
+        served = next_item(session, campaign.id, annotator_id)
     except AssignmentError as exc:
         context.update(state="closed", message=exc.message)
         return context
@@ -108,17 +108,17 @@ def rater_context(
             "tail": served.tail,
         },
         position=served.position,
-        can_go_back=previous_rating(session, campaign.id, user.id) is not None,
+        can_go_back=previous_rating(session, campaign.id, annotator_id) is not None,
     )
     return context
 
 
 @router.get("/annotate/{campaign_id}", response_class=HTMLResponse)
 def rating_page(campaign_id: int, request: Request, user: OptionalUser) -> Response:
-    rater = _annotator(user, request)
+    rater = _annotator(user)
     with session_scope(write=True) as session:
         campaign = _campaign(session, campaign_id)
-        context = rater_context(session, campaign, rater)
+        context = rater_context(session, campaign, rater.id)
         context.update(
             user=rater,
             csrf=csrf_token(request),
@@ -132,10 +132,10 @@ def go_back(
     campaign_id: int, request: Request, user: OptionalUser, before: int | None = None
 ) -> Response:
     """Show an earlier answer so it can be changed (``before``: step further back)."""
-    rater = _annotator(user, request)
+    rater = _annotator(user)
     with session_scope(write=True) as session:
         campaign = _campaign(session, campaign_id)
-        context = rater_context(session, campaign, rater, back_before=before or 0)
+        context = rater_context(session, campaign, rater.id, back_before=before or 0)
         context["csrf"] = csrf_token(request)
         name = "_rate_item.html" if request.headers.get("hx-request") else "rate.html"
         if name == "rate.html":
@@ -147,7 +147,7 @@ def go_back(
 def answer(
     campaign_id: int,
     request: Request,
-    user: OptionalUser,
+    annotator_id: RaterId,
     item_id: Annotated[int, Form()],
     submission_id: Annotated[str, Form(min_length=1, max_length=100)],
     answer: Annotated[int | None, Form()] = None,
@@ -159,21 +159,20 @@ def answer(
     The answer is committed in its own short transaction before the next item is chosen, as
     in the JSON API: the rated item's row lock is held as briefly as possible.
     """
-    rater = _annotator(user, request)
     notice = None
     try:
         with session_scope(write=True) as session:
             _campaign(session, campaign_id)
             try:
                 if skip:
-                    skip_item(session, campaign_id, rater.id, item_id)
+                    skip_item(session, campaign_id, annotator_id, item_id)
                 elif answer is None:
                     raise AssignmentError(422, "choose an answer")
                 else:
                     if seconds is None:
-                        seconds = lease_started(session, item_id, rater.id)
+                        seconds = lease_started(session, item_id, annotator_id)
                     submit_rating(
-                        session, campaign_id, rater.id, item_id, answer, submission_id, seconds
+                        session, campaign_id, annotator_id, item_id, answer, submission_id, seconds
                     )
             except AssignmentError as exc:
                 if not exc.keep_changes:
@@ -187,6 +186,6 @@ def answer(
         return RedirectResponse(f"/annotate/{campaign_id}", status_code=303)
     with session_scope(write=True) as session:
         campaign = _campaign(session, campaign_id)
-        context = rater_context(session, campaign, rater, notice=notice)
+        context = rater_context(session, campaign, annotator_id, notice=notice)
         context["csrf"] = csrf_token(request)
         return templates.TemplateResponse(request, "_rate_item.html", context)

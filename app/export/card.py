@@ -1,0 +1,367 @@
+"""The dataset card: ``README.md`` at the top of every export.
+
+It says what is in the files (counts per split and relation, per source), how good the critic
+is on held-out labels, which threshold was used and how it was chosen, the estimated precision
+of the kept triples with its 95% interval, the exact parameters and the command that makes the
+same files again. Its YAML header follows the Hugging Face dataset-card convention, so
+``datasets.load_dataset("<export folder>")`` finds the splits by itself.
+
+The card is part of the byte-identical promise, so it holds nothing that changes between two
+runs on the same data: no wall-clock time, no export id, no path. Its date is "data as of":
+the newest of the critic version's creation, the newest human rating and the newest kept
+triple. The time the export was made is recorded in SKD Studio's list of exports instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from app.export.params import FORMAT_HELP, HUMAN_LABEL_RULES
+from app.export.plan import ExportPlan
+
+
+@dataclass
+class WrittenCounts:
+    """What the files hold, counted while they were written."""
+
+    split_names: tuple[str, ...]
+    by_split: dict[str, int]
+    by_relation: dict[str, dict[str, int]]  # relation -> split -> triples
+    by_source: dict[str, int]
+    heads: dict[str, int]  # distinct heads per split
+    labelled: dict[str, int]  # kept triples whose valid is 1 / -1
+    total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "by_split": self.by_split,
+            "by_relation": self.by_relation,
+            "by_source": self.by_source,
+            "heads": self.heads,
+            "labelled": self.labelled,
+        }
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _size_category(n: int) -> str:
+    """The Hugging Face ``size_categories`` bucket of n rows."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")]
+    bounds += [(1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+    for bound, name in bounds:
+        if n < bound:
+            return name
+    return "n>100M"
+
+
+def file_path(fmt: str, split: str) -> str:
+    folder, extension = {
+        "atomic-tsv": ("atomic-tsv", "tsv"),
+        "jsonl": ("jsonl", "jsonl"),
+        "parquet": ("parquet", "parquet"),
+        "student": ("student", "jsonl"),
+    }[fmt]
+    return f"{folder}/{split}.{extension}"
+
+
+def _yaml_header(plan: ExportPlan, counts: WrittenCounts) -> list[str]:
+    formats = plan.params.formats
+    splits = counts.split_names
+    # One config: ``datasets`` picks one loader for a whole folder, so configs in different
+    # formats cannot sit side by side (a "student" JSONL config next to Parquet fails).
+    main = next((fmt for fmt in ("parquet", "jsonl", "student") if fmt in formats), None)
+    configs = [("default", main)] if main else []
+    title = (
+        f"SKD Studio filtered knowledge graph (critic version {plan.version['id']}, "
+        f"threshold {plan.threshold:.4g})"
+    )
+    lines = [
+        "---",
+        f"pretty_name: {json.dumps(title)}",
+        "language:",
+        "- en",
+        "task_categories:",
+        "- text-generation",
+        "tags:",
+        "- commonsense",
+        "- knowledge-graph",
+        "- atomic",
+        "- symbolic-knowledge-distillation",
+        "size_categories:",
+        f"- {_size_category(counts.total)}",
+    ]
+    if configs:
+        lines.append("configs:")
+        for name, fmt in configs:
+            lines.append(f"- config_name: {name}")
+            lines.append("  data_files:")
+            for split in splits:
+                lines.append(f"  - split: {split}")
+                lines.append(f"    path: {file_path(fmt, split)}")
+    lines.append("---")
+    return lines
+
+
+def configs_note(formats: tuple[str, ...]) -> str:
+    main = next((fmt for fmt in ("parquet", "jsonl", "student") if fmt in formats), None)
+    return f"the {main} files" if main else "no loadable format"
+
+
+def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str]) -> str:
+    """The README.md of an export (Markdown with a YAML header)."""
+    params = plan.params
+    version = plan.version
+    metrics = version["metrics"]
+    estimate = plan.estimate
+    splits = counts.split_names
+    asked = dict(params.splits)
+    out = _yaml_header(plan, counts)
+    say = out.append
+
+    say("")
+    say("# Filtered commonsense knowledge graph")
+    say("")
+    relations = len(counts.by_relation)
+    summary = (
+        f"**{_n(counts.total)} triples** ({_n(sum(counts.heads.values()))} heads, "
+        f"{relations} relation{'s' if relations != 1 else ''}) kept from "
+        f"{_n(plan.counts.candidates)} candidate triples by critic version {version['id']} at "
+        f"threshold **{plan.threshold:.4f}** ({plan.threshold_reason()})."
+    )
+    if estimate.precision is not None and estimate.interval is not None:
+        summary += (
+            f" Estimated precision of the kept triples: **{_f(estimate.precision)}** "
+            f"(95% interval {_f(estimate.interval[0])}–{_f(estimate.interval[1])})."
+        )
+    else:
+        summary += " Precision not estimated: no calibration labels (see below)."
+    say(summary)
+    say("")
+    say(f"Data as of {plan.data_as_of.strftime('%Y-%m-%d %H:%M:%S UTC')}. Made with SKD Studio.")
+    say("")
+
+    say("## Splits")
+    say("")
+    say(
+        "Split by head: no head is in two splits (heads compared ignoring case, spacing and a "
+        f"final period). Heads are ordered by a hash seeded with {params.seed} and cut where "
+        "each split's share of triples comes closest to the share asked."
+    )
+    say("")
+    say("| split | asked | triples | share | heads |")
+    say("|---|---:|---:|---:|---:|")
+    for split in splits:
+        share = counts.by_split[split] / counts.total if counts.total else 0.0
+        say(
+            f"| {split} | {asked[split]:.3f} | {_n(counts.by_split[split])} | {share:.3f} | "
+            f"{_n(counts.heads[split])} |"
+        )
+    say(f"| **total** | 1.000 | {_n(counts.total)} | 1.000 | {_n(sum(counts.heads.values()))} |")
+    say("")
+
+    say("## Counts per relation")
+    say("")
+    say("| relation | " + " | ".join(splits) + " | total |")
+    say("|---|" + "---:|" * (len(splits) + 1))
+    for relation in sorted(counts.by_relation):
+        row = counts.by_relation[relation]
+        cells = [_n(row.get(split, 0)) for split in splits]
+        say(f"| {relation} | " + " | ".join(cells) + f" | {_n(sum(row.values()))} |")
+    totals = [_n(counts.by_split[split]) for split in splits]
+    say("| **total** | " + " | ".join(totals) + f" | {_n(counts.total)} |")
+    say("")
+
+    say("## Sources")
+    say("")
+    filtered = ", ".join(params.sources) if params.sources else "all sources"
+    say(f"Sources asked for: {filtered}.")
+    say("")
+    say("| source | triples |")
+    say("|---|---:|")
+    for source in sorted(counts.by_source):
+        say(f"| {source} | {_n(counts.by_source[source])} |")
+    say("")
+
+    say("## The critic")
+    say("")
+    snapshot = version.get("label_snapshot") or {}
+    say("| | |")
+    say("|---|---|")
+    say(f"| version | {version['id']} ({version['state']}) |")
+    say(f"| base model | `{version['base_model']}` |")
+    say(f"| created | {version['created_at'][:19].replace('T', ' ')} UTC |")
+    if snapshot:
+        described = ", ".join(f"{key} {value}" for key, value in sorted(snapshot.items()))
+        say(f"| trained on | {described} |")
+    if "n" in metrics:
+        say(
+            f"| held-out labels | {_n(metrics['n'])} ({_n(metrics.get('acceptable', 0))} "
+            "acceptable) |"
+        )
+    say(f"| held-out ROC-AUC | {_f(metrics.get('roc_auc'))} |")
+    say(f"| held-out average precision | {_f(metrics.get('average_precision'))} |")
+    say("")
+    points = metrics.get("precision_at_recall") or []
+    if points:
+        say("Held-out precision at the paper's recall levels (the rec_X flags of the files):")
+        say("")
+        say("| target recall | threshold | precision | recall | kept fraction |")
+        say("|---:|---:|---:|---:|---:|")
+        for point in points:
+            say(
+                f"| {point['target_recall']:g} | {point['threshold']:.4f} | "
+                f"{_f(point['precision'])} | {_f(point['recall'])} | "
+                f"{_f(point['kept_fraction'])} |"
+            )
+        say("")
+
+    say("## The threshold")
+    say("")
+    say(f"Threshold **{plan.threshold:.6g}**: {plan.threshold_reason()}.")
+    if plan.heldout_at_threshold:
+        held = plan.heldout_at_threshold
+        say(
+            f"On the critic's held-out labels, keeping scores ≥ {held['curve_threshold']:.4g} "
+            f"(the nearest point of the stored curve) gives precision {_f(held['precision'])} "
+            f"and recall {_f(held['recall'])}."
+        )
+    say("")
+    say(
+        f"Of {_n(plan.counts.candidates)} candidate triples (in the relation and source filters),"
+        f" the version scored {_n(plan.counts.scored)} and "
+        f"{_n(plan.counts.above_threshold)} reach the threshold."
+    )
+    say("")
+    say("| flag | threshold |")
+    say("|---|---:|")
+    for name, value in plan.rec_thresholds.items():
+        say(f"| {name} | {'not reached' if value is None else f'{value:.4f}'} |")
+    say("")
+
+    say("## Human labels")
+    say("")
+    say(f"Rule `{params.human_labels}`: {HUMAN_LABEL_RULES[params.human_labels]}.")
+    say("")
+    say(
+        f"The corpus has {_n(plan.labels.accepted)} majority-accepted and "
+        f"{_n(plan.labels.rejected)} majority-rejected triples (a tie is no label). In this "
+        f"export {_n(counts.labelled.get('accepted', 0))} kept triples carry an accepting label "
+        f"(`valid` = 1) and {_n(counts.labelled.get('rejected', 0))} a rejecting one "
+        f"(`valid` = -1); {_n(plan.counts.kept_by_label)} were kept by their label although "
+        f"below the threshold or unscored, and {_n(plan.counts.dropped_by_label)} dropped by "
+        "their label although above it."
+    )
+    say("")
+
+    say("## Estimated precision")
+    say("")
+    if estimate.precision is not None and estimate.interval is not None:
+        assert estimate.sample_interval is not None
+        say(
+            f"Of the {_n(estimate.sample)} triples of calibration campaigns (uniform random "
+            "samples) in the filters whose score reaches the threshold, "
+            f"{_n(estimate.sample_acceptable)} were judged acceptable: "
+            f"{_f(estimate.sample_precision)} (Wilson 95% interval "
+            f"{_f(estimate.sample_interval[0])}–{_f(estimate.sample_interval[1])}). Counting "
+            "the labelled kept triples as they were judged and the "
+            f"{_n(plan.counts.kept_unlabelled)} unlabelled ones at that rate, the kept "
+            f"triples' precision is **{_f(estimate.precision)}** "
+            f"(95% interval {_f(estimate.interval[0])}–{_f(estimate.interval[1])})."
+        )
+    else:
+        say(
+            "Not estimated: no calibration-campaign label falls on a kept triple "
+            f"({_n(estimate.calibration_labels)} calibration labels in the corpus). Open a "
+            "calibration campaign (a uniform random sample) to measure it."
+        )
+    say("")
+
+    say("## Files")
+    say("")
+    say("| file | format | triples |")
+    say("|---|---|---:|")
+    for fmt in params.formats:
+        for split in splits:
+            say(f"| `{file_path(fmt, split)}` | {fmt} | {_n(counts.by_split[split])} |")
+    say("")
+    for fmt in params.formats:
+        say(f"- `{fmt}`: {FORMAT_HELP[fmt]}.")
+    say(
+        "- `valid`: 1 when the majority of human raters found the triple acceptable, -1 when "
+        "they did not, null without a decided label. `p_valid_model`: the critic's score "
+        "(null for a human-accepted triple the version did not score). `rec_X`: the score "
+        "reaches the threshold at which the critic's held-out recall is X."
+    )
+    say(
+        '- `student`: train a causal LM on `source + " " + target`; at inference give `source` '
+        "and generate the tail."
+    )
+    say("- `SHA256SUMS`: checksums of every file (`sha256sum -c SHA256SUMS`).")
+    say("")
+
+    def files(fmt: str) -> str:
+        return ", ".join(f'"{split}": "{file_path(fmt, split)}"' for split in splits)
+
+    snippets = [
+        (fmt, var, "parquet" if fmt == "parquet" else "json")
+        for fmt, var in (("parquet", "graph"), ("jsonl", "graph"), ("student", "pairs"))
+        if fmt in params.formats
+    ]
+    if snippets:
+        say("```python")
+        say("from datasets import load_dataset")
+        shown: set[str] = set()
+        for fmt, var, loader in snippets:
+            if var in shown:
+                continue
+            shown.add(var)
+            say(f'{var} = load_dataset("{loader}", data_files={{{files(fmt)}}})')
+        say(f"# or, with this README beside the files ({configs_note(params.formats)}):")
+        say('# load_dataset("path/to/this/folder")')
+        say("```")
+        say("")
+
+    say("## Parameters")
+    say("")
+    say("```json")
+    say(json.dumps(params.as_dict(), indent=2, ensure_ascii=False))
+    say("```")
+    say("")
+    say("## Reproduce")
+    say("")
+    say("```sh")
+    say(params.command())
+    say("# or: skd export --params params.json")
+    say("```")
+    say("")
+    say(
+        "The same parameters on the same data give byte-identical files and archive (with the "
+        "same versions of SKD Studio and pyarrow); check with `sha256sum -c SHA256SUMS`."
+    )
+    say("")
+    say("## Provenance")
+    say("")
+    say(
+        f"- Data as of {plan.data_as_of.isoformat()}: the newest of the critic version's "
+        "creation, the newest human rating and the newest kept triple. The card holds no "
+        "wall-clock time, so that it stays byte-identical; SKD Studio's export list records "
+        "when each export was made."
+    )
+    say("- Software: " + ", ".join(f"{name} {value}" for name, value in software.items()) + ".")
+    say(
+        "- Method: Symbolic Knowledge Distillation (West et al., NAACL 2022): a critic trained "
+        "on human acceptability judgements filters a teacher-generated knowledge graph."
+    )
+    for warning in plan.warnings:
+        say(f"- Warning: {warning}.")
+    say("")
+    return "\n".join(out)

@@ -1,0 +1,403 @@
+"""Exports for researchers: the page (form, preview, list, downloads) and the JSON API.
+
+Thin doors onto ``app.export``: a form or a JSON body becomes ``ExportParams``;
+``preview_export`` shows what would be kept; ``queue_export`` checks everything, records the
+export and hands its job to a worker. Bad parameters come back before any work: on the page
+next to their field, from the API as a 422 naming the field. The form works without
+JavaScript (post, redirect to the export's page); htmx previews in place and swaps in the
+job's live progress bar.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from app.corpus.stats import corpus_counts
+from app.db import session_scope
+from app.export.params import (
+    DEFAULT_SPLITS,
+    FORMAT_HELP,
+    FORMATS,
+    HUMAN_LABEL_RULES,
+    ExportParamError,
+    ExportParams,
+)
+from app.export.plan import USABLE_STATES
+from app.export.run import (
+    export_file,
+    get_export,
+    list_exports,
+    preview_export,
+    queue_export,
+)
+from app.jobs import job_as_dict
+from app.markdown import render_markdown
+from app.models import CriticVersion, Job
+from app.web.deps import CSRFChecked, SessionDep, StaffUser, csrf_token, templates
+
+router = APIRouter(tags=["exports"])
+
+# The page's threshold choice: one radio and one number, mapped onto the four parameters.
+THRESHOLD_CHOICES = {
+    "default": ("", "The version's own threshold (else held-out recall 0.8, the paper's rec_0.8)"),
+    "target_recall": ("0.8", "Target recall on held-out labels (0.5 high, 0.8 medium filtration)"),
+    "target_precision": ("0.9", "Target precision on held-out labels"),
+    "kept_fraction": ("0.5", "Fraction of the scored triples to keep"),
+    "threshold": ("0.5", "An explicit score"),
+}
+THRESHOLD_FIELDS = set(THRESHOLD_CHOICES) - {"default"}
+
+
+async def posted_form(request: Request) -> FormData:
+    return await request.form()
+
+
+PostedForm = Annotated[FormData, Depends(posted_form)]
+
+
+def usable_versions(session: Session) -> list[dict[str, Any]]:
+    """Critic versions an export can use (ready, active, retired), newest first. (No score
+    counts: counting a million scores per version on every page load is not worth it; the
+    preview says how many triples a version scored.)"""
+    versions = session.scalars(
+        select(CriticVersion)
+        .where(CriticVersion.state.in_(USABLE_STATES))
+        .order_by(CriticVersion.id.desc())
+    ).all()
+    return [
+        {
+            "id": version.id,
+            "state": version.state.value,
+            "roc_auc": (version.metrics or {}).get("roc_auc"),
+            "threshold": version.threshold,
+        }
+        for version in versions
+    ]
+
+
+def blank_values() -> dict[str, Any]:
+    return {
+        "version": "",
+        "rule": "default",
+        "value": "",
+        "relations": [],
+        "sources": [],
+        "human_labels": "override",
+        **{f"split_{name}": f"{ratio:g}" for name, ratio in DEFAULT_SPLITS},
+        "seed": "0",
+        "formats": list(FORMATS),
+    }
+
+
+def form_values(form: FormData) -> dict[str, Any]:
+    """The posted form as the template shows it again."""
+    values = blank_values()
+    for name in ("version", "rule", "value", "human_labels", "seed"):
+        text = form.get(name)
+        if isinstance(text, str):
+            values[name] = text.strip()
+    for name, _ratio in DEFAULT_SPLITS:
+        text = form.get(f"split_{name}")
+        if isinstance(text, str):
+            values[f"split_{name}"] = text.strip()
+    for name in ("relations", "sources", "formats"):
+        values[name] = [v for v in form.getlist(name) if isinstance(v, str)]
+    return values
+
+
+def params_from_values(values: dict[str, Any]) -> ExportParams:
+    """Form values -> ExportParams; errors are keyed by form field (``value`` for thresholds)."""
+    data: dict[str, Any] = {
+        "version": values["version"] or None,
+        "relations": values["relations"],
+        "sources": values["sources"],
+        "human_labels": values["human_labels"],
+        "splits": {name: values[f"split_{name}"] or "0" for name, _ratio in DEFAULT_SPLITS},
+        "seed": values["seed"],
+        "formats": values["formats"] or "",
+    }
+    rule = values["rule"]
+    if rule in THRESHOLD_FIELDS:
+        if not values["value"]:
+            raise ExportParamError({"value": "give a number for the threshold rule you chose"})
+        data[rule] = values["value"]
+    elif rule != "default":
+        raise ExportParamError({"rule": f"{rule!r} is not a threshold rule"})
+    if not values["formats"]:
+        raise ExportParamError({"formats": f"choose at least one of {', '.join(FORMATS)}"})
+    return ExportParams.from_dict(data)
+
+
+def form_errors(errors: dict[str, str]) -> dict[str, str]:
+    """Parameter names -> the form field that shows the message."""
+    shown: dict[str, str] = {}
+    for name, message in errors.items():
+        field = "value" if name in THRESHOLD_FIELDS else name
+        shown.setdefault(field, message)
+    return shown
+
+
+def _page_context(
+    request: Request,
+    session: Session,
+    user: Any,
+    values: dict[str, Any],
+    errors: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        "user": user,
+        "csrf": csrf_token(request),
+        "values": values,
+        "errors": errors,
+        "versions": usable_versions(session),
+        "counts": corpus_counts(session),
+        "rules": THRESHOLD_CHOICES,
+        "human_rules": HUMAN_LABEL_RULES,
+        "formats": FORMAT_HELP,
+        "exports": list_exports(session),
+    }
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+@router.get("/exports", response_class=HTMLResponse)
+def exports_page(request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
+    context = _page_context(request, session, user, blank_values(), {})
+    return templates.TemplateResponse(request, "exports.html", context)
+
+
+@router.get("/exports/list", response_class=HTMLResponse)
+def exports_list_fragment(request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
+    """The list alone: the page refreshes it when a job starts or finishes."""
+    return templates.TemplateResponse(
+        request, "_export_list.html", {"exports": list_exports(session)}
+    )
+
+
+@router.post("/exports/preview", dependencies=[CSRFChecked], response_class=HTMLResponse)
+def preview(
+    request: Request, session: SessionDep, user: StaffUser, form: PostedForm
+) -> HTMLResponse:
+    """What the form's parameters would keep, or what is wrong with them. htmx gets the
+    fragment (status 200, so it is swapped in); a plain form post gets the page with it."""
+    values = form_values(form)
+    try:
+        plan = preview_export(params_from_values(values)).as_dict()
+        errors: dict[str, str] = {}
+    except ExportParamError as exc:
+        plan, errors = None, form_errors(exc.errors)
+    if request.headers.get("hx-request"):
+        return templates.TemplateResponse(
+            request, "_export_preview.html", {"plan": plan, "errors": errors}
+        )
+    context = _page_context(request, session, user, values, errors) | {"plan": plan}
+    return templates.TemplateResponse(request, "exports.html", context)
+
+
+@router.post("/exports", dependencies=[CSRFChecked], response_model=None)
+def create_from_form(
+    request: Request, session: SessionDep, user: StaffUser, form: PostedForm
+) -> Response:
+    """Start an export. htmx: the job's progress bar (or the errors) in place; without
+    JavaScript: the export's page, or the form again with every message."""
+    values = form_values(form)
+    htmx = bool(request.headers.get("hx-request"))
+    try:
+        started = queue_export(params_from_values(values), user.id)
+    except ExportParamError as exc:
+        errors = form_errors(exc.errors)
+        if htmx:
+            return templates.TemplateResponse(
+                request, "_export_preview.html", {"plan": None, "errors": errors}
+            )
+        context = _page_context(request, session, user, values, errors)
+        return templates.TemplateResponse(
+            request, "exports.html", context, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+        )
+    if htmx:
+        with session_scope() as fresh:  # the request's session may predate the new rows
+            job = fresh.get(Job, started.job_id)
+            assert job is not None
+            job_dict = job_as_dict(job)
+        response = templates.TemplateResponse(
+            request,
+            "_export_started.html",
+            {"job": job_dict, "export_id": started.export_id},
+        )
+        response.headers["HX-Trigger"] = "export-started"
+        return response
+    return RedirectResponse(f"/exports/{started.export_id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _export_or_404(session: Session, export_id: int) -> dict[str, Any]:
+    export = get_export(session, export_id)
+    if export is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no export {export_id}")
+    return export
+
+
+def _card_html(session: Session, export_id: int) -> Any:
+    """The card as HTML, without its YAML header (that is for the Hugging Face loader)."""
+    path = export_file(session, export_id, "README.md")
+    if path is None:
+        return None
+    text = path.read_text(encoding="utf-8")
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 4)
+        if end != -1:
+            text = text[end + 5 :]
+    return render_markdown(text)
+
+
+@router.get("/exports/{export_id}", response_class=HTMLResponse)
+def export_page(
+    export_id: int, request: Request, session: SessionDep, user: StaffUser
+) -> HTMLResponse:
+    export = _export_or_404(session, export_id)
+    context = {
+        "user": user,
+        "csrf": csrf_token(request),
+        "export": export,
+        "card_html": _card_html(session, export_id),
+    }
+    return templates.TemplateResponse(request, "export_detail.html", context)
+
+
+def _download(session: Session, export_id: int, name: str | None) -> FileResponse:
+    export = _export_or_404(session, export_id)
+    path = export_file(session, export_id, name)
+    if path is None:
+        what = "archive" if name is None else f"file {name!r}"
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"export {export_id} has no {what} (state: {export['state']})",
+        )
+    media = {
+        ".gz": "application/gzip",
+        ".parquet": "application/vnd.apache.parquet",
+        ".jsonl": "application/jsonl",
+        ".tsv": "text/tab-separated-values",
+        ".md": "text/markdown",
+        ".json": "application/json",
+    }.get(path.suffix, "text/plain")
+    filename = path.name if name is not None else path.name.split("-", 1)[-1]
+    if name is not None and "/" in name:
+        filename = name.replace("/", "-")
+    return FileResponse(path, media_type=media, filename=filename)
+
+
+@router.get("/exports/{export_id}/download")
+def download_archive(export_id: int, session: SessionDep, user: StaffUser) -> FileResponse:
+    """The export's .tar.gz (it unpacks into one folder named after the parameters)."""
+    return _download(session, export_id, None)
+
+
+@router.get("/exports/{export_id}/files/{name:path}")
+def download_file(export_id: int, name: str, session: SessionDep, user: StaffUser) -> FileResponse:
+    """One file of the export, e.g. ``jsonl/train.jsonl`` or ``README.md``."""
+    return _download(session, export_id, name)
+
+
+# --- JSON API -------------------------------------------------------------------------------
+
+
+class ExportIn(BaseModel):
+    """``POST /api/exports``: every field optional. ``version``: an id or "active" (default);
+    at most one of ``threshold``, ``target_precision``, ``target_recall``, ``kept_fraction``
+    (none: the version's threshold, else recall 0.8); ``splits``: ``{"train": 0.8, ...}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int | str | None = None
+    threshold: float | None = None
+    target_precision: float | None = None
+    target_recall: float | None = None
+    kept_fraction: float | None = None
+    relations: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    human_labels: str = "override"
+    splits: dict[str, float] | None = None
+    seed: int = 0
+    formats: list[str] | None = None
+
+
+def _unprocessable(errors: dict[str, str]) -> JSONResponse:
+    """422 in FastAPI's own shape (``detail[].loc`` ends with the parameter's name)."""
+    detail = [
+        {"loc": ["body", name], "msg": message, "type": "value_error"}
+        for name, message in errors.items()
+    ]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _params(body: ExportIn) -> ExportParams:
+    return ExportParams.from_dict(body.model_dump(exclude_none=True))
+
+
+@router.get("/api/exports")
+def api_list(session: SessionDep, user: StaffUser, limit: int = 50) -> list[dict[str, Any]]:
+    return list_exports(session, min(max(limit, 1), 500))
+
+
+@router.get("/api/exports/{export_id}")
+def api_get(export_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+    return _export_or_404(session, export_id)
+
+
+@router.post("/api/exports/preview", dependencies=[CSRFChecked], response_model=None)
+def api_preview(body: ExportIn, user: StaffUser) -> dict[str, Any] | JSONResponse:
+    """What an export would keep: threshold and why, counts, estimated precision. Writes
+    nothing; 422 names each bad parameter."""
+    try:
+        return preview_export(_params(body)).as_dict()
+    except ExportParamError as exc:
+        return _unprocessable(exc.errors)
+
+
+@router.post(
+    "/api/exports",
+    dependencies=[CSRFChecked],
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+)
+def api_create(body: ExportIn, user: StaffUser) -> JSONResponse:
+    """Check the parameters (422 naming each bad one, before any work) and queue the export;
+    follow ``status_url``, then download ``download_url``."""
+    try:
+        started = queue_export(_params(body), user.id)
+    except ExportParamError as exc:
+        return _unprocessable(exc.errors)
+    with session_scope() as session:
+        export = get_export(session, started.export_id)
+    return JSONResponse(
+        {
+            "export_id": started.export_id,
+            "job_id": started.job_id,
+            "status_url": f"/api/jobs/{started.job_id}",
+            "progress_url": f"/jobs/{started.job_id}/progress",
+            "export_url": f"/api/exports/{started.export_id}",
+            "download_url": f"/api/exports/{started.export_id}/download",
+            "started": started.as_dict(),
+            "export": export,
+        },
+        status_code=status.HTTP_202_ACCEPTED,
+    )
+
+
+@router.get("/api/exports/{export_id}/download")
+def api_download(export_id: int, session: SessionDep, user: StaffUser) -> FileResponse:
+    return _download(session, export_id, None)
+
+
+@router.get("/api/exports/{export_id}/files/{name:path}")
+def api_download_file(
+    export_id: int, name: str, session: SessionDep, user: StaffUser
+) -> FileResponse:
+    return _download(session, export_id, name)

@@ -1,0 +1,71 @@
+"""The exports page in a real browser (Debian's chromium via Playwright): preview, a refused
+value, an export with its live progress bar, the list, the export's page with its card, and
+the page at 360 px. Screenshots go to test-output/."""
+
+from __future__ import annotations
+
+from tests.conftest import BACKEND, OUTPUT, make_staff
+from tests.test_browser import browser, live_server  # noqa: F401 (fixtures)
+from tests.test_export import build_corpus
+
+
+def test_researcher_previews_exports_and_downloads(live_server, browser, celery_worker) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    OUTPUT.mkdir(exist_ok=True)
+    build_corpus(heads=120, calibration=80)
+    make_staff("ada", "correct horse")
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{live_server}/login?next=/exports")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "correct horse")
+    page.click("button.primary")
+    page.wait_for_url(f"{live_server}/exports")
+    assert page.locator("nav a[href='/exports']").count() == 1
+
+    # Choosing "target recall" fills in the paper's 0.8; Preview shows what would be kept.
+    page.check("input[name=rule][value=target_recall]")
+    assert page.input_value("input[name=value]") == "0.8"
+    page.click("button:has-text('Preview')")
+    plan = page.locator("#export-plan")
+    plan.wait_for()
+    assert "triples kept" in plan.inner_text()
+    assert "est. precision" in plan.inner_text()
+    page.screenshot(path=str(OUTPUT / f"exports-preview-{BACKEND}.png"), full_page=True)
+
+    # A value outside [0, 1] is refused with its field named, and nothing starts.
+    page.fill("input[name=value]", "1.5")
+    page.click("button:has-text('Preview')")
+    page.locator("#export-errors").wait_for()
+    assert "outside [0, 1]" in page.locator("#export-errors").inner_text()
+    assert page.get_attribute("input[name=value]", "aria-invalid") == "true"
+    page.screenshot(path=str(OUTPUT / f"exports-error-{BACKEND}.png"), full_page=True)
+
+    # Export: the progress bar runs in place, then the list shows the finished export.
+    page.fill("input[name=value]", "0.8")
+    page.click("form#export-form button.primary")
+    page.locator(".export-started .job").wait_for()
+    page.wait_for_selector(".export-started .badge-succeeded", timeout=60_000)
+    row = page.locator("#export-list tr[id^=export-]").first
+    row.locator(".badge-succeeded").wait_for(timeout=10_000)
+    assert ".tar.gz" in row.inner_text()
+    page.screenshot(path=str(OUTPUT / f"exports-done-{BACKEND}.png"), full_page=True)
+
+    # The archive downloads from the list.
+    with page.expect_download() as download:
+        row.locator("a[download]").click()
+    assert download.value.suggested_filename.endswith(".tar.gz")
+
+    # The export's own page: numbers, parameters, files and the card.
+    row.locator("td.name a").click()
+    page.wait_for_selector(".dataset-card")
+    text = page.locator("main").inner_text()
+    assert "Counts per relation" in text and "skd export --version" in text
+    page.screenshot(path=str(OUTPUT / f"export-detail-{BACKEND}.png"), full_page=True)
+
+    narrow = browser.new_page(viewport={"width": 360, "height": 740})
+    narrow.context.add_cookies(page.context.cookies())
+    for url in ("/exports", page.url.replace(live_server, "")):
+        narrow.goto(f"{live_server}{url}")
+        overflow = narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        name = "exports" if url == "/exports" else "export-detail"
+        narrow.screenshot(path=str(OUTPUT / f"{name}-360px-{BACKEND}.png"), full_page=True)
+        assert overflow <= 0, f"{url} is {overflow}px wider than a 360px screen"

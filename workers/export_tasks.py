@@ -1,0 +1,30 @@
+"""Celery tasks of the export room (thin doors onto app functions)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from app.export.run import run_export_job
+from app.jobs import JobAlreadyFinished, run_job
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="skd.export", acks_late=True)
+def export_task(job_id: int) -> dict[str, Any] | None:
+    """Write the export named in job ``job_id``'s params (see ``app.export.run``).
+
+    Acked late, so a killed worker's export runs again; a re-run rewrites the same bytes.
+    """
+    try:
+        return run_job(job_id, run_export_job)
+    except JobAlreadyFinished:
+        log.info("job %s already finished; ignoring a repeated delivery", job_id)
+        return None
+    except ValueError:
+        # Bad parameters (or data that changed so that nothing is kept) are recorded on the
+        # job; retrying cannot fix them.
+        return None

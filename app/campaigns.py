@@ -11,16 +11,18 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import and_, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.critic.registry import active_version
 from app.models import (
     Campaign,
     CampaignItem,
     CampaignPurpose,
     CampaignState,
     Rating,
+    Score,
     Triple,
     utcnow,
 )
@@ -180,7 +182,21 @@ def create_campaign(
     if not ids:
         raise CampaignSpecError({"filters": "the relation and source filters select no triples"})
     rng = random.Random(seed)
-    if spec.sample_size is not None and spec.sample_size < len(ids):
+    order: dict[int, float] = {}
+    sampling = "uniform random"
+    critic = active_version(session) if spec.purpose == CampaignPurpose.training else None
+    if critic is not None and critic.threshold is not None:
+        order = uncertainty_order(session, query, critic.id, critic.threshold, spec.sample_size)
+        ids = list(order)
+        if not ids:
+            raise CampaignSpecError(
+                {"filters": "every selected triple already has a human label: nothing to learn"}
+            )
+        sampling = (
+            f"uncertainty first: unlabelled triples scored nearest critic version {critic.id}'s "
+            f"threshold {critic.threshold:.4f}"
+        )
+    elif spec.sample_size is not None and spec.sample_size < len(ids):
         ids = rng.sample(ids, spec.sample_size)
     gold: dict[int, int] = {}
     if spec.gold_fraction > 0:
@@ -219,6 +235,7 @@ def create_campaign(
             "seed": seed,
             "gold_fraction": spec.gold_fraction,
             "gold_items": len(spec.gold_items),
+            "sampling": sampling,
         },
         gold_rate=spec.gold_rate,
         quota_per_annotator=spec.quota_per_annotator,
@@ -238,7 +255,9 @@ def create_campaign(
             "ratings_needed": spec.ratings_per_item,
             "ratings_done": 0,
             "leases_active": 0,
-            "sort_key": rng.random(),
+            # Served in ascending order: the critic's distance from its threshold for a
+            # training campaign with an active critic, else a random order.
+            "sort_key": order[triple_id] if order else rng.random(),
             "is_gold": False,
             "gold_answer": None,
         }
@@ -262,6 +281,41 @@ def create_campaign(
     for start in range(0, len(rows), 10_000):
         session.execute(insert(CampaignItem), rows[start : start + 10_000])
     return campaign
+
+
+def uncertainty_order(
+    session: Session, selection: Any, version_id: int, threshold: float, limit: int | None
+) -> dict[int, float]:
+    """Active learning: the selected triples nobody has labelled yet, nearest the critic's
+    threshold first (its least certain calls), as triple id -> distance.
+
+    Triples the version has not scored yet come after every scored one.
+    """
+    chosen = selection.subquery()
+    labelled = select(Rating.id).where(Rating.triple_id == chosen.c.id).exists()
+    distance = func.abs(Score.p_accept - threshold)
+    query = (
+        select(chosen.c.id, distance)
+        .join(
+            Score,
+            and_(Score.triple_id == chosen.c.id, Score.critic_version_id == version_id),
+        )
+        .where(~labelled)
+        .order_by(distance, chosen.c.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    order = {triple_id: float(gap) for triple_id, gap in session.execute(query)}
+    if limit is None or len(order) < limit:
+        scored = select(Score.triple_id).where(
+            Score.critic_version_id == version_id, Score.triple_id == chosen.c.id
+        )
+        rest = select(chosen.c.id).where(~labelled, ~scored.exists()).order_by(chosen.c.id)
+        if limit is not None:
+            rest = rest.limit(limit - len(order))
+        for position, triple_id in enumerate(session.scalars(rest)):
+            order[triple_id] = 1.0 + position  # after every scored triple (distances <= 1)
+    return order
 
 
 def set_campaign_state(session: Session, campaign_id: int, state: CampaignState | str) -> Campaign:

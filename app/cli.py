@@ -13,6 +13,8 @@ from typing import Annotated
 import typer
 
 from app.cli_campaigns import campaign_app
+from app.cli_critic import critic_app
+from app.cli_export import export_app
 from app.config import get_settings
 
 app = typer.Typer(
@@ -28,6 +30,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(users_app, name="users")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(export_app, name="export")
+app.add_typer(critic_app, name="critic")
 ratings_app = typer.Typer(help="Campaign ratings.", no_args_is_help=True)
 labels_app = typer.Typer(
     help="Aggregated human labels (what the critic trains on).", no_args_is_help=True

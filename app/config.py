@@ -68,6 +68,64 @@ class Settings(BaseSettings):
         default_factory=packaged_minilm_path,
         description="Critic encoder: a hub name (roberta-large) or a local folder.",
     )
+    # --- the critic (hyperparameters mirror app.critic.train.CriticTrainingArguments) ---
+    critic_epochs: int = Field(default=3, description="Critic training: passes over the labels.")
+    critic_learning_rate: float = Field(default=5e-5, description="Critic training: peak AdamW LR.")
+    critic_batch_size: int = Field(default=32, description="Critic training: pairs per step.")
+    critic_warmup_ratio: float = Field(
+        default=0.1, description="Critic training: share of steps with a rising learning rate."
+    )
+    critic_weight_decay: float = Field(default=0.01, description="Critic training: AdamW decay.")
+    critic_max_length: int = Field(default=64, description="Critic: tokens per (head, tail) pair.")
+    critic_seed: int = Field(default=0, description="Critic training seed (same seed, same model).")
+    critic_target_recall: float = Field(
+        default=0.8,
+        description="Early stopping keeps the epoch with the best held-out precision at this "
+        "recall; also the default filter (the paper's rec_0.8).",
+    )
+    critic_names: bool = Field(
+        default=True, description="Critic input reads PersonX/PersonY as first names."
+    )
+    critic_patience: int = Field(
+        default=2, description="Stop after this many epochs without a better held-out score."
+    )
+    critic_freeze_embeddings: bool = Field(
+        default=True,
+        description="Critic training: keep the word-embedding matrix fixed (a third faster on "
+        "CPU with the packaged MiniLM, the same held-out AUC).",
+    )
+    critic_length_window: int = Field(
+        default=50,
+        description="Critic training: batches are cut from windows of this many batches sorted "
+        "by length (less padding); 0 gives plain shuffled batches.",
+    )
+    critic_held_out_fraction: float = Field(
+        default=0.2, description="Share of heads (not triples) held out for evaluation."
+    )
+    critic_score_batch_size: int = Field(default=64, description="Critic scoring: pairs per batch.")
+    critic_score_chunk_size: int = Field(
+        default=2000, description="Triples per scoring task (one Celery task per chunk)."
+    )
+    critic_quantize: bool = Field(
+        default=False, description="Score on CPU with int8 dynamic quantization of linear layers."
+    )
+    critic_auto_activate: bool = Field(
+        default=True,
+        description="Activate a new version when its held-out AUC is within the tolerance.",
+    )
+    critic_auc_tolerance: float = Field(
+        default=0.01,
+        description="Auto-activation refuses a version whose held-out ROC-AUC is worse than the "
+        "active one's by more than this.",
+    )
+    critic_retrain_labels: int = Field(
+        default=200,
+        description="Beat retrains when at least this many fresh labels arrived since the "
+        "latest training (0 turns the automatic trigger off).",
+    )
+    critic_check_seconds: float = Field(
+        default=300.0, description="How often beat checks whether to retrain the critic."
+    )
     extra_relations: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Relation names accepted on import besides the 23 of ATOMIC 2020.",

@@ -124,13 +124,19 @@ def session_scope(*, write: bool = False) -> Iterator[Session]:
         session.close()
 
 
-def insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+def insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING on either dialect: idempotent writes for tasks that
-    may run twice (acks_late) or side by side on overlapping rows."""
+    may run twice (acks_late) or side by side on overlapping rows.
+
+    Returns how many rows were new (RETURNING the primary key, batched by SQLAlchemy's
+    insertmanyvalues on both dialects), so a task run twice does not count its work twice.
+    """
     if not rows:
-        return
+        return 0
     if is_sqlite(session.get_bind()):  # type: ignore[arg-type]
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    session.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
+    statement = dialect_insert(table).on_conflict_do_nothing()
+    statement = statement.returning(*table.primary_key.columns)
+    return len(session.execute(statement, rows).all())

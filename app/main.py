@@ -17,7 +17,7 @@ import app as package
 from app import db
 from app.config import Settings, get_settings
 from app.paths import STATIC_DIR
-from app.web import annotate, auth, campaigns, corpus, home, jobs, quality, rate
+from app.web import annotate, auth, campaigns, corpus, critic, exports, home, jobs, quality, rate
 from app.web.deps import LoginRequired
 
 
@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rate.router,
         quality.router,
         campaigns.router,
+        critic.router,
+        exports.router,
     ):
         application.include_router(router)
 

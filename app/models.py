@@ -374,6 +374,16 @@ class CriticVersion(Base):
             postgresql_where=text("state = 'active'"),
             sqlite_where=text("state = 'active'"),
         ),
+        # The training lock: at most one version trains at a time. It lives in the database,
+        # not in a worker, so a crashed worker cannot hold it; the stale-job sweep fails the
+        # dead job's version, which releases it.
+        Index(
+            "uq_critic_versions_one_training",
+            "state",
+            unique=True,
+            postgresql_where=text("state = 'training'"),
+            sqlite_where=text("state = 'training'"),
+        ),
     )
 
 
@@ -442,6 +452,12 @@ class Export(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Every parameter exactly as it will run (the version resolved from "active"): what the page
+    # lists and what `skd export --params params.json` runs again (see app.export.params).
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    # The finished export's figures beyond counts: how the threshold was chosen, the estimated
+    # precision with its interval, the archive's size and sha256, warnings.
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
 
 class TeacherRun(Base):

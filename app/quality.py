@@ -438,9 +438,18 @@ def _scales(session: Session) -> dict[int, Acceptability]:
 
 
 def iter_item_labels(
-    session: Session, campaign_id: int | None = None, yield_per: int = 5000
+    session: Session,
+    campaign_id: int | None = None,
+    yield_per: int = 5000,
+    *,
+    include_gold: bool = True,
 ) -> Iterator[ItemLabel]:
-    """``item_labels`` as a stream (for downloads of the whole corpus's labels)."""
+    """``item_labels`` as a stream (for downloads of the whole corpus's labels).
+
+    ``include_gold=False`` (all-triples mode) leaves out the ratings of gold items: they were
+    collected to check annotators, shown to everyone, and would weigh their triples many
+    times over. A gold triple still gets its imported label, if it has one.
+    """
     usable_count = func.sum(case((User.excluded.is_(True), 0), else_=1))
     if campaign_id is not None:
         mapping = acceptability(_campaign(session, campaign_id).answer_scale)
@@ -485,8 +494,12 @@ def iter_item_labels(
             )
             .outerjoin(User, User.id == Rating.annotator_id)
             .group_by(Rating.triple_id, Rating.item_id, Rating.answer)
-            .subquery()
         )
+        if not include_gold:
+            counts = counts.outerjoin(CampaignItem, CampaignItem.id == Rating.item_id).where(
+                or_(Rating.item_id.is_(None), CampaignItem.is_gold.is_(False))
+            )
+        counts = counts.subquery()
         query = (
             select(
                 counts.c.triple_id.label("key"),
@@ -526,7 +539,9 @@ def iter_item_labels(
         yield tally.label(triple)
 
 
-def item_labels(session: Session, campaign_id: int | None = None) -> list[ItemLabel]:
+def item_labels(
+    session: Session, campaign_id: int | None = None, *, include_gold: bool = True
+) -> list[ItemLabel]:
     """The aggregated human label of each item: what the critic trains on.
 
     ``campaign_id`` given: one row per non-gold item of that campaign (unrated items included,
@@ -542,7 +557,7 @@ def item_labels(session: Session, campaign_id: int | None = None) -> list[ItemLa
     with no usable rating. "Too unfamiliar" answers are counted in ``unfamiliar`` and are not
     votes. ``mean_score`` is the mean answer value of the usable ratings.
     """
-    return list(iter_item_labels(session, campaign_id))
+    return list(iter_item_labels(session, campaign_id, include_gold=include_gold))
 
 
 # --- downloads --------------------------------------------------------------------------------

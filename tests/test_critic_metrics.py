@@ -69,6 +69,10 @@ def test_wilson_interval_brackets_the_share() -> None:
     assert low < 0.77 < high
     assert (round(low, 3), round(high, 3)) == (0.678, 0.842)  # worked by hand
     assert wilson_interval(0, 0) == (0.0, 1.0)
+    # All or none kept triples acceptable: the interval reaches the observed share exactly.
+    for n in (1, 7, 31, 156, 1000):
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(n, n)[0] < 1.0
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(0, n)[1] > 0.0
 
 
 def test_evaluate_is_json_ready_and_thins_the_curve() -> None:

@@ -52,9 +52,10 @@ def test_activate_retires_the_previous_and_rollback_restores_it(engine) -> None:
 
 def test_failed_or_training_versions_cannot_be_activated(engine) -> None:  # type: ignore[no-untyped-def]
     with session_scope(write=True) as session:
-        training = start_version(session, "tiny", {}).id
         broken = start_version(session, "tiny", {}).id
         fail_version(session, broken, "out of memory")
+        session.flush()
+        training = start_version(session, "tiny", {}).id
     for version_id in (training, broken):
         with pytest.raises(CriticStateError), session_scope(write=True) as session:
             activate(session, version_id)
@@ -101,3 +102,8 @@ def test_auto_activation_policy() -> None:
     assert should_auto_activate(version(0.795), version(0.80))
     assert not should_auto_activate(version(0.78), version(0.80))
     assert not should_auto_activate(version(None), version(0.80))
+    # No better than chance: never switched on by itself, even with nothing active.
+    assert not should_auto_activate(version(0.45), None)
+    assert not should_auto_activate(version(0.5), version(0.40))
+    # The tolerance is the setting's value when given.
+    assert should_auto_activate(version(0.75), version(0.80), tolerance=0.06)

@@ -84,3 +84,69 @@ def test_bad_base_model_fails_with_a_clear_message(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="could not be loaded"):
         train_critic(args, train, held_out)
+
+
+def test_length_grouped_batches_cover_every_pair_once_and_are_seeded() -> None:
+    import torch
+
+    from app.critic.train import length_grouped_batches
+
+    rng = random.Random(5)
+    lengths = [rng.randint(5, 60) for _ in range(1000)]
+
+    def batches(seed: int, window: int = 10) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(seed)
+        return length_grouped_batches(lengths, 32, window, generator)
+
+    first = batches(1)
+    assert sorted(i for batch in first for i in batch) == list(range(1000))
+    assert len(first) == 32  # 31 full batches and one of 8
+    assert first == batches(1) and first != batches(2)
+
+    def padding(bs: list[list[int]]) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in bs)
+
+    plain = batches(1, window=0)
+    assert sorted(i for batch in plain for i in batch) == list(range(1000))
+    assert padding(first) < padding(plain) / 3
+
+
+def test_frozen_embeddings_are_saved_unchanged(tiny_base: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    train, held_out = split_by_head(synthetic_labels(30), 0.25)
+    base = AutoModelForSequenceClassification.from_pretrained(str(tiny_base))
+    before = base.get_input_embeddings().weight.detach().clone()
+    for freeze in (True, False):
+        args = CriticTrainingArguments(
+            base_model=str(tiny_base),
+            output_dir=tmp_path / str(freeze),
+            epochs=1,
+            learning_rate=2e-3,
+            batch_size=16,
+            freeze_embeddings=freeze,
+        )
+        train_critic(args, train, held_out)
+        # Stock class, no code of ours: the saved folder loads with from_pretrained.
+        saved = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / str(freeze)))
+        after = saved.get_input_embeddings().weight.detach()
+        assert torch_equal(after, before) is freeze
+        assert saved.classifier.weight.shape[0] == 2
+
+
+def torch_equal(a, b) -> bool:  # type: ignore[no-untyped-def]
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_score_pairs_keeps_the_input_order_whatever_the_batching(tiny_base: Path) -> None:
+    model, tokenizer = load_critic(tiny_base)
+    triples = synthetic_labels(10)
+    pairs = [critic_input(t.head, t.relation, t.tail, names=True) for t in triples]
+    pairs += [("Alex writes a very long letter to Jordan about the weekend", "as a result, Alex")]
+    one_by_one = np.array([score_pairs(model, tokenizer, [pair])[0] for pair in pairs])
+    assert score_pairs(model, tokenizer, pairs, batch_size=7) == pytest.approx(one_by_one, abs=1e-5)
+    reverse = score_pairs(model, tokenizer, pairs[::-1], batch_size=64)
+    assert reverse[::-1] == pytest.approx(one_by_one, abs=1e-5)
+    assert len(score_pairs(model, tokenizer, [])) == 0

@@ -33,9 +33,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "fail-stale-jobs": {"task": "skd.fail_stale_jobs", "schedule": 60.0},
             "release-expired-leases": {"task": "skd.release_expired_leases", "schedule": 30.0},
+            "critic-tick": {"task": "skd.critic_tick", "schedule": settings.critic_check_seconds},
         },
     )
-    app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+    # One module per room: corpus and housekeeping, the critic loop, exports.
+    app.conf.include = ["workers.tasks", "workers.critic_tasks", "workers.export_tasks"]
     return app
 
 

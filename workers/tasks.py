@@ -18,22 +18,32 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="skd.import_corpus", acks_late=True)
 def import_corpus(job_id: int) -> dict[str, Any] | None:
-    """Import the files named in job ``job_id``'s params (see ``app.corpus.importer``)."""
+    """Import the files named in job ``job_id``'s params (see ``app.corpus.importer``);
+    then the active critic scores what arrived."""
     try:
-        return run_job(job_id, run_import_job)
+        result = run_job(job_id, run_import_job)
     except JobAlreadyFinished:
         log.info("job %s already finished; ignoring a repeated delivery", job_id)
         return None
     except ValueError:
         # Bad input is recorded on the job; retrying cannot fix it.
         return None
+    from workers.critic_tasks import score_what_is_new
+
+    score_what_is_new()
+    return result
 
 
 @shared_task(name="skd.fail_stale_jobs")
 def fail_stale_jobs_task() -> int:
     """Beat: fail jobs whose worker died, so no progress bar spins forever."""
+    from app.critic.loop import release_dead_trainings
+
     with session_scope(write=True) as session:
-        return fail_stale_jobs(session, timedelta(seconds=get_settings().job_stale_seconds))
+        failed = fail_stale_jobs(session, timedelta(seconds=get_settings().job_stale_seconds))
+        # A dead training job holds the training lock until its version is failed too.
+        release_dead_trainings(session)
+        return failed
 
 
 @shared_task(name="skd.release_expired_leases")

@@ -2,7 +2,8 @@
 
 The labels are the aggregated item labels of ``app.quality`` (majority of acceptable vs not
 over usable ratings, excluded annotators left out, imported labels included; ties and items
-rated only "too unfamiliar" give no label and are left out).
+rated only "too unfamiliar" give no label and are left out). Ratings of gold items are left
+out too: they exist to check annotators, not to teach the critic.
 
 The split is by head, as in the paper: every triple of an event lands on the same side, so
 the held-out score measures generalization to new events, not memorized heads. A head's side
@@ -15,9 +16,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app.quality import item_labels
+from app.models import CampaignItem, Rating, User
+from app.quality import iter_item_labels
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,33 @@ def training_labels(session: Session) -> list[LabelledTriple]:
     """Every triple with a decisive aggregated human label, in triple id order."""
     return [
         LabelledTriple(row.triple_id, row.head, row.relation, row.tail, row.label)
-        for row in item_labels(session)
+        for row in iter_item_labels(session, include_gold=False)
         if row.label is not None
     ]
+
+
+def latest_rating_id(session: Session) -> int:
+    """Ratings only grow, with increasing ids: the newest id marks what a snapshot saw."""
+    return session.scalar(select(func.max(Rating.id))) or 0
+
+
+def fresh_label_count(session: Session, since_rating_id: int) -> int:
+    """Human ratings usable for training that arrived after ``since_rating_id``.
+
+    Counted like the training labels: gold items and excluded annotators do not count.
+    """
+    query = (
+        select(func.count())
+        .select_from(Rating)
+        .outerjoin(CampaignItem, CampaignItem.id == Rating.item_id)
+        .outerjoin(User, User.id == Rating.annotator_id)
+        .where(
+            Rating.id > since_rating_id,
+            or_(Rating.item_id.is_(None), CampaignItem.is_gold.is_(False)),
+            or_(Rating.annotator_id.is_(None), User.excluded.is_(False)),
+        )
+    )
+    return session.scalar(query) or 0
 
 
 def is_held_out(head: str, fraction: float = 0.2, salt: str = "skd-critic-split") -> bool:

@@ -3,34 +3,99 @@
 ``unscored_ids`` finds what a version has not scored yet (so a re-score resumes where it
 stopped and newly imported triples are picked up), ``score_triples`` scores one chunk and
 writes its scores idempotently. A Celery group of chunks spreads the work over the workers.
+
+torch and transformers are imported when a model is first needed, so the commands and pages
+that only read scores start fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
-import torch
-from sqlalchemy import select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
-from app.critic.train import critic_input, load_critic, score_pairs
-from app.db import insert_ignoring_duplicates
+from app.db import insert_ignoring_duplicates, session_scope
 from app.models import CriticVersion, Score, Triple
+
+
+def _unscored(version_id: int) -> Select[tuple[int]]:
+    scored = select(Score.triple_id).where(
+        Score.critic_version_id == version_id, Score.triple_id == Triple.id
+    )
+    return select(Triple.id).where(~scored.exists()).order_by(Triple.id)
 
 
 def unscored_ids(session: Session, version_id: int, limit: int | None = None) -> list[int]:
     """Triple ids without a score from ``version_id``, in id order."""
-    scored = select(Score.triple_id).where(Score.critic_version_id == version_id)
-    query = select(Triple.id).where(Triple.id.not_in(scored)).order_by(Triple.id)
+    query = _unscored(version_id)
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """A range of triple ids (inclusive) holding ``size`` triples this version has not scored."""
+
+    first_id: int
+    last_id: int
+    size: int
+
+
+def plan_chunks(session: Session, version_id: int, chunk_size: int) -> list[Chunk]:
+    """Split what ``version_id`` has not scored yet into id ranges of ``chunk_size`` triples.
+
+    Ranges, not id lists, travel in task messages (small whatever the chunk size), and a
+    range is re-read when its task runs, so work finished in the meantime is not redone.
+    """
+    if chunk_size < 1:
+        raise ValueError("chunk size: must be at least 1")
+    chunks: list[Chunk] = []
+    batch: list[int] = []
+    for triple_id in session.scalars(_unscored(version_id).execution_options(yield_per=50_000)):
+        batch.append(triple_id)
+        if len(batch) == chunk_size:
+            chunks.append(Chunk(batch[0], batch[-1], len(batch)))
+            batch = []
+    if batch:
+        chunks.append(Chunk(batch[0], batch[-1], len(batch)))
+    return chunks
+
+
+def unscored_count(session: Session, version_id: int) -> int:
+    """How many triples the version has not scored. Scores exist only for live triples (they
+    are deleted with their triple), so two counts do it, without an anti-join over the corpus."""
+    triples = session.scalar(select(func.count()).select_from(Triple)) or 0
+    scored = session.scalar(
+        select(func.count()).select_from(Score).where(Score.critic_version_id == version_id)
+    )
+    return triples - (scored or 0)
+
+
+def score_histogram(session: Session, version_id: int, bins: int = 20) -> list[int]:
+    """Counts of the version's corpus scores in ``bins`` equal bins over [0, 1]."""
+    # p = 1.0 belongs in the last bin; (two-argument min() is SQLite-only, hence the CASE)
+    bucket = case((Score.p_accept >= 1, bins - 1), else_=func.floor(Score.p_accept * bins))
+    rows = session.execute(
+        select(bucket, func.count()).where(Score.critic_version_id == version_id).group_by(bucket)
+    ).all()
+    counts = [0] * bins
+    for index, n in rows:
+        counts[int(index)] += n
+    return counts
+
+
 @lru_cache(maxsize=2)
-def _model(path: str, quantize: bool):  # type: ignore[no-untyped-def]
+def load_scorer(path: str, quantize: bool = False):  # type: ignore[no-untyped-def]
     """A loaded critic, kept per worker process (loading costs more than scoring a chunk)."""
+    import torch
+
+    from app.critic.train import load_critic
+
     model, tokenizer = load_critic(path)
     if quantize:
         # int8 weights for the linear layers, for CPU scoring. torch marks torch.ao.quantization
@@ -40,16 +105,10 @@ def _model(path: str, quantize: bool):  # type: ignore[no-untyped-def]
     return model, tokenizer
 
 
-def score_triples(
-    session: Session,
-    version_id: int,
-    triple_ids: Sequence[int],
-    *,
-    batch_size: int = 64,
-    names: bool = True,
-    quantize: bool = False,
-) -> int:
-    """Score one chunk with the version's model and store the scores; returns how many."""
+def _read(
+    session: Session, version_id: int, triple_ids: Sequence[int]
+) -> tuple[str, dict[str, Any], list[Any]]:
+    """The version's model folder and training settings, and the triples' texts."""
     version = session.get(CriticVersion, version_id)
     if version is None or not version.path:
         raise LookupError(f"critic version {version_id} has no trained model")
@@ -58,17 +117,73 @@ def score_triples(
             Triple.id.in_(list(triple_ids))
         )
     ).all()
+    return version.path, dict(version.hyperparameters or {}), list(rows)
+
+
+def _predict(
+    version_id: int,
+    path: str,
+    hyper: dict[str, Any],
+    rows: list[Any],
+    batch_size: int,
+    quantize: bool,
+) -> list[dict[str, Any]]:
+    """Scores as rows for the scores table. The input is built as in training (names)."""
     if not rows:
-        return 0
-    model, tokenizer = _model(version.path, quantize)
+        return []
+    model, tokenizer = load_scorer(path, quantize)
+    names = bool(hyper.get("names", True))
+    from app.critic.train import critic_input, score_pairs
+
     pairs = [critic_input(r.head, r.relation, r.tail, names=names) for r in rows]
-    scores = score_pairs(model, tokenizer, pairs, batch_size=batch_size)
-    insert_ignoring_duplicates(
-        session,
-        Score.__table__,
-        [
-            {"critic_version_id": version_id, "triple_id": r.id, "p_accept": float(s)}
-            for r, s in zip(rows, scores, strict=True)
-        ],
-    )
-    return len(rows)
+    max_length = int(hyper.get("max_length", 64))
+    scores = score_pairs(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length)
+    return [
+        {"critic_version_id": version_id, "triple_id": r.id, "p_accept": float(s)}
+        for r, s in zip(rows, scores, strict=True)
+    ]
+
+
+def score_chunk(
+    version_id: int,
+    first_id: int,
+    last_id: int,
+    *,
+    batch_size: int = 64,
+    quantize: bool = False,
+    on_stored: Callable[[Session, int], None] | None = None,
+) -> int:
+    """One chunk task's work: read the range's unscored triples, score them outside any
+    write transaction (on SQLite the write lock is held only for the insert), then store the
+    scores and call ``on_stored(session, new)`` in the same transaction (the job counter)."""
+    with session_scope() as session:
+        ids = list(
+            session.scalars(
+                _unscored(version_id).where(Triple.id >= first_id, Triple.id <= last_id)
+            )
+        )
+        path, hyper, rows = _read(session, version_id, ids) if ids else ("", {}, [])
+    scored = _predict(version_id, path, hyper, rows, batch_size, quantize)
+    with session_scope(write=True) as session:
+        new = insert_ignoring_duplicates(session, Score.__table__, scored)
+        if on_stored is not None:
+            on_stored(session, new)
+    return new
+
+
+def score_triples(
+    session: Session,
+    version_id: int,
+    triple_ids: Sequence[int],
+    *,
+    batch_size: int = 64,
+    quantize: bool = False,
+) -> int:
+    """Score these triples with the version's model and store the scores.
+
+    Returns how many scores were new: a triple another run already scored keeps its score
+    and is not counted, so progress counters stay exact when a task runs twice.
+    """
+    path, hyper, rows = _read(session, version_id, triple_ids)
+    scored = _predict(version_id, path, hyper, rows, batch_size, quantize)
+    return insert_ignoring_duplicates(session, Score.__table__, scored)

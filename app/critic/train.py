@@ -6,7 +6,18 @@ transformers example scripts. Any Hugging Face encoder loads through
 MiniLM). The loop is plain PyTorch (AdamW, linear warm-up and decay, a seeded shuffle) so it
 needs nothing beyond transformers and torch; after each epoch the held-out labels are scored
 and the best epoch by precision at the target recall is kept (early stopping). The result is
-written with ``save_pretrained`` and loads back with ``from_pretrained``.
+written with ``save_pretrained`` and loads back with ``from_pretrained``: the architecture is
+the stock ``AutoModelForSequenceClassification`` one, so no code of ours is needed to load it.
+
+Training on CPU is what most installations do, so the loop avoids work that does not change
+the result (measured in ``bench/README.md``, section Critic):
+
+* batches are cut from windows of similar-length pairs (``length_window`` batches per window,
+  shuffled, then the batch order shuffled): less padding, the same examples per epoch;
+* the word-embedding matrix is frozen by default (``freeze_embeddings``): it holds about half
+  of a small encoder's weights (MiniLM: 11.7M of 22.7M), and its gradient and AdamW update were
+  a third of each step's time, for no held-out gain;
+* AdamW runs fused where torch supports it.
 """
 
 from __future__ import annotations
@@ -63,6 +74,8 @@ class CriticTrainingArguments:
     target_recall: float = 0.8
     names: bool = True
     patience: int = 2
+    freeze_embeddings: bool = True
+    length_window: int = 50
 
 
 @dataclass
@@ -79,6 +92,46 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, window: int, generator: torch.Generator
+) -> list[list[int]]:
+    """One epoch's batches: a seeded shuffle, cut into windows of ``window`` batches, each
+    window sorted by length and cut into batches, then the batches shuffled. Every index is in
+    exactly one batch; a batch holds pairs of similar length, so padding (wasted work) is
+    small. ``window`` 0 or 1 gives plain shuffled batches."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if window > 1:
+        span = batch_size * window
+        order = [
+            i
+            for start in range(0, len(order), span)
+            for i in sorted(order[start : start + span], key=lambda i: lengths[i])
+        ]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if window > 1:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def _optimizer(
+    model: PreTrainedModel, learning_rate: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """AdamW without decay on biases and norms; fused where this torch supports it."""
+    no_decay = ("bias", "LayerNorm.weight", "layernorm.weight", "norm.weight")
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grouped = [
+        {
+            "params": [p for n, p in trainable if not n.endswith(no_decay)],
+            "weight_decay": weight_decay,
+        },
+        {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    try:
+        return torch.optim.AdamW(grouped, lr=learning_rate, fused=True)
+    except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(grouped, lr=learning_rate)
+
+
 def score_pairs(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -87,24 +140,30 @@ def score_pairs(
     batch_size: int = 64,
     max_length: int = 64,
 ) -> np.ndarray:
-    """p(acceptable) for each pair. Batches are formed from pairs of similar length (less
-    padding, less work) and the scores are returned in the input order."""
+    """p(acceptable) for each pair, in the input order.
+
+    All pairs are tokenized in one call (the fast tokenizer's batch path), then batches are
+    formed from pairs of the same or similar token length and padded only to their own longest
+    pair: less padding, less work. Measured on 2 CPU cores with the packaged MiniLM, this is
+    about 20% faster than tokenizing batch by batch (``bench/README.md``); the scores are the
+    same (a pair's score does not depend on its batch)."""
     model.eval()
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     scores = np.empty(len(pairs), dtype=np.float32)
+    if not pairs:
+        return scores
+    encoded = tokenizer(
+        [a for a, _ in pairs], [b for _, b in pairs], truncation=True, max_length=max_length
+    )
+    keys = list(encoded.keys())
+    order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            batch = [pairs[i] for i in order[start : start + batch_size]]
-            encoded = tokenizer(
-                [a for a, _ in batch],
-                [b for _, b in batch],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            logits = model(**encoded).logits
-            scores[order[start : start + batch_size]] = torch.softmax(logits, dim=-1)[:, 1].numpy()
+            index = order[start : start + batch_size]
+            batch = tokenizer.pad(
+                [{key: encoded[key][i] for key in keys} for i in index], return_tensors="pt"
+            ).to(model.device)
+            logits = model(**batch).logits
+            scores[index] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
     return scores
 
 
@@ -137,21 +196,21 @@ def train_critic(
     labels = torch.tensor([int(t.acceptable) for t in train])
     held_pairs = [critic_input(t.head, t.relation, t.tail, names=args.names) for t in held_out]
     held_labels = np.array([t.acceptable for t in held_out])
+    lengths = [
+        len(ids)
+        for ids in tokenizer(
+            [a for a, _ in pairs],
+            [b for _, b in pairs],
+            truncation=True,
+            max_length=args.max_length,
+        )["input_ids"]
+    ]
+    if args.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
 
     steps_per_epoch = (len(pairs) + args.batch_size - 1) // args.batch_size
     total_steps = steps_per_epoch * args.epochs
-    no_decay = ("bias", "LayerNorm.weight", "layernorm.weight", "norm.weight")
-    grouped = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": args.weight_decay,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    optimizer = torch.optim.AdamW(grouped, lr=args.learning_rate)
+    optimizer = _optimizer(model, args.learning_rate, args.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(args.warmup_ratio * total_steps), total_steps
     )
@@ -163,8 +222,10 @@ def train_critic(
     progress.update(0, total_steps, "training", force=True)
     for epoch in range(1, args.epochs + 1):
         model.train()
-        for batch_index in torch.randperm(len(pairs), generator=generator).split(args.batch_size):
-            batch = [pairs[i] for i in batch_index.tolist()]
+        for batch_index in length_grouped_batches(
+            lengths, args.batch_size, args.length_window, generator
+        ):
+            batch = [pairs[i] for i in batch_index]
             encoded = tokenizer(
                 [a for a, _ in batch],
                 [b for _, b in batch],

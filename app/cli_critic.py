@@ -1,0 +1,329 @@
+"""``skd critic …``: train, score, activate (or roll back), list and evaluate critic versions.
+
+Thin doors onto ``app.critic.loop``: the same chain of jobs the web page and beat start.
+By default the work runs in this process with a progress bar; ``--background`` queues it
+for the Celery workers and follows the job rows instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+critic_app = typer.Typer(help="The critic: train, score, activate, list, evaluate.")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    from app.cli import _fail as fail
+
+    return fail(message, code)
+
+
+def _ready() -> None:
+    from app.cli import _schema_ready
+
+    _schema_ready()
+
+
+def _quiet_models() -> None:
+    """Our bar shows the progress; transformers' own loading/saving bars would garble it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or value != value:
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _run_inline(job_id: int, work: Any, title: str) -> dict[str, Any]:
+    from app.console import RichProgress
+    from app.jobs import run_job
+
+    with RichProgress(title) as bar:
+        return run_job(job_id, work, extra=bar)
+
+
+@critic_app.command("train")
+def train(
+    base_model: Annotated[
+        str | None,
+        typer.Option(help="Hub name or local folder (default: the setting critic_base_model)."),
+    ] = None,
+    background: Annotated[
+        bool, typer.Option(help="Queue the chain for the Celery workers and follow it.")
+    ] = False,
+) -> None:
+    """Train a new version on the current labels, evaluate it, activate it if the policy
+    allows, and score the corpus with it (one chain of jobs)."""
+    from app.console import out
+    from app.critic import loop
+    from app.db import session_scope
+
+    _ready()
+    _quiet_models()
+    try:
+        with session_scope(write=True) as session:
+            chain = loop.request_training(session, reason="skd critic train", base_model=base_model)
+    except loop.TrainingInProgress as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"critic version {chain.version_id}: jobs #{chain.train_job_id} (train), "
+        f"#{chain.evaluate_job_id} (evaluate), #{chain.score_job_id} (score)"
+    )
+    if background:
+        from app.cli import _follow
+        from workers.critic_tasks import dispatch_training
+
+        dispatch_training(chain)
+        for job_id in (chain.train_job_id, chain.evaluate_job_id, chain.score_job_id):
+            result = _follow(job_id)
+            out.print(result.get("message") or f"job #{job_id} done")
+        return
+    try:
+        trained = _run_inline(chain.train_job_id, loop.run_training, f"train #{chain.version_id}")
+    except BaseException as exc:
+        with session_scope(write=True) as session:
+            loop.release_dead_trainings(session)  # cancels the evaluate and score jobs
+        if isinstance(exc, ValueError | KeyboardInterrupt):
+            message = str(exc) or "interrupted"
+            raise _fail(f"training failed: {message}; the active version is unchanged") from None
+        raise
+    out.print(trained["message"])
+    decision = _run_inline(chain.evaluate_job_id, loop.run_evaluation, "evaluate")
+    out.print(decision["message"])
+    result = _score_inline(chain.score_job_id)
+    out.print(result["message"])
+
+
+def _score_inline(job_id: int) -> dict[str, Any]:
+    from app.console import RichProgress
+    from app.critic import loop
+
+    with RichProgress(f"score #{job_id}") as bar:
+        try:
+            return loop.run_scoring_inline(job_id, bar)
+        except KeyboardInterrupt:
+            loop.fail_scoring(job_id, "interrupted; `skd critic score` resumes where it stopped")
+            raise _fail("interrupted; run `skd critic score` to resume", 130) from None
+
+
+@critic_app.command("score")
+def score(
+    version: Annotated[
+        int | None, typer.Option(help="Version id (default: the active one).")
+    ] = None,
+    background: Annotated[
+        bool, typer.Option(help="Queue the chunks for the Celery workers and follow them.")
+    ] = False,
+) -> None:
+    """Score every triple the version has not scored yet (resumes an interrupted run)."""
+    from app.console import out
+    from app.critic import loop
+    from app.db import session_scope
+
+    _ready()
+    try:
+        with session_scope(write=True) as session:
+            job = loop.request_scoring(session, version)
+            job_id = job.id if job else None
+    except LookupError as exc:
+        raise _fail(str(exc)) from None
+    if job_id is None:
+        raise _fail("a score job for this version is already queued or running (skd jobs list)")
+    _quiet_models()
+    if background:
+        from app.cli import _follow
+        from workers.critic_tasks import dispatch_scoring
+
+        dispatch_scoring(job_id)
+        out.print(_follow(job_id).get("message") or "done")
+        return
+    out.print(_score_inline(job_id)["message"])
+
+
+@critic_app.command("activate")
+def activate_command(version: int) -> None:
+    """Make VERSION the active critic (also rolls back to an earlier version)."""
+    from app.console import out
+    from app.critic.registry import CriticStateError, activate
+    from app.critic.score import unscored_count
+    from app.db import session_scope
+
+    _ready()
+    try:
+        with session_scope(write=True) as session:
+            activate(session, version)
+    except (CriticStateError, LookupError) as exc:
+        raise _fail(str(exc).strip("'\"")) from None
+    with session_scope() as session:
+        pending = unscored_count(session, version)
+    out.print(f"critic version {version} is active")
+    if pending:
+        out.print(
+            f"{pending:,} triples are not scored by it yet: `skd critic score` scores them "
+            "now (beat also does it within a few minutes when workers run)"
+        )
+
+
+@critic_app.command("list")
+def list_versions(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Every version with its state and held-out metrics."""
+    from rich.table import Table
+    from sqlalchemy import func, select
+
+    from app.console import out
+    from app.db import session_scope
+    from app.models import CriticVersion, Score
+
+    _ready()
+    with session_scope() as session:
+        versions = session.scalars(select(CriticVersion).order_by(CriticVersion.id)).all()
+        scored = dict(
+            session.execute(
+                select(Score.critic_version_id, func.count()).group_by(Score.critic_version_id)
+            ).all()
+        )
+        rows = [_version_row(v, scored.get(v.id, 0)) for v in versions]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="critic versions", title_justify="left")
+    for column in ("id", "state", "base model", "labels", "ROC-AUC", "AP", "P@R0.8", "calib."):
+        table.add_column(
+            column, justify="right" if column not in ("state", "base model") else "left"
+        )
+    table.add_column("scored", justify="right")
+    for row in rows:
+        calibration = row["calibration_precision"]
+        interval = row["calibration_interval"]
+        table.add_row(
+            str(row["id"]),
+            row["state"] + (f" ({row['error'][:40]})" if row["error"] else ""),
+            Path(row["base_model"]).name or row["base_model"],
+            f"{row['train_labels']}/{row['held_out_labels']}" if row["train_labels"] else "–",
+            _fmt(row["roc_auc"]),
+            _fmt(row["average_precision"]),
+            _fmt(row["precision_at_recall_0.8"]),
+            f"{_fmt(calibration)} [{_fmt(interval[0], 2)}, {_fmt(interval[1], 2)}]"
+            if interval
+            else "–",
+            f"{row['scored']:,}",
+        )
+    out.print(table)
+
+
+def _version_row(version: Any, scored: int) -> dict[str, Any]:
+    metrics = version.metrics or {}
+    snapshot = version.label_snapshot or {}
+    at_08 = next(
+        (p for p in metrics.get("precision_at_recall", []) if abs(p["target_recall"] - 0.8) < 1e-9),
+        None,
+    )
+    calibration = (metrics.get("calibration") or {}).get("at_threshold") or {}
+    return {
+        "id": version.id,
+        "state": version.state.value,
+        "base_model": version.base_model,
+        "created_at": version.created_at.isoformat(),
+        "train_labels": snapshot.get("train"),
+        "held_out_labels": snapshot.get("held_out"),
+        "roc_auc": metrics.get("roc_auc"),
+        "average_precision": metrics.get("average_precision"),
+        "precision_at_recall_0.8": at_08["precision"] if at_08 else None,
+        "threshold": version.threshold,
+        "calibration_precision": calibration.get("precision"),
+        "calibration_interval": (
+            [calibration["low"], calibration["high"]]
+            if calibration.get("low") is not None
+            else None
+        ),
+        "scored": scored,
+        "error": version.error,
+    }
+
+
+@critic_app.command("evaluate")
+def evaluate_command(
+    file: Annotated[Path, typer.Argument(help="Labelled triples: JSONL with valid, TSV/CSV.")],
+    version: Annotated[
+        int | None, typer.Option(help="Version id (default: the active one).")
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option("--format", help="atomic-tsv, comet-tsv, jsonl or csv.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """ROC-AUC, average precision and precision at recall 0.5–0.9 of a version on FILE."""
+    from rich.table import Table
+
+    from app.config import get_settings
+    from app.console import RichProgress, out
+    from app.corpus.formats import CorpusFormatError
+    from app.critic.evaluate_file import evaluate_file
+    from app.critic.registry import active_version
+    from app.db import session_scope
+    from app.models import CriticVersion
+
+    if not file.is_file():
+        raise _fail(f"no such file: {file}", 2)
+    _ready()
+    with session_scope() as session:
+        chosen = (
+            session.get(CriticVersion, version) if version is not None else active_version(session)
+        )
+        if chosen is None:
+            raise _fail(
+                f"no critic version {version}" if version is not None else "no active critic"
+            )
+        if not chosen.path:
+            raise _fail(f"critic version {chosen.id} is {chosen.state.value}: it has no model")
+        version_id, path, hyper = chosen.id, chosen.path, dict(chosen.hyperparameters or {})
+    _quiet_models()
+    try:
+        with RichProgress(f"evaluate version {version_id}") as bar:
+            result = evaluate_file(
+                file,
+                version_id,
+                path,
+                hyper,
+                get_settings().relations,
+                fmt=format,
+                batch_size=get_settings().critic_score_batch_size,
+                progress=bar,
+            )
+    except (CorpusFormatError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    metrics = result.metrics
+    if as_json:
+        print(json.dumps({**result.__dict__, "metrics": metrics}, indent=2))
+        return
+    out.print(
+        f"version {version_id} on {file}: {result.labelled:,} labelled triples "
+        f"({metrics['acceptable']:,} acceptable); skipped {result.skipped_unlabelled:,} "
+        f"unlabelled and {result.skipped_unfamiliar:,} 'too unfamiliar'"
+    )
+    out.print(
+        f"ROC-AUC {_fmt(metrics['roc_auc'])} · average precision "
+        f"{_fmt(metrics['average_precision'])}"
+    )
+    table = Table(title="precision at recall", title_justify="left")
+    for column in ("target recall", "threshold", "precision", "recall", "kept"):
+        table.add_column(column, justify="right")
+    for point in metrics["precision_at_recall"]:
+        table.add_row(
+            _fmt(point["target_recall"], 1),
+            _fmt(point["threshold"], 4),
+            _fmt(point["precision"]),
+            _fmt(point["recall"]),
+            f"{point['kept_fraction']:.1%}",
+        )
+    out.print(table)

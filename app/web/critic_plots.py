@@ -1,0 +1,231 @@
+"""Geometry of the critic page's two plots, drawn by the server as inline SVG.
+
+No chart library and no JavaScript: the numbers are a few hundred points at most, so Python
+turns them into coordinates in a fixed ``viewBox`` and ``templates/_critic_plots.html`` writes
+the markup. The SVGs scale with their container (the viewBox keeps the proportions), which is
+what makes them readable from a 360 px phone to a wide screen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+UNIT_TICKS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The viewBox and the plot area inside it (margins leave room for tick labels)."""
+
+    width: int = 400
+    height: int = 270
+    left: int = 52
+    right: int = 14
+    top: int = 26
+    bottom: int = 46
+
+    @property
+    def x0(self) -> float:
+        return float(self.left)
+
+    @property
+    def x1(self) -> float:
+        return float(self.width - self.right)
+
+    @property
+    def y0(self) -> float:
+        """The bottom of the plot area (SVG y grows downwards)."""
+        return float(self.height - self.bottom)
+
+    @property
+    def y1(self) -> float:
+        return float(self.top)
+
+    def x(self, value: float, high: float = 1.0) -> float:
+        share = min(max(value / high, 0.0), 1.0) if high else 0.0
+        return round(self.x0 + share * (self.x1 - self.x0), 2)
+
+    def y(self, value: float, high: float = 1.0) -> float:
+        share = min(max(value / high, 0.0), 1.0) if high else 0.0
+        return round(self.y0 - share * (self.y0 - self.y1), 2)
+
+
+@dataclass(frozen=True)
+class Tick:
+    pos: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One rec_X operating point on the PR curve."""
+
+    x: float
+    y: float
+    label: str
+    title: str
+    chosen: bool
+
+
+@dataclass
+class PRPlot:
+    frame: Frame
+    path: str
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    marks: list[Mark]
+    # The precision of keeping everything (the share of acceptable held-out labels): a
+    # critic no better than chance lies on this line.
+    baseline_y: float | None = None
+    baseline_label: str = ""
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    count: int
+    low: float
+    high: float
+
+
+@dataclass
+class HistogramPlot:
+    frame: Frame
+    bars: list[Bar]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    total: int
+    threshold_x: float | None = None
+    threshold_label: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def unit_label(value: float) -> str:
+    """0, 0.2, ..., 1 (no trailing zeros: tick labels must stay short at 360 px)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def compact_count(value: float) -> str:
+    """12, 1.5k, 2M: count ticks short enough for the left margin."""
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:g}M"
+    if value >= 1_000:
+        return f"{value / 1_000:g}k"
+    return f"{value:g}"
+
+
+def nice_step(span: float, ticks: int = 4) -> float:
+    """A 1-2-5 step (at least 1: the axis counts triples) that divides ``span`` into about
+    ``ticks`` intervals."""
+    if span <= ticks:
+        return 1.0
+    raw = span / ticks
+    magnitude = 10 ** math.floor(math.log10(raw))
+    factor = next(f for f in (1, 2, 5, 10) if f * magnitude >= raw)
+    return float(factor * magnitude)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def pr_plot(metrics: dict[str, Any], chosen_threshold: float | None = None) -> PRPlot | None:
+    """The held-out precision-recall curve with the rec_X operating points, or None when the
+    version has no curve (training, failed, or trained before curves were stored)."""
+    curve = metrics.get("pr_curve") or {}
+    recall = curve.get("recall") or []
+    precision = curve.get("precision") or []
+    if not recall or len(recall) != len(precision):
+        return None
+    frame = Frame()
+    pairs = [
+        (r, p)
+        for r, p in zip(recall, precision, strict=True)
+        if _finite(r) is not None and _finite(p) is not None
+    ]
+    if not pairs:
+        return None
+    # Thresholds are stored in decreasing order, so recall only grows along the list; a
+    # stable sort by recall keeps that order and guards against hand-made data.
+    pairs.sort(key=lambda pair: pair[0])
+    path = " ".join(
+        f"{'M' if i == 0 else 'L'}{frame.x(r)},{frame.y(p)}" for i, (r, p) in enumerate(pairs)
+    )
+    marks = []
+    for point in metrics.get("precision_at_recall") or []:
+        r, p = _finite(point.get("recall")), _finite(point.get("precision"))
+        target, threshold = _finite(point.get("target_recall")), _finite(point.get("threshold"))
+        if r is None or p is None or target is None:
+            continue
+        chosen = (
+            chosen_threshold is not None
+            and threshold is not None
+            and abs(threshold - chosen_threshold) < 1e-9
+        )
+        title = (
+            f"rec_{unit_label(target)}: threshold {threshold:.3f}, precision {p:.3f}, "
+            f"recall {r:.3f}"
+            if threshold is not None
+            else f"rec_{unit_label(target)}"
+        )
+        marks.append(Mark(frame.x(r), frame.y(p), unit_label(target), title, chosen))
+    plot = PRPlot(
+        frame=frame,
+        path=path,
+        x_ticks=[Tick(frame.x(v), unit_label(v)) for v in UNIT_TICKS],
+        y_ticks=[Tick(frame.y(v), unit_label(v)) for v in UNIT_TICKS],
+        marks=marks,
+    )
+    n, acceptable = _finite(metrics.get("n")), _finite(metrics.get("acceptable"))
+    if n and acceptable is not None:
+        rate = acceptable / n
+        plot.baseline_y = frame.y(rate)
+        plot.baseline_label = f"all kept: {rate:.2f}"
+    return plot
+
+
+def histogram_plot(counts: list[int], threshold: float | None = None) -> HistogramPlot:
+    """Bars for equal bins over [0, 1] (the counts of ``score_histogram``), the y axis in
+    1-2-5 steps, and the threshold as a vertical line."""
+    frame = Frame()
+    bins = len(counts) or 1
+    top = max(counts, default=0)
+    step = nice_step(top)
+    y_max = max(step, math.ceil(top / step) * step) if top else 1.0
+    slot = (frame.x1 - frame.x0) / bins
+    gap = min(1.5, slot * 0.15)
+    bars = []
+    for i, count in enumerate(counts):
+        y = frame.y(count, y_max)
+        bars.append(
+            Bar(
+                x=round(frame.x0 + i * slot + gap / 2, 2),
+                y=y,
+                width=round(slot - gap, 2),
+                height=round(frame.y0 - y, 2),
+                count=count,
+                low=i / bins,
+                high=(i + 1) / bins,
+            )
+        )
+    ticks = int(round(y_max / step)) if top else 0
+    y_ticks = [Tick(frame.y(k * step, y_max), compact_count(k * step)) for k in range(ticks + 1)]
+    plot = HistogramPlot(
+        frame=frame,
+        bars=bars,
+        x_ticks=[Tick(frame.x(v), unit_label(v)) for v in UNIT_TICKS],
+        y_ticks=y_ticks,
+        total=sum(counts),
+    )
+    value = _finite(threshold)
+    if value is not None:
+        plot.threshold_x = frame.x(value)
+        plot.threshold_label = f"threshold {value:.3f}"
+    return plot

@@ -281,3 +281,31 @@ def list_command(limit: Annotated[int, typer.Option(help="How many, newest first
             "; ".join(filters),
         )
     stdout.print(table)
+
+
+@export_app.command("delete")
+def delete_command(
+    export_id: Annotated[int, typer.Argument(help="The export's id (see `skd export list`).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete an export: its folder, its .tar.gz and its row (all or nothing)."""
+    from app.cli import _schema_ready
+    from app.console import out as stdout
+    from app.db import session_scope
+    from app.export.remove import ExportBusy, delete_export
+    from app.export.run import get_export
+
+    _schema_ready()
+    with session_scope() as session:
+        export = get_export(session, export_id)
+    if export is None:
+        raise _fail(f"no export {export_id} (see `skd export list`)")
+    where = f" and its files in {export['path']}" if export["path"] else ""
+    if not yes and not typer.confirm(f"Delete export {export_id}{where}?"):
+        raise typer.Exit(1)
+    try:
+        deleted = delete_export(export_id)
+    except (LookupError, ExportBusy) as exc:
+        raise _fail(str(exc)) from None
+    freed = f"{deleted.freed_bytes / 1e6:,.1f} MB freed" if deleted.removed else "no files left"
+    stdout.print(f"deleted export {export_id} ({freed})")

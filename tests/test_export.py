@@ -653,3 +653,53 @@ def test_jsonl_lines_are_exactly_what_json_dumps_writes(tmp_path: Path) -> None:
         for h, r, t, *_ in cases
     ]
     assert (tmp_path / "student" / "train.jsonl").read_text("utf-8").split("\n")[:-1] == pairs
+
+
+# --- deleting ---------------------------------------------------------------------------------
+
+
+def test_delete_removes_folder_archive_and_row_all_or_nothing(  # type: ignore[no-untyped-def]
+    engine, tmp_path: Path, monkeypatch
+) -> None:
+    from app.export.remove import ExportBusy, delete_export
+    from app.export.run import archive_path
+
+    build_corpus(heads=30)
+    folder = export({"threshold": 0.5, "formats": ["jsonl"]}, tmp_path / "old")
+    archive = archive_path(folder)
+    with session_scope() as session:
+        export_id = session.scalar(select(Export.id).where(Export.path == str(folder)))
+        job_id = session.get(Export, export_id).job_id
+
+    # A failure half-way (the archive cannot be moved) puts the folder back: nothing changed.
+    real_rename = Path.rename
+
+    def failing_rename(self: Path, target):  # type: ignore[no-untyped-def]
+        if self == archive:
+            raise PermissionError(f"cannot move {self}")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(PermissionError):
+        delete_export(export_id)
+    monkeypatch.undo()
+    assert (folder / "jsonl" / "train.jsonl").is_file() and archive.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old", "old.tar.gz"]
+    with session_scope() as session:
+        assert session.get(Export, export_id) is not None
+
+    deleted = delete_export(export_id)
+    assert deleted.removed == [str(folder), str(archive)] and deleted.freed_bytes > 0
+    assert list(tmp_path.iterdir()) == []  # nothing left, not even the set-aside names
+    with session_scope() as session:
+        assert session.get(Export, export_id) is None
+        assert session.get(Job, job_id).state == JobState.succeeded  # the job history stays
+    with pytest.raises(LookupError, match=f"no export {export_id}"):
+        delete_export(export_id)
+
+    # An export whose job has not run yet is refused and stays.
+    started = start_export(ExportParams.from_dict({"threshold": 0.5}), destination=tmp_path / "q")
+    with pytest.raises(ExportBusy, match="still queued"):
+        delete_export(started.export_id)
+    with session_scope() as session:
+        assert session.get(Export, started.export_id) is not None

@@ -69,3 +69,13 @@ def test_researcher_previews_exports_and_downloads(live_server, browser, celery_
         name = "exports" if url == "/exports" else "export-detail"
         narrow.screenshot(path=str(OUTPUT / f"{name}-360px-{BACKEND}.png"), full_page=True)
         assert overflow <= 0, f"{url} is {overflow}px wider than a 360px screen"
+
+    # Delete, after the browser's confirmation: back on the list, which says what was freed.
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#export-page button.danger")
+    page.wait_for_url(f"{live_server}/exports")
+    notice = page.locator("p.notice-ok")
+    notice.wait_for()
+    assert "deleted" in notice.inner_text() and "freed" in notice.inner_text()
+    assert page.locator("#export-list tr[id^=export-]").count() == 0
+    page.screenshot(path=str(OUTPUT / f"exports-deleted-{BACKEND}.png"), full_page=True)

@@ -42,6 +42,8 @@ def test_staff_only(client) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/api/exports").status_code == 401
     page = client.get("/exports", follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    assert client.delete("/api/exports/1").status_code in (401, 403)
+    assert client.post("/exports/1/delete", follow_redirects=False).status_code in (401, 403)
 
 
 def test_api_refuses_bad_parameters_naming_them_before_any_work(staff_client) -> None:  # type: ignore[no-untyped-def]
@@ -107,6 +109,21 @@ def test_api_export_runs_on_a_worker_and_serves_its_files(staff_client, celery_w
     detail = staff_client.get(f"/exports/{started['export_id']}").text
     assert "Dataset card" in detail and "Counts per relation" in detail
     assert "skd export --version" in detail
+    assert f'hx-post="/exports/{started["export_id"]}/delete"' in detail
+
+    # Deleting from the page: its files and row go, and the list says what was freed.
+    folder = Path(export["path"])
+    assert folder.is_dir()
+    gone = staff_client.post(
+        f"/exports/{started['export_id']}/delete", headers={"HX-Request": "true"}
+    )
+    assert gone.status_code == 200 and gone.headers["HX-Redirect"] == "/exports"
+    assert not folder.exists() and not folder.with_name(folder.name + ".tar.gz").exists()
+    page = staff_client.get("/exports").text
+    assert f"Export #{started['export_id']} deleted" in page and "freed" in page
+    assert staff_client.get(f"/api/exports/{started['export_id']}").status_code == 404
+    again = staff_client.delete(f"/api/exports/{started['export_id']}")
+    assert again.status_code == 404 and "no export" in again.json()["detail"]
 
 
 def test_form_preview_errors_and_start(staff_client, celery_worker) -> None:  # type: ignore[no-untyped-def]
@@ -180,3 +197,12 @@ def test_cli_export_refusals_dry_run_export_and_list(engine, tmp_path: Path) -> 
     assert exists.returncode == 2 and "already exists" in exists.stderr
     listed = skd("export", "list")
     assert listed.returncode == 0 and "succeeded" in listed.stdout
+    with session_scope() as session:
+        first = session.scalar(select(Export.id).where(Export.path == str(out)))
+    removed = skd("export", "delete", str(first), "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert f"deleted export {first}" in removed.stdout and "MB freed" in removed.stdout
+    assert not out.exists() and not (tmp_path / "graph.tar.gz").exists()
+    assert (tmp_path / "again.tar.gz").is_file()  # the other export is untouched
+    unknown = skd("export", "delete", str(first), "--yes")
+    assert unknown.returncode == 1 and f"no export {first}" in unknown.stderr

@@ -30,6 +30,7 @@ from app.export.params import (
     ExportParams,
 )
 from app.export.plan import USABLE_STATES
+from app.export.remove import ExportBusy, delete_export
 from app.export.run import (
     export_file,
     get_export,
@@ -53,6 +54,7 @@ THRESHOLD_CHOICES = {
     "threshold": ("0.5", "An explicit score"),
 }
 THRESHOLD_FIELDS = set(THRESHOLD_CHOICES) - {"default"}
+DELETED_KEY = "export_deleted"  # session key: what the last delete removed, shown once
 
 
 async def posted_form(request: Request) -> FormData:
@@ -171,6 +173,7 @@ def _page_context(
 @router.get("/exports", response_class=HTMLResponse)
 def exports_page(request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
     context = _page_context(request, session, user, blank_values(), {})
+    context["deleted"] = request.session.pop(DELETED_KEY, None)
     return templates.TemplateResponse(request, "exports.html", context)
 
 
@@ -269,6 +272,32 @@ def export_page(
         "card_html": _card_html(session, export_id),
     }
     return templates.TemplateResponse(request, "export_detail.html", context)
+
+
+def _delete(export_id: int) -> dict[str, Any]:
+    """``delete_export`` with its refusals as HTTP errors (404 unknown, 409 still running)."""
+    try:
+        deleted = delete_export(export_id)
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except ExportBusy as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return {
+        "deleted": deleted.export_id,
+        "removed": deleted.removed,
+        "freed_bytes": deleted.freed_bytes,
+    }
+
+
+@router.post("/exports/{export_id}/delete", dependencies=[CSRFChecked], response_model=None)
+def delete_from_page(export_id: int, request: Request, user: StaffUser) -> Response:
+    """The export page's Delete button: files and row go, then back to the list (htmx follows
+    ``HX-Redirect``; a plain form follows the 303)."""
+    result = _delete(export_id)
+    request.session[DELETED_KEY] = result
+    if request.headers.get("HX-Request"):
+        return Response(headers={"HX-Redirect": "/exports"})
+    return RedirectResponse("/exports", status_code=status.HTTP_303_SEE_OTHER)
 
 
 def _download(session: Session, export_id: int, name: str | None) -> FileResponse:
@@ -389,6 +418,12 @@ def api_create(body: ExportIn, user: StaffUser) -> JSONResponse:
         },
         status_code=status.HTTP_202_ACCEPTED,
     )
+
+
+@router.delete("/api/exports/{export_id}", dependencies=[CSRFChecked])
+def api_delete(export_id: int, user: StaffUser) -> dict[str, Any]:
+    """Delete the export's folder, archive and row (404 unknown, 409 while its job runs)."""
+    return _delete(export_id)
 
 
 @router.get("/api/exports/{export_id}/download")

@@ -70,3 +70,28 @@ def test_version_without_model_is_refused(engine) -> None:  # type: ignore[no-un
         session.flush()
         with pytest.raises(LookupError, match="no trained model"):
             score_triples(session, version.id, [1])
+
+
+def test_the_histogram_counts_each_score_in_its_bin(engine, tiny_base: Path) -> None:  # type: ignore[no-untyped-def]
+    """Edges belong to the bin above them, 1.0 to the last bin; other versions don't count."""
+    from app.critic.score import score_histogram
+
+    values = [0.0, 0.05, 0.0499, 0.1, 0.5, 0.95, 0.9999, 1.0, 0.33, 0.33, 0.7]
+    ids = add_triples(len(values))
+    version, other = version_at(tiny_base), version_at(tiny_base)
+    with session_scope(write=True) as session:
+        session.add_all(
+            Score(critic_version_id=version, triple_id=i, p_accept=p)
+            for i, p in zip(ids, values, strict=True)
+        )
+        session.add_all(Score(critic_version_id=other, triple_id=i, p_accept=0.5) for i in ids)
+    with session_scope() as session:
+        counts = score_histogram(session, version, bins=20)
+        empty = score_histogram(session, version_at(tiny_base), bins=4)
+    # bin k holds k/20 <= p < (k+1)/20; the edge 0.05 is bin 1's, 0.7 bin 14's, 1.0 bin 19's
+    expected = [0] * 20
+    for p in values:
+        expected[max(k for k in range(20) if p >= k / 20)] += 1
+    assert counts == expected
+    assert counts[0] == 2 and counts[1] == 1 and counts[14] == 1 and counts[19] == 3
+    assert empty == [0, 0, 0, 0]

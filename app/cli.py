@@ -98,7 +98,9 @@ def db_current() -> None:
 
 @app.command("import")
 def import_command(
-    files: Annotated[list[Path], typer.Argument(help="Triple files (.tsv, .jsonl, .csv; .gz ok).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Triple files (.tsv, .jsonl, .csv; .gz ok; .parquet).")
+    ],
     source: Annotated[
         str | None, typer.Option(help="Source name for all files (default: each file's name).")
     ] = None,

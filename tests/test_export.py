@@ -477,8 +477,9 @@ def _fresh_database(tmp_path: Path):  # type: ignore[no-untyped-def]
     return f"{base}/{name}", drop
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_round_trip_import_into_a_fresh_database_gives_exactly_the_kept_triples(  # type: ignore[no-untyped-def]
-    engine, tmp_path: Path
+    engine, tmp_path: Path, fmt: str
 ) -> None:
     corpus = build_corpus(heads=100)
     folder = export({"threshold": 0.45}, tmp_path / "export")
@@ -505,7 +506,7 @@ def test_round_trip_import_into_a_fresh_database_gives_exactly_the_kept_triples(
 
     try:
         skd("db", "upgrade")
-        skd("import", *map(str, sorted((folder / "jsonl").iterdir())), "--source", "export")
+        skd("import", *map(str, sorted((folder / fmt).iterdir())), "--source", "export")
         fresh = make_engine(url)
         try:
             with fresh.connect() as conn:

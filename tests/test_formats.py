@@ -96,6 +96,86 @@ def test_atomic10x_jsonl_keeps_split_label_and_extra_fields(tmp_path: Path) -> N
     assert (rows[1].tail, rows[1].label) == ("rested", None)
 
 
+def write_parquet(path: Path, records: list[dict], row_group_size: int = 2) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(records), path, row_group_size=row_group_size)
+    return path
+
+
+def test_parquet_reads_like_the_atomic10x_jsonl(tmp_path: Path) -> None:
+    """Columns as the JSONL fields, over several row groups; extra columns become metadata,
+    with types JSON lacks written as text."""
+    from datetime import date
+
+    records = [
+        {
+            "head": f"PersonX adopts cat {i}",
+            "relation": "xIntent",
+            "tail": f"to have a pet {i}" if i != 3 else "none",
+            "split": "train" if i % 2 else "test",
+            "valid": [1, -1, None, 2, None][i],
+            "p_valid_model": 0.5 + i / 10,
+            "made": date(2026, 11, i + 1),
+        }
+        for i in range(5)
+    ]
+    path = write_parquet(tmp_path / "x.parquet", records)
+    assert detect_format(path) == "parquet"
+    progress: list[int] = []
+    stats = ParseStats()
+    rows = list(read_triples(path, RELATIONS, stats=stats, on_bytes=progress.append))
+    assert [r.line for r in rows] == [1, 2, 3, 5]  # row 4's tail is "none"
+    assert [(r.label, r.split) for r in rows] == [
+        (1, "test"),
+        (-1, "train"),
+        (None, "test"),
+        (None, "test"),
+    ]
+    assert rows[0].meta == {"p_valid_model": 0.5, "made": "2026-11-01"}
+    assert stats.lines == 5 and stats.skipped["'none' tail"] == 1
+    assert progress[-1] == path.stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("records", "where", "field", "words"),
+    [
+        ([{"head": "A", "tail": "b"}], "", "relation", "missing from the columns"),
+        (
+            [{"head": "A", "relation": "xNeed", "tail": "b", "valid": 1}] * 2
+            + [{"head": "A", "relation": "xNeed", "tail": "c", "valid": 7}],
+            ":3",
+            "valid",
+            "answer scale",
+        ),
+        (
+            [
+                {"head": "A", "relation": "xNeed", "tail": "b"},
+                {"head": "A", "relation": "nope", "tail": "c"},
+            ],
+            ":2",
+            "relation",
+            "unknown relation",
+        ),
+    ],
+)
+def test_bad_parquet_names_file_row_and_field(
+    tmp_path: Path, records: list[dict], where: str, field: str, words: str
+) -> None:
+    path = write_parquet(tmp_path / "bad.parquet", records)
+    with pytest.raises(CorpusFormatError) as caught:
+        read(path)
+    assert str(caught.value).startswith(f"{path}{where}: ")
+    assert caught.value.field == field and words in str(caught.value)
+
+
+def test_a_file_named_parquet_that_is_not_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, "fake.parquet", "head\trelation\ttail\n")
+    with pytest.raises(CorpusFormatError, match=r"fake\.parquet: not a readable Parquet file"):
+        read(path)
+
+
 def test_jsonl_with_tail_lists_gives_one_triple_each(tmp_path: Path) -> None:
     record = {
         "head": "PersonX cooks",

@@ -122,6 +122,17 @@ def wait_for_job(client, job_id: int, timeout: float = 60) -> dict:  # type: ign
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
+def _parquet_bytes(records: list[dict]) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(records), buffer)
+    return buffer.getvalue()
+
+
 def test_upload_is_imported_by_a_real_worker(staff_client, celery_worker) -> None:  # type: ignore[no-untyped-def]
     files = [
         (
@@ -140,18 +151,28 @@ def test_upload_is_imported_by_a_real_worker(staff_client, celery_worker) -> Non
                 "application/json",
             ),
         ),
+        (
+            "files",
+            (
+                "three.parquet",
+                _parquet_bytes(
+                    [{"head": "PersonX hikes", "relation": "xEffect", "tail": "sweats"}]
+                ),
+                "application/vnd.apache.parquet",
+            ),
+        ),
     ]
     response = staff_client.post("/api/corpus/import", files=files, data={"source": "upload"})
     assert response.status_code == 202, response.text
     job = wait_for_job(staff_client, response.json()["job_id"])
     assert job["state"] == "succeeded", job
-    assert job["result"]["totals"]["imported"] == 2
+    assert job["result"]["totals"]["imported"] == 3
     assert job["result"]["totals"]["skipped"] == {"'none' tail": 1}
-    assert [f["file"] for f in job["result"]["files"]] == ["one.tsv", "two.jsonl"]
+    assert [f["file"] for f in job["result"]["files"]] == ["one.tsv", "two.jsonl", "three.parquet"]
     fragment = staff_client.get(f"/jobs/{job['id']}/progress").text
     assert "succeeded" in fragment and "hx-trigger" not in fragment and "100%" in fragment
     with session_scope() as session:
-        assert session.scalar(select(func.count()).select_from(Triple)) == 2
+        assert session.scalar(select(func.count()).select_from(Triple)) == 3
 
 
 def test_bad_upload_fails_the_job_with_file_and_line(staff_client, celery_worker) -> None:  # type: ignore[no-untyped-def]

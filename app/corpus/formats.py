@@ -10,7 +10,9 @@ Formats:
   ``tails`` and/or ``generations`` (COMET generation dumps) give one triple per list entry.
 - ``csv``: a header row naming at least ``head``, ``relation`` and ``tail``; optional ``valid``
   (or ``label``), ``split``; other columns are kept as metadata.
-Any of them may be gzip-compressed (``.gz``); this is detected from the bytes, not the name.
+- ``parquet``: columns as the JSONL fields (what ``skd export`` and many Hugging Face datasets
+  write). Read a row group at a time; an error names the row (counting from 1) as its line.
+The text formats may be gzip-compressed (``.gz``); this is detected from the bytes, not the name.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import IO, Any
 from app.corpus.normalize import clean, is_none_tail
 from app.corpus.relations import canonical_relation
 
-FORMATS = ("atomic-tsv", "comet-tsv", "jsonl", "csv")
+FORMATS = ("atomic-tsv", "comet-tsv", "jsonl", "csv", "parquet")
 
 # The answer scale of the paper's human evaluation; > 0 is acceptable.
 LABEL_VALUES = frozenset({2, 1, -1, -2, -9})
@@ -71,6 +73,8 @@ class ParseStats:
 def detect_format(path: Path) -> str:
     """The format implied by the file name (``.gz`` ignored); TSV files are sniffed for ``@@``."""
     name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".parquet"):
+        return "parquet"
     if name.endswith((".jsonl", ".json", ".ndjson")):
         return "jsonl"
     if name.endswith(".csv"):
@@ -86,7 +90,8 @@ def detect_format(path: Path) -> str:
         str(path),
         None,
         None,
-        "cannot tell the format from the file name; use .tsv, .jsonl, .csv (optionally .gz) "
+        "cannot tell the format from the file name; use .tsv, .jsonl, .csv (optionally .gz), "
+        ".parquet "
         f"or pass --format ({', '.join(FORMATS)})",
     )
 
@@ -334,16 +339,24 @@ def _read_comet_tsv(lines: Iterable[tuple[int, str]], rows: _RowBuilder) -> Iter
 
 
 def _read_jsonl(lines: Iterable[tuple[int, str]], rows: _RowBuilder) -> Iterator[ParsedTriple]:
-    for number, text in lines:
-        if not text.strip():
-            rows.stats.skipped["blank line"] += 1
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorpusFormatError(
-                rows.file, number, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
-            ) from None
+    def records() -> Iterator[tuple[int, Any]]:
+        for number, text in lines:
+            if not text.strip():
+                rows.stats.skipped["blank line"] += 1
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise CorpusFormatError(
+                    rows.file, number, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+                ) from None
+
+    return _read_records(records(), rows)
+
+
+def _read_records(records: Iterable[tuple[int, Any]], rows: _RowBuilder) -> Iterator[ParsedTriple]:
+    """JSONL objects or Parquet rows (the same fields) to triples."""
+    for number, record in records:
         if not isinstance(record, dict):
             raise CorpusFormatError(rows.file, number, None, "expected a JSON object")
         label = parse_label(record.get("valid"), rows.file, number, "valid")
@@ -479,10 +492,13 @@ def read_triples(
     if not path.is_file():
         raise CorpusFormatError(file, None, None, "no such file")
     fmt = fmt or detect_format(path)
-    if fmt not in _READERS:
+    if fmt not in FORMATS:
         raise CorpusFormatError(file, None, None, f"unknown format {fmt!r}; use one of {FORMATS}")
     stats = stats if stats is not None else ParseStats()
     rows = _RowBuilder(file, relations, stats)
+    if fmt == "parquet":
+        yield from _read_parquet(path, rows, on_bytes)
+        return
     with _open_binary(path) as (stream, raw):
         lines = _decoded_lines(stream, file, stats)
         for count, row in enumerate(_READERS[fmt](lines, rows), start=1):
@@ -491,3 +507,61 @@ def read_triples(
             yield row
         if on_bytes is not None:
             on_bytes(os.path.getsize(path))
+
+
+def _read_parquet(
+    path: Path, rows: _RowBuilder, on_bytes: Callable[[int], None] | None
+) -> Iterator[ParsedTriple]:
+    """A Parquet file's rows as JSONL records, one row group at a time (memory stays at one
+    group). Progress is reported as the share of rows read times the file size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise CorpusFormatError(
+            rows.file, None, None, f"not a readable Parquet file ({exc})"
+        ) from None
+    with parquet:
+        columns = set(parquet.schema_arrow.names)
+        missing = [name for name in ("head", "relation") if name not in columns]
+        if (
+            "tail" not in columns
+            and "inference" not in columns
+            and not (columns & {"tails", "generations"})
+        ):
+            missing.append("tail")
+        if missing:
+            raise CorpusFormatError(
+                rows.file,
+                None,
+                ", ".join(missing),
+                f"missing from the columns (found: {', '.join(sorted(columns)) or 'nothing'})",
+            )
+        total_rows = max(parquet.metadata.num_rows, 1)
+        size = os.path.getsize(path)
+
+        def records() -> Iterator[tuple[int, Any]]:
+            number = 0
+            for group in range(parquet.num_row_groups):
+                for record in parquet.read_row_group(group).to_pylist():
+                    number += 1
+                    rows.stats.lines = number
+                    yield number, {k: _jsonable(v) for k, v in record.items() if v is not None}
+                if on_bytes is not None:
+                    on_bytes(int(size * number / total_rows))
+
+        yield from _read_records(records(), rows)
+
+
+def _jsonable(value: Any) -> Any:
+    """A Parquet cell as JSON would hold it: extra columns are kept as metadata (JSON), and
+    Parquet has types JSON lacks (timestamps, decimals, bytes), which become text."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)

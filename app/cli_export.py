@@ -30,6 +30,7 @@ _OPTION_FIELDS = {
     "source": "sources",
     "human_labels": "human_labels",
     "split": "splits",
+    "split_by": "split_by",
     "seed": "seed",
     "format": "formats",
 }
@@ -44,6 +45,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 # Parameter names that differ from the option a person typed.
 _OPTION_NAMES = {"relations": "--relation", "sources": "--source", "splits": "--split"}
+_OPTION_NAMES |= {"split_by": "--split-by"}
 _OPTION_NAMES |= {"formats": "--format", "result": "nothing to export", "parameters": "--params"}
 
 
@@ -97,6 +99,14 @@ def export(
         list[str] | None,
         typer.Option(
             "--split", help="NAME=RATIO, repeatable (default train=0.8 val=0.1 test=0.1)."
+        ),
+    ] = None,
+    split_by: Annotated[
+        str | None,
+        typer.Option(
+            "--split-by",
+            help="head (default: split by head in the --split shares) or corpus (keep each "
+            "triple's own imported split).",
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the split by head (default 0).")] = None,

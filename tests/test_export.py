@@ -704,3 +704,73 @@ def test_delete_removes_folder_archive_and_row_all_or_nothing(  # type: ignore[n
         delete_export(started.export_id)
     with session_scope() as session:
         assert session.get(Export, started.export_id) is not None
+
+
+# --- the corpus's own splits ------------------------------------------------------------------
+
+
+def _give_splits(rule) -> None:  # type: ignore[no-untyped-def]
+    """Set every triple's imported split with ``rule(triple id, head) -> split name``."""
+    with session_scope(write=True) as session:
+        for triple in session.scalars(select(Triple)):
+            triple.split = rule(triple.id, triple.head)
+
+
+def test_keeping_the_corpus_splits(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    corpus = build_corpus(heads=60)
+    params = {"threshold": 0.45, "split_by": "corpus", "formats": ["jsonl", "atomic-tsv"]}
+
+    # Triples without a split of their own are refused before any work, one of them named.
+    with pytest.raises(ExportParamError) as refused:
+        start_export(ExportParams.from_dict(params), destination=tmp_path / "none")
+    assert "have no split of their own" in refused.value.errors["split_by"]
+    assert "bakes bread" in refused.value.errors["split_by"]  # the first one, named
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Export)) == 0
+
+    # Split by the head's number, as a published corpus would be; a "dev" split too.
+    def by_head(_id: int, head: str) -> str:
+        number = int(head.rstrip(".").rsplit(" ", 1)[1])
+        return ("dev", "test", "train", "train", "train")[number % 5]
+
+    _give_splits(by_head)
+    folder = export(params, tmp_path / "own")
+    assert sorted(p.name for p in (folder / "jsonl").iterdir()) == [
+        "dev.jsonl",
+        "test.jsonl",
+        "train.jsonl",
+    ]
+    written = rows_of(folder)
+    assert {(r["head"], r["relation"], r["tail"]) for rs in written.values() for r in rs} == (
+        corpus.expected(0.45)
+    )
+    for split, records in written.items():
+        assert all(by_head(0, r["head"]) == split == r["split"] for r in records)
+    assert rows_of(folder, "atomic-tsv").keys() == written.keys()
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "The corpus's own splits, kept as imported" in card and "as imported" in card
+    # The usual order: train, then dev, then test (the YAML header lists them so).
+    header = card.split("---")[1]
+    assert header.index("split: train") < header.index("split: dev") < header.index("split: test")
+    assert "more than one of the corpus's own splits" not in card
+    saved = json.loads((folder / "params.json").read_text())
+    assert saved["split_by"] == "corpus" and "splits" not in saved
+    assert ExportParams.from_dict(saved).command().count("--split-by corpus") == 1
+
+    # A head whose triples the corpus put in two splits stays so, and the card says it.
+    _give_splits(lambda triple_id, head: "train" if triple_id % 2 else "test")
+    mixed = export(params, tmp_path / "mixed")
+    assert "heads have triples in more than one of the corpus's own splits" in (
+        (mixed / "README.md").read_text(encoding="utf-8")
+    )
+
+
+def test_split_shares_do_not_go_with_the_corpus_splits() -> None:
+    with pytest.raises(ExportParamError) as refused:
+        ExportParams.from_dict({"split_by": "corpus", "splits": "train=0.5,test=0.5"})
+    assert "don't apply" in refused.value.errors["splits"]
+    with pytest.raises(ExportParamError) as unknown:
+        ExportParams.from_dict({"split_by": "relation"})
+    assert "head, corpus" in unknown.value.errors["split_by"]
+    default = ExportParams.from_dict({})
+    assert "split_by" not in default.as_dict()  # a split-by-head export's params are unchanged

@@ -149,6 +149,9 @@ def test_form_preview_errors_and_start(staff_client, celery_worker) -> None:  # 
     assert 'href="#field-value"' in bad.text and "outside [0, 1]" in bad.text
     plain = staff_client.post("/exports", data=form | {"split_val": "0.5"}, follow_redirects=False)
     assert plain.status_code == 422 and "add up to 1" in plain.text
+    # Keeping the corpus's own splits: these triples were imported without any.
+    own = staff_client.post("/exports/preview", data=form | {"split_by": "corpus"}, headers=htmx)
+    assert 'href="#field-split_by"' in own.text and "no split of their own" in own.text
     assert counts() == before
     # Started with htmx: the job's progress bar comes back, and the list is told to refresh.
     started = staff_client.post("/exports", data=form, headers=htmx)

@@ -151,21 +151,33 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
 
     say("## Splits")
     say("")
-    say(
-        "Split by head: no head is in two splits (heads compared ignoring case, spacing and a "
-        f"final period). Heads are ordered by a hash seeded with {params.seed} and cut where "
-        "each split's share of triples comes closest to the share asked."
-    )
+    if params.split_by == "corpus":
+        say(
+            "The corpus's own splits, kept as imported: each triple is in the split its import "
+            "gave it (the `split` field), whatever its head. Heads may be in several splits if "
+            "the corpus had them so (the warnings below say how many)."
+        )
+    else:
+        say(
+            "Split by head: no head is in two splits (heads compared ignoring case, spacing "
+            f"and a final period). Heads are ordered by a hash seeded with {params.seed} and "
+            "cut where each split's share of triples comes closest to the share asked."
+        )
     say("")
     say("| split | asked | triples | share | heads |")
     say("|---|---:|---:|---:|---:|")
     for split in splits:
         share = counts.by_split[split] / counts.total if counts.total else 0.0
+        wanted = f"{asked[split]:.3f}" if split in asked else "as imported"
         say(
-            f"| {split} | {asked[split]:.3f} | {_n(counts.by_split[split])} | {share:.3f} | "
+            f"| {split} | {wanted} | {_n(counts.by_split[split])} | {share:.3f} | "
             f"{_n(counts.heads[split])} |"
         )
-    say(f"| **total** | 1.000 | {_n(counts.total)} | 1.000 | {_n(sum(counts.heads.values()))} |")
+    total_asked = "1.000" if asked else "–"
+    say(
+        f"| **total** | {total_asked} | {_n(counts.total)} | 1.000 | "
+        f"{_n(sum(counts.heads.values()))} |"
+    )
     say("")
 
     say("## Counts per relation")

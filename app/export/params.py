@@ -41,6 +41,13 @@ HUMAN_LABEL_RULES: dict[str, str] = {
 
 DEFAULT_SPLITS: tuple[tuple[str, float], ...] = (("train", 0.8), ("val", 0.1), ("test", 0.1))
 
+# How triples are put into splits.
+SPLIT_BY: dict[str, str] = {
+    "head": "In the shares asked below; no head is in two splits (the COMET convention)",
+    "corpus": "Each triple in its own split from its import (the split field of ATOMIC-10X "
+    "JSONL, CSV or Parquet), e.g. to keep a published test set",
+}
+
 # The rec_X flags of the ATOMIC-10X schema: X is a target recall on the critic's held-out set.
 REC_LEVELS: tuple[float, ...] = RECALL_LEVELS
 
@@ -55,6 +62,7 @@ _FIELDS = (
     "sources",
     "human_labels",
     "splits",
+    "split_by",
     "seed",
     "formats",
 )
@@ -66,6 +74,11 @@ THRESHOLD_RULES = {
     "target_recall": "recall",
     "kept_fraction": "kept",
 }
+
+
+def is_split_name(name: str) -> bool:
+    """A name usable as a Hugging Face split and a file name."""
+    return bool(_SPLIT_NAME.match(name))
 
 
 class ExportParamError(ValueError):
@@ -88,9 +101,10 @@ class ExportParams:
     relations: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     human_labels: str = "override"
-    splits: tuple[tuple[str, float], ...] = DEFAULT_SPLITS
+    splits: tuple[tuple[str, float], ...] = DEFAULT_SPLITS  # () when split_by is "corpus"
     seed: int = 0
     formats: tuple[str, ...] = FORMATS
+    split_by: str = "head"
 
     # --- building -------------------------------------------------------------------------
 
@@ -118,7 +132,16 @@ class ExportParams:
         relations = take("relations", _names, ())
         sources = take("sources", _names, ())
         human_labels = take("human_labels", _choice(HUMAN_LABEL_RULES), "override")
+        split_by = take("split_by", _choice(SPLIT_BY), "head")
         splits = take("splits", _splits, DEFAULT_SPLITS)
+        if split_by == "corpus":
+            given = data.get("splits")
+            if given not in (None, "", {}, []) and "splits" not in errors:
+                errors["splits"] = (
+                    "split shares don't apply when the corpus's own splits are kept; "
+                    "leave them out, or split by head"
+                )
+            splits = ()
         seed = take("seed", _seed, 0)
         formats = take("formats", _formats, FORMATS)
         params = cls(
@@ -129,6 +152,7 @@ class ExportParams:
             splits=splits,
             seed=seed,
             formats=formats,
+            split_by=split_by,
             **numbers,
         )
         given = [name for name in THRESHOLD_FIELDS if getattr(params, name) is not None]
@@ -163,7 +187,17 @@ class ExportParams:
         return tuple(name for name, _ratio in self.splits)
 
     def as_dict(self) -> dict[str, Any]:
-        """The canonical JSON form (stored with the export and written to ``params.json``)."""
+        """The canonical JSON form (stored with the export and written to ``params.json``).
+
+        ``split_by`` appears only when it is not the default, so the params (and so the
+        archive's name and bytes) of a split-by-head export are what they always were."""
+        if self.split_by != "head":
+            data = self._as_dict()
+            data.pop("splits")
+            return data | {"split_by": self.split_by}
+        return self._as_dict()
+
+    def _as_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "threshold": self.threshold,
@@ -192,6 +226,8 @@ class ExportParams:
         for source in self.sources:
             parts += ["--source", source]
         parts += ["--human-labels", self.human_labels]
+        if self.split_by != "head":
+            parts += ["--split-by", self.split_by]
         for name, ratio in self.splits:
             parts += ["--split", f"{name}={_number(ratio)}"]
         parts += ["--seed", str(self.seed)]

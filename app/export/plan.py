@@ -31,12 +31,15 @@ from app.config import get_settings
 from app.critic.filtering import choose_threshold
 from app.critic.metrics import wilson_interval
 from app.critic.registry import active_version
-from app.export.params import REC_LEVELS, ExportParamError, ExportParams
+from app.export.params import REC_LEVELS, ExportParamError, ExportParams, is_split_name
 from app.export.select import (
     LabelTotals,
     Selection,
     SelectionCounts,
+    corpus_splits,
     count_selection,
+    first_without_split,
+    heads_in_several_splits,
     keeps_anything,
     labels_table,
     threshold_for_kept_fraction,
@@ -170,7 +173,32 @@ def _checked(session: Session, params: ExportParams) -> CheckedExport:
     if not keeps_anything(session, checked.selection):
         counts = count_selection(session, checked.selection)  # only to say why
         raise ExportParamError({"result": _nothing_kept(counts, threshold)})
+    if params.split_by == "corpus":
+        _check_corpus_splits(session, checked.selection)
     return checked
+
+
+def _check_corpus_splits(session: Session, selection: Selection) -> None:
+    """Keeping the corpus's splits needs every kept triple to have one, with a usable name."""
+    splits = corpus_splits(session, selection)
+    missing = sum(split.triples for split in splits if split.name is None)
+    if missing:
+        head, relation, tail = first_without_split(session, selection)
+        raise ExportParamError(
+            {
+                "split_by": f"{missing:,} of the kept triples have no split of their own "
+                f"(the first: {head!r} {relation} {tail!r}); import them with a split "
+                "field, narrow the filters, or split by head"
+            }
+        )
+    bad = sorted(split.name for split in splits if split.name and not is_split_name(split.name))
+    if bad:
+        raise ExportParamError(
+            {
+                "split_by": f"the corpus's split names {', '.join(map(repr, bad))} cannot name "
+                "files; use letters, digits and _ only"
+            }
+        )
 
 
 def plan_export(session: Session, params: ExportParams) -> ExportPlan:
@@ -217,6 +245,13 @@ def planned(session: Session, params: ExportParams) -> Iterator[ExportPlan]:
                 "no calibration labels for the kept triples: the precision is not estimated "
                 "(open a calibration campaign to measure it)"
             )
+        if params.split_by == "corpus":
+            shared = heads_in_several_splits(session, selection)
+            if shared:
+                plan.warnings.append(
+                    f"{shared:,} heads have triples in more than one of the corpus's own "
+                    "splits, so they are in several splits here too (split by head to avoid it)"
+                )
         yield plan
 
 

@@ -45,8 +45,8 @@ from app.export.plan import (
     planned,
     threshold_reason,
 )
-from app.export.select import head_counts, kept_rows
-from app.export.splits import SplitPlan, plan_splits
+from app.export.select import corpus_splits, head_counts, kept_rows
+from app.export.splits import CorpusSplitPlan, SplitPlan, corpus_split_plan, plan_splits
 from app.export.writers import WRITERS, FormatWriter
 from app.jobs import NullProgress, Progress, create_job, job_as_dict
 from app.models import Export, Job, JobState, User
@@ -262,9 +262,7 @@ def write_export(
         slug = export_slug(plan.params)
         folder = workspace / slug
         folder.mkdir()
-        selection = plan.selection
-        splits = plan_splits(head_counts(session, selection), plan.params.splits, plan.params.seed)
-        counts = _write_rows(session, plan, splits, folder, progress)
+        counts = _write_rows(session, plan, _splits(session, plan), folder, progress)
         (folder / "README.md").write_text(render_card(plan, counts, _software()), encoding="utf-8")
         (folder / PARAMS_FILE).write_text(
             json.dumps(plan.params.as_dict(), indent=2, ensure_ascii=False) + "\n",
@@ -303,8 +301,21 @@ def _replace_or_refuse(destination: Path, plan: ExportPlan) -> None:
     archive_path(destination).unlink(missing_ok=True)
 
 
+def _splits(session: Session, plan: ExportPlan) -> SplitPlan | CorpusSplitPlan:
+    """By head (a grouped pass over the kept heads, then cut points), or the corpus's own."""
+    selection = plan.selection
+    if plan.params.split_by == "corpus":
+        found = [(s.name, s.triples, s.heads) for s in corpus_splits(session, selection)]
+        return corpus_split_plan([split for split in found if split[0] is not None])
+    return plan_splits(head_counts(session, selection), plan.params.splits, plan.params.seed)
+
+
 def _write_rows(
-    session: Session, plan: ExportPlan, splits: SplitPlan, folder: Path, progress: Progress
+    session: Session,
+    plan: ExportPlan,
+    splits: SplitPlan | CorpusSplitPlan,
+    folder: Path,
+    progress: Progress,
 ) -> WrittenCounts:
     names = splits.names
     rec_names = tuple(plan.rec_thresholds)
@@ -328,8 +339,10 @@ def _write_rows(
     kept = plan.counts.kept
     done = 0
     try:
-        for head, relation, tail, source, p_valid, accepted in kept_rows(session, plan.selection):
-            split = split_of(head)
+        for head, relation, tail, source, p_valid, accepted, own in kept_rows(
+            session, plan.selection
+        ):
+            split = split_of(head, own)
             valid = None if accepted is None else (1 if accepted else -1)
             recs = unscored if p_valid is None else patterns[bisect_right(cuts, p_valid)]
             for write in writes:

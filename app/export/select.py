@@ -261,8 +261,47 @@ def head_counts(session: Session, selection: Selection, yield_per: int = 20000) 
     yield from session.connection().execute(query, execution_options={"yield_per": yield_per})
 
 
+@dataclass
+class CorpusSplit:
+    """One of the corpus's own splits among the kept triples (``split_by="corpus"``)."""
+
+    name: str | None  # None: kept triples that have no split of their own
+    triples: int
+    heads: int
+
+
+def corpus_splits(session: Session, selection: Selection) -> list[CorpusSplit]:
+    """The kept triples grouped by their imported split, with distinct heads per split."""
+    query = (
+        selection.candidates(Triple.split, func.count(), func.count(func.distinct(Triple.head)))
+        .where(selection.keep())
+        .group_by(Triple.split)
+    )
+    return [CorpusSplit(name, int(n), int(heads)) for name, n, heads in session.execute(query)]
+
+
+def first_without_split(session: Session, selection: Selection) -> Any:
+    """(head, relation, tail) of the first kept triple with no split, to name in an error."""
+    query = selection.candidates(Triple.head, Triple.relation, Triple.tail)
+    query = query.where(selection.keep(), Triple.split.is_(None)).order_by(Triple.id).limit(1)
+    return session.execute(query).first()
+
+
+def heads_in_several_splits(session: Session, selection: Selection) -> int:
+    """Kept heads (as stored) whose triples are in more than one of the corpus's splits."""
+    shared = (
+        selection.candidates(Triple.head)
+        .where(selection.keep())
+        .group_by(Triple.head)
+        .having(func.count(func.distinct(Triple.split)) > 1)
+        .subquery()
+    )
+    return int(session.scalar(select(func.count()).select_from(shared)) or 0)
+
+
 def kept_rows(session: Session, selection: Selection, yield_per: int = 10000) -> Iterator[Any]:
-    """(head, relation, tail, source, p_accept, accepted) of the kept triples, by triple id.
+    """(head, relation, tail, source, p_accept, accepted, split) of the kept triples, by id
+    (``split`` is the triple's own, imported split: used when the corpus's splits are kept).
 
     Streamed with ``yield_per``: a server-side cursor on PostgreSQL, SQLite's own stepping
     cursor, so memory stays flat however many triples there are. Core rows, not ORM objects:
@@ -275,6 +314,7 @@ def kept_rows(session: Session, selection: Selection, yield_per: int = 10000) ->
         Triple.source,
         Score.p_accept,
         LABELS.c.accepted,
+        Triple.split,
     )
     query = query.where(selection.keep()).order_by(Triple.id)
     result = session.connection().execute(query, execution_options={"yield_per": yield_per})

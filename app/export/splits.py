@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 
@@ -65,7 +65,7 @@ class SplitAssigner:
         self._last_head: str | None = None
         self._last_split = 0
 
-    def __call__(self, head: str) -> int:
+    def __call__(self, head: str, _own_split: str | None = None) -> int:
         if head != self._last_head:
             self._last_head = head
             self._last_split = self._plan.split_of(head)
@@ -114,4 +114,40 @@ def plan_splits(
         triples=[int(running[b] - running[a]) for a, b in zip(starts, starts[1:], strict=False)],
         heads=[b - a for a, b in zip(starts, starts[1:], strict=False)],
         seed=seed,
+    )
+
+
+# The usual split names first, in the order a reader expects; any others after, by name.
+_SPLIT_ORDER = ("train", "training", "val", "valid", "validation", "dev", "test")
+
+
+def split_order(name: str) -> tuple[int, str]:
+    return (_SPLIT_ORDER.index(name) if name in _SPLIT_ORDER else len(_SPLIT_ORDER), name)
+
+
+@dataclass
+class CorpusSplitPlan:
+    """The corpus's own splits, kept as imported (``split_by="corpus"``): same shape as
+    ``SplitPlan`` for the writers and the card, but a triple's split is its own field."""
+
+    names: tuple[str, ...]
+    triples: list[int]
+    heads: list[int]
+
+    def assigner(self) -> Callable[[str, str | None], int]:
+        index = {name: i for i, name in enumerate(self.names)}
+
+        def split_of(_head: str, own_split: str | None) -> int:
+            return index[own_split]  # type: ignore[index]  # checked: every kept triple has one
+
+        return split_of
+
+
+def corpus_split_plan(splits: Sequence[tuple[str, int, int]]) -> CorpusSplitPlan:
+    """From (name, triples, heads) per split, in the usual order of split names."""
+    ordered = sorted(splits, key=lambda split: split_order(split[0]))
+    return CorpusSplitPlan(
+        names=tuple(name for name, _n, _heads in ordered),
+        triples=[n for _name, n, _heads in ordered],
+        heads=[heads for _name, _n, heads in ordered],
     )

@@ -26,6 +26,7 @@ from app.export.params import (
     FORMAT_HELP,
     FORMATS,
     HUMAN_LABEL_RULES,
+    SPLIT_BY,
     ExportParamError,
     ExportParams,
 )
@@ -93,6 +94,7 @@ def blank_values() -> dict[str, Any]:
         "sources": [],
         "human_labels": "override",
         **{f"split_{name}": f"{ratio:g}" for name, ratio in DEFAULT_SPLITS},
+        "split_by": "head",
         "seed": "0",
         "formats": list(FORMATS),
     }
@@ -101,7 +103,7 @@ def blank_values() -> dict[str, Any]:
 def form_values(form: FormData) -> dict[str, Any]:
     """The posted form as the template shows it again."""
     values = blank_values()
-    for name in ("version", "rule", "value", "human_labels", "seed"):
+    for name in ("version", "rule", "value", "human_labels", "split_by", "seed"):
         text = form.get(name)
         if isinstance(text, str):
             values[name] = text.strip()
@@ -121,10 +123,12 @@ def params_from_values(values: dict[str, Any]) -> ExportParams:
         "relations": values["relations"],
         "sources": values["sources"],
         "human_labels": values["human_labels"],
-        "splits": {name: values[f"split_{name}"] or "0" for name, _ratio in DEFAULT_SPLITS},
+        "split_by": values["split_by"],
         "seed": values["seed"],
         "formats": values["formats"] or "",
     }
+    if values["split_by"] != "corpus":  # the shares are for splitting by head
+        data["splits"] = {name: values[f"split_{name}"] or "0" for name, _ratio in DEFAULT_SPLITS}
     rule = values["rule"]
     if rule in THRESHOLD_FIELDS:
         if not values["value"]:
@@ -163,6 +167,7 @@ def _page_context(
         "rules": THRESHOLD_CHOICES,
         "human_rules": HUMAN_LABEL_RULES,
         "formats": FORMAT_HELP,
+        "split_choices": SPLIT_BY,
         "exports": list_exports(session),
     }
 
@@ -341,7 +346,8 @@ def download_file(export_id: int, name: str, session: SessionDep, user: StaffUse
 class ExportIn(BaseModel):
     """``POST /api/exports``: every field optional. ``version``: an id or "active" (default);
     at most one of ``threshold``, ``target_precision``, ``target_recall``, ``kept_fraction``
-    (none: the version's threshold, else recall 0.8); ``splits``: ``{"train": 0.8, ...}``."""
+    (none: the version's threshold, else recall 0.8); ``splits``: ``{"train": 0.8, ...}``;
+    ``split_by``: "head" (default) or "corpus" (keep each triple's imported split)."""
 
     model_config = ConfigDict(extra="forbid")
     version: int | str | None = None
@@ -353,6 +359,7 @@ class ExportIn(BaseModel):
     sources: list[str] = Field(default_factory=list)
     human_labels: str = "override"
     splits: dict[str, float] | None = None
+    split_by: str = "head"
     seed: int = 0
     formats: list[str] | None = None
 

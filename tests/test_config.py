@@ -46,3 +46,17 @@ def test_server_refuses_to_start_without_secret_outside_demo(tmp_path: Path) -> 
         create_app(Settings(data_dir=tmp_path, secret_key=None, demo=False, _env_file=None))
     demo = Settings(data_dir=tmp_path, secret_key=None, demo=True, _env_file=None)
     assert demo.session_secret()
+
+
+def test_every_variable_docker_compose_passes_is_a_setting() -> None:
+    """A misspelt SKD_ name in docker-compose.yml would be silently ignored by the app."""
+    import re
+
+    from tests.conftest import ROOT
+
+    compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    passed = set(re.findall(r"^\s+(SKD_[A-Z0-9_]+):", compose, flags=re.MULTILINE))
+    known = {f"SKD_{name.upper()}" for name in Settings.model_fields}
+    assert len(passed) > 10 and passed <= known, sorted(passed - known)
+    for name in re.findall(r"\b(SKD_[A-Z0-9_]+)\b", compose):  # the comments' names too
+        assert name in known, name

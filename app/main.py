@@ -14,9 +14,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 import app as package
-from app import db
-from app.config import Settings, get_settings
-from app.paths import STATIC_DIR
+from app.core import db
+from app.core.config import Settings, get_settings
+from app.core.paths import STATIC_DIR
 from app.web import annotate, auth, campaigns, corpus, critic, exports, home, jobs, quality, rate
 from app.web.deps import LoginRequired
 

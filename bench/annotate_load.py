@@ -48,9 +48,9 @@ def free_port() -> int:
 def prepare(url: str, triples: int, k: int, data_dir: Path) -> tuple[int, str]:
     """Migrate, load synthetic triples with the real importer, and create the campaign."""
     os.environ.update({"SKD_DATABASE_URL": url, "SKD_DATA_DIR": str(data_dir)})
-    from app import db, migrate
-    from app.campaigns import CampaignSpec, create_campaign
-    from app.config import get_settings
+    from app.annotation.campaigns import CampaignSpec, create_campaign
+    from app.core import db, migrate
+    from app.core.config import get_settings
     from app.corpus.importer import import_files
 
     get_settings.cache_clear()

@@ -7,7 +7,7 @@ MiniLM on CPU >= 2x a naive ``transformers.pipeline("text-classification")`` ove
 triples in the same run; (b) held-out ROC-AUC >= 0.85 on labels built from real ATOMIC 2020
 text, trained with the *default* ``CriticTrainingArguments`` in under 15 minutes.
 
-(a) Throughput. The packaged MiniLM (``app.config.packaged_minilm_path()``) is loaded once as a
+(a) Throughput. The packaged MiniLM (``app.core.config.packaged_minilm_path()``) is loaded once as a
 sequence classifier (its classification head is new and seeded; the weights do not change the
 cost). The same N triples of the sample file, read as the critic reads them
 (``critic_input(..., names=True)``), are scored by
@@ -83,7 +83,7 @@ from rich.progress import (  # noqa: E402
 )
 from rich.table import Table  # noqa: E402
 
-from app.config import Settings, packaged_minilm_path  # noqa: E402
+from app.core.config import Settings, packaged_minilm_path  # noqa: E402
 from app.critic.labels import LabelledTriple, split_by_head  # noqa: E402
 from app.critic.metrics import evaluate  # noqa: E402
 from app.critic.train import (  # noqa: E402
@@ -306,7 +306,7 @@ def run_throughput(args: argparse.Namespace, settings: Settings) -> ThroughputRe
 
 
 class RichProgress:
-    """``app.jobs.Progress`` drawn as a rich progress bar."""
+    """``app.core.jobs.Progress`` drawn as a rich progress bar."""
 
     def __init__(self, bar: Progress) -> None:
         self.bar = bar

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 from critic_bench import DEFAULT_DATA, _key, build_labels  # noqa: E402
 
-from app.config import Settings  # noqa: E402
+from app.core.config import Settings  # noqa: E402
 from app.critic.labels import split_by_head  # noqa: E402
 from app.critic.metrics import roc_auc  # noqa: E402
 from app.critic.train import critic_input, load_critic, score_pairs  # noqa: E402

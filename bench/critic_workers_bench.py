@@ -98,10 +98,10 @@ def register_critic(data_dir: Path) -> int:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from app.config import packaged_minilm_path
+    from app.core.config import packaged_minilm_path
+    from app.core.db import session_scope
+    from app.core.models import CriticState, CriticVersion
     from app.critic.registry import activate
-    from app.db import session_scope
-    from app.models import CriticState, CriticVersion
 
     base = packaged_minilm_path()
     torch.manual_seed(0)
@@ -152,9 +152,9 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 def one_run(version_id: int, k: int, threads: int, n: int, timeout: float) -> dict[str, float]:
     from sqlalchemy import delete, func, select
 
+    from app.core.db import session_scope
+    from app.core.models import Job, JobState, Score
     from app.critic import loop
-    from app.db import session_scope
-    from app.models import Job, JobState, Score
     from workers.critic_tasks import dispatch_scoring
 
     with session_scope(write=True) as session:
@@ -204,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = Path(tmp) / "data"
         database = configure_environment(args, data_dir)
         try:
-            from app import migrate
-            from app.config import get_settings
+            from app.core import migrate
+            from app.core.config import get_settings
+            from app.core.db import configure
             from app.corpus.importer import import_files
-            from app.db import configure
 
             settings = get_settings()
             settings.ensure_dirs()

@@ -83,7 +83,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         env["SKD_RESULT_BACKEND"] = f"{REDIS_URL}/3"
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     get_settings.cache_clear()
     try:
@@ -95,7 +95,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
             else:
                 os.environ[key] = value
         get_settings.cache_clear()
-        from app import db
+        from app.core import db
 
         if db._engine is not None:
             db._engine.dispose()
@@ -105,8 +105,8 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 
 @pytest.fixture(scope="session")
 def settings(test_env: dict[str, str]):  # type: ignore[no-untyped-def]
-    from app import db, migrate
-    from app.config import get_settings
+    from app.core import db, migrate
+    from app.core.config import get_settings
 
     settings = get_settings()
     settings.ensure_dirs()
@@ -117,7 +117,7 @@ def settings(test_env: dict[str, str]):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def engine(settings):  # type: ignore[no-untyped-def]
-    from app.db import get_engine
+    from app.core.db import get_engine
 
     engine = get_engine()
     yield engine
@@ -128,8 +128,8 @@ def _wipe(engine) -> None:  # type: ignore[no-untyped-def]
     """Empty every table between tests (much faster than re-creating the database)."""
     from sqlalchemy import text
 
-    from app.db import is_postgres
-    from app.models import Base
+    from app.core.db import is_postgres
+    from app.core.models import Base
 
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as conn:
@@ -169,7 +169,7 @@ def celery_worker(celery_app_for_tests):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def db_session(engine):  # type: ignore[no-untyped-def]
-    from app.db import session_factory
+    from app.core.db import session_factory
 
     session = session_factory()()
     yield session
@@ -203,9 +203,9 @@ def csrf_of(client) -> str:  # type: ignore[no-untyped-def]
 
 
 def make_staff(username: str = "ada", password: str = "correct horse", role: str = "researcher"):  # type: ignore[no-untyped-def]
-    from app.accounts import create_staff
-    from app.db import session_scope
-    from app.models import Role
+    from app.core.accounts import create_staff
+    from app.core.db import session_scope
+    from app.core.models import Role
 
     with session_scope(write=True) as session:
         return create_staff(session, username, password, Role(role)).id
@@ -238,8 +238,8 @@ def add_triples(
     source: str = "t",
 ) -> list[int]:
     """``n`` distinct triples written straight to the database; returns their ids."""
-    from app.db import session_scope
-    from app.models import Triple
+    from app.core.db import session_scope
+    from app.core.models import Triple
 
     with session_scope(write=True) as session:
         triples = [
@@ -262,7 +262,7 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer BERT with the packaged MiniLM's tokenizer, saved like a hub model."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from app.config import packaged_minilm_path
+    from app.core.config import packaged_minilm_path
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path())

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.db import session_scope
-from app.models import Job, Rating, RatingOrigin, Triple
+from app.core.db import session_scope
+from app.core.models import Job, Rating, RatingOrigin, Triple
 
 GOOD = ["to eat dinner", "to sleep well", "to thank them", "to rest", "to call a friend"]
 BAD = ["purple rocket volcano", "seventeen spoons", "the moon melts", "a banana cloud"]

@@ -16,10 +16,16 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from app.assign import AssignmentError, next_item, release_expired_leases, skip_item, submit_rating
-from app.campaigns import CampaignSpec, create_campaign
-from app.db import session_scope
-from app.models import Assignment, AssignmentState, CampaignItem, Rating, Role, Triple, User
+from app.annotation.assign import (
+    AssignmentError,
+    next_item,
+    release_expired_leases,
+    skip_item,
+    submit_rating,
+)
+from app.annotation.campaigns import CampaignSpec, create_campaign
+from app.core.db import session_scope
+from app.core.models import Assignment, AssignmentState, CampaignItem, Rating, Role, Triple, User
 from tests.conftest import add_triples
 
 ANSWERS = [2, 1, -1, -2, -9]

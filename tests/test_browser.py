@@ -120,9 +120,9 @@ def test_prolific_worker_rates_with_the_keyboard_and_changes_an_answer(  # type:
 ) -> None:
     from sqlalchemy import select
 
-    from app.campaigns import CampaignSpec, create_campaign
-    from app.db import session_scope
-    from app.models import Rating, Triple, User
+    from app.annotation.campaigns import CampaignSpec, create_campaign
+    from app.core.db import session_scope
+    from app.core.models import Rating, Triple, User
 
     OUTPUT.mkdir(exist_ok=True)
     add_triples(8, head="PersonX bakes loaf {i}", tail="to share slice {i}")
@@ -180,8 +180,8 @@ def test_prolific_worker_rates_with_the_keyboard_and_changes_an_answer(  # type:
 
 
 def test_rating_page_works_without_javascript_and_at_360px(live_server, browser, engine) -> None:  # type: ignore[no-untyped-def]
-    from app.campaigns import CampaignSpec, create_campaign
-    from app.db import session_scope
+    from app.annotation.campaigns import CampaignSpec, create_campaign
+    from app.core.db import session_scope
 
     add_triples(3, head="PersonX waters plant {i}", tail="to help it grow", relation="xIntent")
     with session_scope(write=True) as session:
@@ -205,9 +205,9 @@ def test_rating_page_works_without_javascript_and_at_360px(live_server, browser,
 def test_researcher_creates_a_campaign_and_manages_it(live_server, browser, engine) -> None:  # type: ignore[no-untyped-def]
     import uuid
 
-    from app.assign import next_item, submit_rating
-    from app.db import session_scope
-    from app.models import Role, Triple, User
+    from app.annotation.assign import next_item, submit_rating
+    from app.core.db import session_scope
+    from app.core.models import Role, Triple, User
 
     OUTPUT.mkdir(exist_ok=True)
     make_staff("ada", "correct horse", role="admin")

@@ -10,16 +10,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app.assign import next_item, submit_rating
-from app.campaigns import (
+from app.annotation.assign import next_item, submit_rating
+from app.annotation.campaigns import (
     CampaignSpec,
     CampaignSpecError,
     CampaignStateError,
     create_campaign,
     set_campaign_state,
 )
-from app.db import session_scope
-from app.models import Campaign, CampaignItem, CampaignState, Rating, Role, Triple, User
+from app.core.db import session_scope
+from app.core.models import Campaign, CampaignItem, CampaignState, Rating, Role, Triple, User
 from tests.conftest import login, make_staff
 from tests.test_import import run_cli
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from app.core.db import session_scope
+from app.core.jobs import run_job
+from app.core.models import CriticState, CriticVersion, Job, JobState, Score, Triple
 from app.critic import loop
 from app.critic.registry import active_version
-from app.db import session_scope
-from app.jobs import run_job
-from app.models import CriticState, CriticVersion, Job, JobState, Score, Triple
 from tests.conftest import ROOT
 from tests.critic_helpers import critic_settings, labelled_corpus, wait_for_jobs
 from tests.test_critic_loop import ready_version

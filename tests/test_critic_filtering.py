@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 
-from app.assign import next_item, submit_rating
-from app.campaigns import CampaignSpec, create_campaign
+from app.annotation.assign import next_item, submit_rating
+from app.annotation.campaigns import CampaignSpec, create_campaign
+from app.core.db import session_scope
+from app.core.models import CampaignPurpose, CriticState, CriticVersion, Role, Score, User
 from app.critic.filtering import choose_threshold, preview
-from app.db import session_scope
-from app.models import CampaignPurpose, CriticState, CriticVersion, Role, Score, User
 from tests.conftest import add_triples
 
 

@@ -15,14 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from app.assign import next_item, submit_rating
-from app.campaigns import CampaignSpec, create_campaign
-from app.critic import loop
-from app.critic.filtering import choose_threshold, preview
-from app.critic.labels import training_labels
-from app.critic.registry import active_version
-from app.db import session_scope
-from app.models import (
+from app.annotation.assign import next_item, submit_rating
+from app.annotation.campaigns import CampaignSpec, create_campaign
+from app.core.db import session_scope
+from app.core.models import (
     CampaignItem,
     CampaignPurpose,
     CriticState,
@@ -36,6 +32,10 @@ from app.models import (
     Triple,
     User,
 )
+from app.critic import loop
+from app.critic.filtering import choose_threshold, preview
+from app.critic.labels import training_labels
+from app.critic.registry import active_version
 from tests.conftest import add_triples
 from tests.critic_helpers import critic_settings, labelled_corpus, wait_for_jobs
 
@@ -168,7 +168,7 @@ def test_ratings_train_activate_score_and_filter_with_a_worker(
 
         # Newly imported triples are scored by the active version without anyone asking:
         # the import task starts a score job when it ends.
-        from app.jobs import new_job
+        from app.core.jobs import new_job
         from workers.tasks import import_corpus
 
         file = tmp_path / "more.tsv"
@@ -255,7 +255,7 @@ def test_bad_base_model_fails_the_job_clearly_and_keeps_the_active_version(
 
 
 def test_too_few_labels_is_a_clear_failure(settings, engine, tiny_base) -> None:  # type: ignore[no-untyped-def]
-    from app.jobs import run_job
+    from app.core.jobs import run_job
 
     ids = add_triples(3)
     with session_scope(write=True) as session:
@@ -303,7 +303,7 @@ def ready_version(
 def test_an_interrupted_rescore_resumes_without_redoing_finished_chunks(
     settings, engine, tiny_base
 ) -> None:  # type: ignore[no-untyped-def]
-    from app.jobs import fail_stale_jobs
+    from app.core.jobs import fail_stale_jobs
 
     ids = add_triples(120, head="PersonX cooks {i}", tail="to eat {i}")
     version_id = ready_version(tiny_base, active=True)
@@ -481,7 +481,7 @@ def test_evaluation_keeps_a_weak_version_ready_with_a_reason(
     settings, engine, tiny_base, auc
 ) -> None:  # type: ignore[no-untyped-def]
     """A chance-level first version, or one clearly worse than the active: kept for review."""
-    from app.jobs import run_job
+    from app.core.jobs import run_job
 
     current = ready_version(tiny_base, auc=0.8, active=True) if auc > 0.5 else None
     candidate = ready_version(tiny_base, auc=auc)
@@ -498,6 +498,6 @@ def test_evaluation_keeps_a_weak_version_ready_with_a_reason(
 
 
 def create_evaluation_job(session, version_id: int) -> int:  # type: ignore[no-untyped-def]
-    from app.jobs import create_job
+    from app.core.jobs import create_job
 
     return create_job(session, loop.EVALUATE, {"version_id": version_id}).id

@@ -108,9 +108,9 @@ def test_split_by_head_keeps_events_together_and_is_stable() -> None:
 def test_training_labels_come_from_human_ratings(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
 
+    from app.core.db import session_scope
     from app.corpus.importer import import_files
     from app.critic.labels import training_labels
-    from app.db import session_scope
 
     records = [
         {"head": "PersonX sings", "relation": "xReact", "tail": "happy", "valid": 2},

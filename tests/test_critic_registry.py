@@ -7,6 +7,8 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from app.core.db import session_scope
+from app.core.models import CriticState, CriticVersion
 from app.critic.registry import (
     CriticStateError,
     activate,
@@ -16,8 +18,6 @@ from app.critic.registry import (
     should_auto_activate,
     start_version,
 )
-from app.db import session_scope
-from app.models import CriticState, CriticVersion
 
 
 def ready_version(auc: float) -> int:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from app.core.db import session_scope
+from app.core.models import CriticState, CriticVersion, Score
 from app.critic.score import score_triples, unscored_ids
-from app.db import session_scope
-from app.models import CriticState, CriticVersion, Score
 from tests.conftest import add_triples
 
 

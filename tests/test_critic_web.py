@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.accounts import create_invited_annotator
-from app.assign import next_item, submit_rating
-from app.campaigns import CampaignSpec, create_campaign
-from app.critic import filtering
-from app.db import session_scope
-from app.models import (
+from app.annotation.assign import next_item, submit_rating
+from app.annotation.campaigns import CampaignSpec, create_campaign
+from app.core.accounts import create_invited_annotator
+from app.core.db import session_scope
+from app.core.models import (
     CampaignItem,
     CampaignPurpose,
     CriticState,
@@ -30,6 +29,7 @@ from app.models import (
     Score,
     User,
 )
+from app.critic import filtering
 from tests import test_browser
 from tests.conftest import BACKEND, add_triples, csrf_of, login, make_staff
 
@@ -468,7 +468,7 @@ def test_preview_numbers_equal_filtering_preview(researcher_client) -> None:  # 
 
 
 def test_jobs_panel_says_when_a_watched_job_has_ended(researcher_client) -> None:  # type: ignore[no-untyped-def]
-    from app.jobs import create_job
+    from app.core.jobs import create_job
 
     with session_scope(write=True) as session:
         running = create_job(session, "critic_score", {"version_id": 1})

@@ -20,12 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
-from app.db import make_engine, session_scope
-from app.export import ExportParamError, ExportParams, preview_export, start_export
-from app.export.run import run_export_job
-from app.export.splits import head_key
-from app.jobs import run_job
-from app.models import (
+from app.core.db import make_engine, session_scope
+from app.core.jobs import run_job
+from app.core.models import (
     Campaign,
     CampaignItem,
     CampaignPurpose,
@@ -41,6 +38,9 @@ from app.models import (
     Triple,
     User,
 )
+from app.export import ExportParamError, ExportParams, preview_export, start_export
+from app.export.run import run_export_job
+from app.export.splits import head_key
 from tests.conftest import BACKEND, PG_ADMIN_URL, ROOT
 
 RELATIONS = ("xWant", "xNeed", "xAttr", "HinderedBy")

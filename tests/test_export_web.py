@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from app.db import session_scope
-from app.models import Export, Job
+from app.core.db import session_scope
+from app.core.models import Export, Job
 from tests.conftest import ROOT
 from tests.test_export import build_corpus
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from app.core.db import session_scope
+from app.core.models import Job, JobState, Rating, RatingOrigin, Triple
 from app.corpus import importer
 from app.corpus.formats import CorpusFormatError
 from app.corpus.importer import import_files
-from app.db import session_scope
-from app.models import Job, JobState, Rating, RatingOrigin, Triple
 from tests.conftest import ROOT, shared_file
 
 

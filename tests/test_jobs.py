@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from app.db import session_scope
-from app.jobs import fail_stale_jobs, job_as_dict, new_job, run_job
-from app.models import Job, JobState, utcnow
+from app.core.db import session_scope
+from app.core.jobs import fail_stale_jobs, job_as_dict, new_job, run_job
+from app.core.models import Job, JobState, utcnow
 
 
 def load(job_id: int) -> dict:
@@ -63,7 +63,7 @@ def test_an_error_fails_the_job_with_its_message(engine) -> None:  # type: ignor
 
 
 def test_a_succeeded_job_is_not_run_twice(engine) -> None:  # type: ignore[no-untyped-def]
-    from app.jobs import JobAlreadyFinished
+    from app.core.jobs import JobAlreadyFinished
 
     job_id = new_job("demo-work")
     runs = []

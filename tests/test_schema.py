@@ -11,9 +11,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
-from app import migrate
-from app.db import make_engine, session_scope
-from app.models import (
+from app.core import migrate
+from app.core.db import make_engine, session_scope
+from app.core.models import (
     Assignment,
     Base,
     Campaign,

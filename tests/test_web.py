@@ -8,9 +8,9 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 
-from app.accounts import create_invited_annotator
-from app.db import session_scope
-from app.models import Triple
+from app.core.accounts import create_invited_annotator
+from app.core.db import session_scope
+from app.core.models import Triple
 from tests.conftest import csrf_of, login, make_staff
 
 PUBLIC = {"/login", "/logout", "/i/{token}", "/healthz", "/c/{share_token}"}

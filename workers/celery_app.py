@@ -1,7 +1,8 @@
 """The Celery app and the beat schedule (the one place periodic work is declared).
 
 Tasks are acked late and a lost worker's task is rejected back to the queue, so a killed
-worker's job runs again; jobs are idempotent by id (see ``app.jobs.run_job``). With the embedded
+worker's job runs again; jobs are idempotent by id (see ``app.core.jobs.run_job``). With the
+embedded
 default the broker is Celery's SQLAlchemy transport on a SQLite file: the same code as Redis.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_process_init
 
-from app.config import Settings, get_settings
+from app.core.config import Settings, get_settings
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -44,7 +45,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
 @worker_process_init.connect
 def _fresh_engine_after_fork(**_kwargs: object) -> None:
     # Pooled connections inherited from the parent process must not be shared.
-    from app import db
+    from app.core import db
 
     db.dispose()
 

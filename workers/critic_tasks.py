@@ -11,10 +11,10 @@ from typing import Any
 
 from celery import chain, group, shared_task
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.jobs import JobAlreadyFinished, run_job, set_celery_id
 from app.critic import loop
-from app.db import session_scope
-from app.jobs import JobAlreadyFinished, run_job, set_celery_id
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from celery import shared_task
 
+from app.core.jobs import JobAlreadyFinished, run_job
 from app.export.run import run_export_job
-from app.jobs import JobAlreadyFinished, run_job
 
 log = logging.getLogger(__name__)
 

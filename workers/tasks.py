@@ -8,10 +8,10 @@ from typing import Any
 
 from celery import shared_task
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.jobs import JobAlreadyFinished, fail_stale_jobs, run_job
 from app.corpus.importer import run_import_job
-from app.db import session_scope
-from app.jobs import JobAlreadyFinished, fail_stale_jobs, run_job
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def release_expired_leases_task() -> int:
     """Beat: return abandoned items to their campaigns' pools (the hot path does not sweep)."""
     from sqlalchemy import select
 
-    from app.assign import release_expired_leases
-    from app.models import Campaign, CampaignState
+    from app.annotation.assign import release_expired_leases
+    from app.core.models import Campaign, CampaignState
 
     released = 0
     with session_scope() as session:

@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings, get_settings
+from app.core.config import Settings, get_settings
+from app.core.db import get_engine, is_sqlite, session_scope
+from app.core.jobs import NullProgress, Progress
 from app.corpus.formats import CorpusFormatError, ParseStats, read_triples
 from app.corpus.load import Row, load_rows, meta_json
 from app.corpus.normalize import triple_hash
-from app.db import get_engine, is_sqlite, session_scope
-from app.jobs import NullProgress, Progress
 
 
 @dataclass

@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import is_postgres
-from app.jobs import NullProgress, Progress
+from app.core.db import is_postgres
+from app.core.jobs import NullProgress, Progress
 
 
 class Row(NamedTuple):

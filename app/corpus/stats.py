@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Rating, RatingOrigin, Triple
+from app.core.models import Rating, RatingOrigin, Triple
 
 
 def corpus_counts(session: Session) -> dict[str, Any]:

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from app.core.jobs import NullProgress, Progress
 from app.corpus.formats import ParseStats, read_triples
 from app.critic.metrics import evaluate
 from app.critic.score import load_scorer
 from app.critic.train import critic_input, score_pairs
-from app.jobs import NullProgress, Progress
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.annotation.quality import item_labels
+from app.core.models import Campaign, CampaignPurpose, CriticVersion, Score, Triple
 from app.critic.metrics import wilson_interval
-from app.models import Campaign, CampaignPurpose, CriticVersion, Score, Triple
-from app.quality import item_labels
 
 ThresholdRule = Literal["recall", "precision", "kept"]
 

@@ -1,6 +1,7 @@
 """What the critic learns from: binary human labels, split into train and held-out by head.
 
-The labels are the aggregated item labels of ``app.quality`` (majority of acceptable vs not
+The labels are the aggregated item labels of ``app.annotation.quality`` (majority of acceptable vs
+not
 over usable ratings, excluded annotators left out, imported labels included; ties and items
 rated only "too unfamiliar" give no label and are left out). Ratings of gold items are left
 out too: they exist to check annotators, not to teach the critic.
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app.models import CampaignItem, Rating, User
-from app.quality import iter_item_labels
+from app.annotation.quality import iter_item_labels
+from app.core.models import CampaignItem, Rating, User
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ requests (two admins, the beat trigger and a click) can never start two training
 lock held by a worker that died is released by ``release_dead_trainings`` (run by beat with
 the stale-job sweep), which fails the version of a failed training job.
 
-Each link is a plain function for ``app.jobs.run_job``; ``workers/critic_tasks.py`` runs them
+Each link is a plain function for ``app.core.jobs.run_job``; ``workers/critic_tasks.py`` runs them
 as a Celery chain and the CLI runs them in-process. A link whose predecessor did not succeed
 cancels itself (``predecessor_failed``), so a failed training never activates or scores.
 Scoring fans out: ``begin_scoring`` plans id-range chunks, one task each, and every finished
@@ -26,7 +26,20 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.config import Settings, get_settings
+from app.annotation.quality import item_labels
+from app.core.config import Settings, get_settings
+from app.core.db import session_scope
+from app.core.jobs import Progress, create_job
+from app.core.models import (
+    Campaign,
+    CampaignPurpose,
+    CriticState,
+    CriticVersion,
+    Job,
+    JobState,
+    Score,
+    utcnow,
+)
 from app.critic.labels import (
     LabelledTriple,
     fresh_label_count,
@@ -44,19 +57,6 @@ from app.critic.registry import (
     start_version,
 )
 from app.critic.score import Chunk, plan_chunks, score_chunk, score_triples, unscored_count
-from app.db import session_scope
-from app.jobs import Progress, create_job
-from app.models import (
-    Campaign,
-    CampaignPurpose,
-    CriticState,
-    CriticVersion,
-    Job,
-    JobState,
-    Score,
-    utcnow,
-)
-from app.quality import item_labels
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.models import CriticState, CriticVersion, utcnow
+from app.core.models import CriticState, CriticVersion, utcnow
 
 # Auto-activation: a new version replaces the active one unless its held-out ROC-AUC is worse
 # by more than this (the default of the setting ``critic_auc_tolerance``).

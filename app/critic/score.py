@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
-from app.db import insert_ignoring_duplicates, session_scope
-from app.models import CriticVersion, Score, Triple
+from app.core.db import insert_ignoring_duplicates, session_scope
+from app.core.models import CriticVersion, Score, Triple
 
 
 def _unscored(version_id: int) -> Select[tuple[int]]:

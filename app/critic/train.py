@@ -44,10 +44,10 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from app.core.jobs import NullProgress, Progress
 from app.corpus.relations import relation_phrase
 from app.critic.labels import LabelledTriple
 from app.critic.metrics import evaluate, precision_at_recall
-from app.jobs import NullProgress, Progress
 
 # The paper's critic read PersonX/PersonY as people's names; pretrained encoders know names
 # far better than the placeholder tokens.

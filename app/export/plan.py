@@ -27,7 +27,17 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.config import get_settings
+from app.annotation.quality import iter_item_labels
+from app.core.config import get_settings
+from app.core.models import (
+    Campaign,
+    CampaignPurpose,
+    CriticState,
+    CriticVersion,
+    Rating,
+    Score,
+    Triple,
+)
 from app.critic.filtering import choose_threshold
 from app.critic.metrics import wilson_interval
 from app.critic.registry import active_version
@@ -44,16 +54,6 @@ from app.export.select import (
     labels_table,
     threshold_for_kept_fraction,
 )
-from app.models import (
-    Campaign,
-    CampaignPurpose,
-    CriticState,
-    CriticVersion,
-    Rating,
-    Score,
-    Triple,
-)
-from app.quality import iter_item_labels
 
 USABLE_STATES = (CriticState.active, CriticState.ready, CriticState.retired)
 _ID_CHUNK = 500

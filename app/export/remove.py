@@ -17,9 +17,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.db import session_scope
+from app.core.db import session_scope
+from app.core.models import Export, Job, JobState
 from app.export.run import archive_path
-from app.models import Export, Job, JobState
 
 
 class ExportBusy(Exception):

@@ -33,8 +33,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import app as package
-from app.config import get_settings
-from app.db import is_postgres, session_scope
+from app.core.config import get_settings
+from app.core.db import is_postgres, session_scope
+from app.core.jobs import NullProgress, Progress, create_job, job_as_dict
+from app.core.models import Export, Job, JobState, User
 from app.export.archive import CHECKSUMS, files_of, sha256_of, write_archive, write_checksums
 from app.export.card import WrittenCounts, render_card
 from app.export.params import ExportParamError, ExportParams
@@ -48,8 +50,6 @@ from app.export.plan import (
 from app.export.select import corpus_splits, head_counts, kept_rows
 from app.export.splits import CorpusSplitPlan, SplitPlan, corpus_split_plan, plan_splits
 from app.export.writers import WRITERS, FormatWriter
-from app.jobs import NullProgress, Progress, create_job, job_as_dict
-from app.models import Export, Job, JobState, User
 
 JOB_KIND = "export"
 PARAMS_FILE = "params.json"
@@ -165,7 +165,7 @@ def queue_export(
     params: ExportParams, user_id: int | None = None, destination: Path | None = None
 ) -> ExportStart:
     """``start_export`` and hand the job to a Celery worker (the page and the API)."""
-    from app.jobs import set_celery_id
+    from app.core.jobs import set_celery_id
     from workers.export_tasks import export_task
 
     started = start_export(params, user_id, destination)

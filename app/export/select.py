@@ -1,7 +1,8 @@
 """Which triples an export keeps, as SQL: the critic's score, the filters, the human labels.
 
 The human-label rule needs each triple's aggregated label, and the aggregation rules live in
-Python (``app.quality.iter_item_labels``: per-campaign answer scales, excluded annotators,
+Python (``app.annotation.quality.iter_item_labels``: per-campaign answer scales, excluded
+annotators,
 imported labels). So the decided labels are streamed once into a temporary table, and from
 then on everything is a join that the database does: counting, grouping heads, and the one
 ordered stream the files are written from. A temporary table belongs to its connection and
@@ -47,9 +48,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.db import is_postgres
-from app.models import Score, Triple, UTCDateTime
-from app.quality import iter_item_labels
+from app.annotation.quality import iter_item_labels
+from app.core.db import is_postgres
+from app.core.models import Score, Triple, UTCDateTime
 
 LABELS = Table(
     "skd_export_labels",

@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.accounts import annotator_by_token, recognize_worker
-from app.assign import AssignmentError, count_rating, next_item, skip_item, submit_rating
-from app.db import session_scope
-from app.models import Campaign, CampaignState, User
+from app.annotation.assign import AssignmentError, count_rating, next_item, skip_item, submit_rating
+from app.core.accounts import annotator_by_token, recognize_worker
+from app.core.db import session_scope
+from app.core.models import Campaign, CampaignState, User
 from app.web.deps import RaterId
 
 router = APIRouter(tags=["annotate"])
@@ -98,7 +98,8 @@ def _next_payload(session: Session, campaign_id: int, user_id: int) -> dict[str,
 def _run(user_id: int, work):  # type: ignore[no-untyped-def]
     """One write transaction; rule violations become their HTTP status (after committing
     what the rules say to keep, such as a released lease). Whether ``user_id`` is still an
-    active user is checked by the first query of the work (``app.assign.campaign_rules``)."""
+    active user is checked by the first query of the work
+    (``app.annotation.assign.campaign_rules``)."""
     failure: AssignmentError | None = None
     try:
         with session_scope(write=True) as session:

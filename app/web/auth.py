@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from app.accounts import annotator_by_token, authenticate
+from app.core.accounts import annotator_by_token, authenticate
 from app.web.deps import CSRFChecked, SessionDep, csrf_token, templates
 
 router = APIRouter(tags=["auth"])

@@ -2,7 +2,8 @@
 
 Everything a person types arrives as text; this module turns it into typed values and collects
 every problem by field name (not just the first), so the page can show each message next to
-its field. The rules about what makes a good campaign live in ``app.campaigns.validate_spec``:
+its field. The rules about what makes a good campaign live in
+``app.annotation.campaigns.validate_spec``:
 this module only parses.
 """
 
@@ -15,9 +16,9 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from app.campaigns import DEFAULT_SCALE, CampaignSpec
-from app.models import CampaignPurpose
-from app.scale import ScaleError, format_scale_lines, parse_scale_lines
+from app.annotation.campaigns import DEFAULT_SCALE, CampaignSpec
+from app.annotation.scale import ScaleError, format_scale_lines, parse_scale_lines
+from app.core.models import CampaignPurpose
 
 PURPOSE_HELP = {
     CampaignPurpose.calibration: "A uniform random sample: unbiased estimates of how much of "

@@ -1,7 +1,7 @@
 """Campaign management for researchers: list, create (page and JSON API), detail, pause/close.
 
 Thin doors: the page, the JSON API and ``skd campaign create`` all build a ``CampaignSpec`` and
-call ``app.campaigns.create_campaign``; state changes go through ``set_campaign_state``.
+call ``app.annotation.campaigns.create_campaign``; state changes go through ``set_campaign_state``.
 Forms post and redirect without JavaScript; htmx only makes the state buttons swap the header
 in place and previews the guidelines while they are typed.
 """
@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from app.campaign_stats import CampaignProgress, campaign_progress
-from app.campaigns import (
+from app.annotation.campaign_stats import CampaignProgress, campaign_progress
+from app.annotation.campaigns import (
     DEFAULT_SCALE,
     CampaignSpec,
     CampaignSpecError,
@@ -28,13 +28,12 @@ from app.campaigns import (
     share_url,
     validate_spec,
 )
-from app.config import get_settings
+from app.annotation.quality import annotator_quality, campaign_agreement
+from app.annotation.scale import ScaleError, parse_scale_lines
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.models import Campaign, CampaignPurpose, CampaignState, Role, User
 from app.corpus.stats import corpus_counts
-from app.db import session_scope
-from app.markdown import render_markdown
-from app.models import Campaign, CampaignPurpose, CampaignState, Role, User
-from app.quality import annotator_quality, campaign_agreement
-from app.scale import ScaleError, parse_scale_lines
 from app.web.campaign_form import (
     PURPOSE_HELP,
     blank_values,
@@ -42,6 +41,7 @@ from app.web.campaign_form import (
     parse_campaign_form,
 )
 from app.web.deps import CSRFChecked, SessionDep, StaffUser, csrf_token, templates
+from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["campaigns"])
 

@@ -11,11 +11,11 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, s
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.jobs import create_job, job_as_dict, set_celery_id
+from app.core.models import Job, User
 from app.corpus.formats import FORMATS
 from app.corpus.stats import corpus_counts
-from app.jobs import create_job, job_as_dict, set_celery_id
-from app.models import Job, User
 from app.web.deps import CSRFChecked, SessionDep, StaffUser, templates
 
 router = APIRouter(tags=["corpus"])

@@ -26,11 +26,11 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.db import session_scope
+from app.core.jobs import job_as_dict
+from app.core.models import CriticState, CriticVersion, Job, Role, User
 from app.critic import filtering, loop, registry
 from app.critic.score import score_histogram, unscored_count
-from app.db import session_scope
-from app.jobs import job_as_dict
-from app.models import CriticState, CriticVersion, Job, Role, User
 from app.web.critic_plots import histogram_plot, pr_plot
 from app.web.deps import AdminUser, CSRFChecked, SessionDep, StaffUser, csrf_token, templates
 

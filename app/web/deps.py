@@ -10,10 +10,10 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from app.accounts import STAFF_ROLES
-from app.db import session_scope
-from app.models import Role, User
-from app.paths import TEMPLATES_DIR
+from app.core.accounts import STAFF_ROLES
+from app.core.db import session_scope
+from app.core.models import Role, User
+from app.core.paths import TEMPLATES_DIR
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 

@@ -19,8 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from app.core.db import session_scope
+from app.core.jobs import job_as_dict
+from app.core.models import CriticVersion, Job
 from app.corpus.stats import corpus_counts
-from app.db import session_scope
 from app.export.params import (
     DEFAULT_SPLITS,
     FORMAT_HELP,
@@ -39,10 +41,8 @@ from app.export.run import (
     preview_export,
     queue_export,
 )
-from app.jobs import job_as_dict
-from app.markdown import render_markdown
-from app.models import CriticVersion, Job
 from app.web.deps import CSRFChecked, SessionDep, StaffUser, csrf_token, templates
+from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["exports"])
 

@@ -9,11 +9,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.accounts import STAFF_ROLES
+from app.core.accounts import STAFF_ROLES
+from app.core.jobs import job_as_dict, recent_jobs
+from app.core.models import Assignment, AssignmentState, Campaign, CampaignState
 from app.corpus.formats import FORMATS
 from app.corpus.stats import corpus_counts
-from app.jobs import job_as_dict, recent_jobs
-from app.models import Assignment, AssignmentState, Campaign, CampaignState
 from app.web.deps import OptionalUser, SessionDep, csrf_token, templates
 
 router = APIRouter(tags=["pages"])

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
-from app.jobs import job_as_dict, recent_jobs
-from app.models import Job
+from app.core.jobs import job_as_dict, recent_jobs
+from app.core.models import Job
 from app.web.deps import SessionDep, StaffUser, templates
 
 router = APIRouter(tags=["jobs"])

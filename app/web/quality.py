@@ -2,7 +2,7 @@
 
 Downloads stream: rows are read with ``yield_per`` inside the response body, in a session of
 their own (the request's session may be closed before a long body is sent), and encoded by
-``app.downloads`` — the same code as ``skd ratings export`` / ``skd labels export``.
+``app.annotation.downloads`` — the same code as ``skd ratings export`` / ``skd labels export``.
 Excluding is admin-only and changes no rating: it only takes a person out of the aggregates.
 """
 
@@ -15,10 +15,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
-from app.db import session_scope
-from app.downloads import MEDIA_TYPES, encode
-from app.models import Campaign, User
-from app.quality import (
+from app.annotation.downloads import MEDIA_TYPES, encode
+from app.annotation.quality import (
     LABEL_FIELDS,
     RATING_FIELDS,
     iter_campaign_ratings,
@@ -26,6 +24,8 @@ from app.quality import (
     set_excluded,
     user_label,
 )
+from app.core.db import session_scope
+from app.core.models import Campaign, User
 from app.web.deps import AdminUser, CSRFChecked, SessionDep, StaffUser, templates
 
 router = APIRouter(tags=["quality"])

@@ -1,7 +1,8 @@
 """The rating page: one triple as a sentence, one button per answer, keyboard first.
 
 Submitting swaps in the next item (htmx) without a page load; without JavaScript the same form
-posts and the server redirects back to the page. Every answer goes through ``app.assign``, the
+posts and the server redirects back to the page. Every answer goes through
+``app.annotation.assign``, the
 same functions as the JSON API.
 """
 
@@ -15,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.assign import (
+from app.annotation.assign import (
     AssignmentError,
     lease_started,
     next_item,
@@ -23,11 +24,11 @@ from app.assign import (
     skip_item,
     submit_rating,
 )
+from app.core.db import session_scope
+from app.core.models import Campaign, CampaignItem, User
 from app.corpus.relations import sentence_lead
-from app.db import session_scope
-from app.markdown import render_markdown
-from app.models import Campaign, CampaignItem, User
 from app.web.deps import CSRFChecked, OptionalUser, RaterId, csrf_token, templates
+from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["rating page"])
 

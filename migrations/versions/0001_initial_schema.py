@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.models
+import app.core.models
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -43,8 +43,8 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(length=64), nullable=True),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("excluded", sa.Boolean(), nullable=False),
-        sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_seen_at", app.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", app.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("platform", "external_id", name=op.f("uq_users_platform_external_id")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_users_token_hash")),
@@ -96,8 +96,8 @@ def upgrade() -> None:
         sa.Column(
             "created_by_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
-        sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("closed_at", app.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", app.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "gold_rate >= 0 AND gold_rate <= 1", name=op.f("ck_campaigns_gold_rate_fraction")
         ),
@@ -142,10 +142,10 @@ def upgrade() -> None:
         sa.Column(
             "created_by_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
-        sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("started_at", app.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", app.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("heartbeat_at", app.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", app.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", app.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("heartbeat_at", app.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["created_by_id"],
             ["users.id"],
@@ -184,8 +184,8 @@ def upgrade() -> None:
         sa.Column("threshold", sa.Float(), nullable=True),
         sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("activated_at", app.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("activated_at", app.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["job_id"],
             ["jobs.id"],
@@ -228,7 +228,7 @@ def upgrade() -> None:
         sa.Column(
             "created_by_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
-        sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["created_by_id"],
             ["users.id"],
@@ -256,7 +256,7 @@ def upgrade() -> None:
         sa.Column(
             "created_by_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
-        sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["created_by_id"],
             ["users.id"],
@@ -289,7 +289,7 @@ def upgrade() -> None:
             "teacher_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.Column("meta", sa.JSON(), nullable=True),
-        sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["teacher_run_id"],
             ["teacher_runs.id"],
@@ -412,8 +412,8 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
-        sa.Column("leased_at", app.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("leased_until", app.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("leased_at", app.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("leased_until", app.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["annotator_id"],
             ["users.id"],
@@ -476,7 +476,7 @@ def upgrade() -> None:
         sa.Column("answer", sa.SmallInteger(), nullable=False),
         sa.Column("seconds", sa.Float(), nullable=True),
         sa.Column("submission_id", sa.String(length=100), nullable=False),
-        sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["annotator_id"],
             ["users.id"],

@@ -24,8 +24,7 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.corpus.relations import relation_phrase
-from app.models import (
+from app.core.models import (
     Assignment,
     AssignmentState,
     Campaign,
@@ -37,6 +36,7 @@ from app.models import (
     User,
     utcnow,
 )
+from app.corpus.relations import relation_phrase
 
 
 class AssignmentError(Exception):

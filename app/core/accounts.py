@@ -14,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Role, User, utcnow
+from app.core.models import Role, User, utcnow
 
 _hasher = PasswordHasher()
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.jobs import NullProgress
+from app.core.jobs import NullProgress
 
 console = Console(stderr=True)
 out = Console()

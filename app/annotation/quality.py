@@ -30,7 +30,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.models import Campaign, CampaignItem, Rating, Triple, User
+from app.core.models import Campaign, CampaignItem, Rating, Triple, User
 
 UNFAMILIAR = -9  # the paper's "too unfamiliar to judge"
 

@@ -21,14 +21,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app import migrate
-from app.accounts import create_invited_annotator, create_staff, hash_token
-from app.config import Settings
+from app.core import migrate
+from app.core.accounts import create_invited_annotator, create_staff, hash_token
+from app.core.config import Settings
+from app.core.db import configure, session_scope
+from app.core.jobs import Progress
+from app.core.models import Role, User
+from app.core.paths import DEMO_CORPUS
 from app.corpus.importer import import_files
-from app.db import configure, session_scope
-from app.jobs import Progress
-from app.models import Role, User
-from app.paths import DEMO_CORPUS
 
 DEMO_ANNOTATORS = 3
 
@@ -70,8 +70,8 @@ Keys 1-5 answer, `s` skips, `u` goes back to change your previous answer.
 
 def _ensure_campaign() -> str:
     """A calibration campaign over the demo corpus, so the annotator links have work to do."""
-    from app.campaigns import CampaignSpec, create_campaign
-    from app.models import Campaign, CampaignPurpose
+    from app.annotation.campaigns import CampaignSpec, create_campaign
+    from app.core.models import Campaign, CampaignPurpose
 
     with session_scope(write=True) as session:
         existing = session.scalar(select(Campaign).where(Campaign.name == "Demo calibration"))

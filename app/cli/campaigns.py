@@ -1,8 +1,9 @@
 """``skd campaign ...``: create, list, pause, resume and close rating campaigns from a terminal.
 
 The same door as the page and the JSON API: a ``CampaignSpec`` into
-``app.campaigns.create_campaign``, state changes through ``set_campaign_state``. Kept out of
-``app/cli.py`` so that file stays a table of contents; it registers ``campaign_app``.
+``app.annotation.campaigns.create_campaign``, state changes through ``set_campaign_state``. Kept out
+of
+``app/cli/main.py`` so that file stays a table of contents; it registers ``campaign_app``.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import typer
 campaign_app = typer.Typer(help="Rating campaigns.", no_args_is_help=True)
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    from app.console import console
+def fail(message: str, code: int = 1) -> typer.Exit:
+    from app.cli.console import console
 
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
 
 
-def _schema_ready() -> None:
-    from app.cli import _schema_ready as ready
+def schema_ready() -> None:
+    from app.cli.common import schema_ready as ready
 
     ready()
 
@@ -35,7 +36,7 @@ def _gold_option(values: list[str]) -> dict[int, int]:
         try:
             gold[int(triple_id)] = int(answer)
         except ValueError:
-            raise _fail(f"--gold: write TRIPLE_ID=ANSWER (e.g. 1234=2), not {value!r}", 2) from None
+            raise fail(f"--gold: write TRIPLE_ID=ANSWER (e.g. 1234=2), not {value!r}", 2) from None
     return gold
 
 
@@ -91,24 +92,29 @@ def create(
     ] = None,
 ) -> None:
     """Create a campaign and print its share link."""
-    from app.campaign_stats import campaign_progress
-    from app.campaigns import DEFAULT_SCALE, CampaignSpec, CampaignSpecError, create_campaign
-    from app.campaigns import share_url as link_of
-    from app.db import session_scope
-    from app.models import CampaignPurpose
-    from app.scale import ScaleError, parse_scale_lines
+    from app.annotation.campaign_stats import campaign_progress
+    from app.annotation.campaigns import (
+        DEFAULT_SCALE,
+        CampaignSpec,
+        CampaignSpecError,
+        create_campaign,
+    )
+    from app.annotation.campaigns import share_url as link_of
+    from app.annotation.scale import ScaleError, parse_scale_lines
+    from app.core.db import session_scope
+    from app.core.models import CampaignPurpose
 
     if purpose not in set(CampaignPurpose):
-        raise _fail("--purpose: use calibration, training or evaluation", 2)
+        raise fail("--purpose: use calibration, training or evaluation", 2)
     for path in (guidelines, scale):
         if path is not None and not path.is_file():
-            raise _fail(f"no such file: {path}", 2)
+            raise fail(f"no such file: {path}", 2)
     answer_scale = list(DEFAULT_SCALE)
     if scale is not None:
         try:
             answer_scale = parse_scale_lines(scale.read_text(encoding="utf-8"))
         except ScaleError as exc:
-            raise _fail(f"{scale}: " + "; ".join(exc.problems), 2) from None
+            raise fail(f"{scale}: " + "; ".join(exc.problems), 2) from None
     spec = CampaignSpec(
         name=name.strip(),
         purpose=CampaignPurpose(purpose),
@@ -129,7 +135,7 @@ def create(
         redirect_url=redirect_url,
         seed=seed,
     )
-    _schema_ready()
+    schema_ready()
     # The CLI's spellings for the spec's fields, so a message points at the option to change.
     options = {
         "sample_size": "--sample",
@@ -151,7 +157,7 @@ def create(
             f"{options.get(field, '--' + field.replace('_', '-'))}: {message}"
             for field, message in exc.errors.items()
         ]
-        raise _fail("\n".join(lines), 2) from None
+        raise fail("\n".join(lines), 2) from None
     gold_note = f" + {progress.gold_items:,} gold" if progress.gold_items else ""
     items = f"{progress.items:,} items{gold_note}"
     typer.echo(f"created campaign #{campaign_id} {spec.name!r}: {items}")
@@ -165,13 +171,13 @@ def list_campaigns() -> None:
     from rich.table import Table
     from sqlalchemy import select
 
-    from app.campaign_stats import campaign_progress
-    from app.campaigns import share_url
-    from app.console import out
-    from app.db import session_scope
-    from app.models import Campaign
+    from app.annotation.campaign_stats import campaign_progress
+    from app.annotation.campaigns import share_url
+    from app.cli.console import out
+    from app.core.db import session_scope
+    from app.core.models import Campaign
 
-    _schema_ready()
+    schema_ready()
     table = Table()
     for column in ("id", "name", "purpose", "state", "progress", "ratings/h", "annotators"):
         table.add_column(column, justify="right" if column in ("id", "ratings/h") else "left")
@@ -195,16 +201,16 @@ def list_campaigns() -> None:
 
 
 def _set_state(campaign_id: int, state: str) -> None:
-    from app.campaigns import set_campaign_state
-    from app.db import session_scope
+    from app.annotation.campaigns import set_campaign_state
+    from app.core.db import session_scope
 
-    _schema_ready()
+    schema_ready()
     try:
         with session_scope(write=True) as session:
             campaign = set_campaign_state(session, campaign_id, state)
             name = campaign.name
     except (LookupError, ValueError) as exc:  # CampaignStateError is a ValueError
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"campaign #{campaign_id} {name!r} is {state}")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from app.models import CampaignItem, Rating, utcnow
+from app.core.models import CampaignItem, Rating, utcnow
 
 
 @dataclass

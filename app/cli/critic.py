@@ -16,16 +16,16 @@ import typer
 critic_app = typer.Typer(help="The critic: train, score, activate, list, evaluate.")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    from app.cli import _fail as fail
+def fail(message: str, code: int = 1) -> typer.Exit:
+    from app.cli.common import fail
 
     return fail(message, code)
 
 
 def _ready() -> None:
-    from app.cli import _schema_ready
+    from app.cli.common import schema_ready
 
-    _schema_ready()
+    schema_ready()
 
 
 def _quiet_models() -> None:
@@ -43,8 +43,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _run_inline(job_id: int, work: Any, title: str) -> dict[str, Any]:
-    from app.console import RichProgress
-    from app.jobs import run_job
+    from app.cli.console import RichProgress
+    from app.core.jobs import run_job
 
     with RichProgress(title) as bar:
         return run_job(job_id, work, extra=bar)
@@ -62,9 +62,9 @@ def train(
 ) -> None:
     """Train a new version on the current labels, evaluate it, activate it if the policy
     allows, and score the corpus with it (one chain of jobs)."""
-    from app.console import out
+    from app.cli.console import out
+    from app.core.db import session_scope
     from app.critic import loop
-    from app.db import session_scope
 
     _ready()
     _quiet_models()
@@ -72,18 +72,18 @@ def train(
         with session_scope(write=True) as session:
             chain = loop.request_training(session, reason="skd critic train", base_model=base_model)
     except loop.TrainingInProgress as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(
         f"critic version {chain.version_id}: jobs #{chain.train_job_id} (train), "
         f"#{chain.evaluate_job_id} (evaluate), #{chain.score_job_id} (score)"
     )
     if background:
-        from app.cli import _follow
+        from app.cli.common import follow
         from workers.critic_tasks import dispatch_training
 
         dispatch_training(chain)
         for job_id in (chain.train_job_id, chain.evaluate_job_id, chain.score_job_id):
-            result = _follow(job_id)
+            result = follow(job_id)
             out.print(result.get("message") or f"job #{job_id} done")
         return
     try:
@@ -93,7 +93,7 @@ def train(
             loop.release_dead_trainings(session)  # cancels the evaluate and score jobs
         if isinstance(exc, ValueError | KeyboardInterrupt):
             message = str(exc) or "interrupted"
-            raise _fail(f"training failed: {message}; the active version is unchanged") from None
+            raise fail(f"training failed: {message}; the active version is unchanged") from None
         raise
     out.print(trained["message"])
     decision = _run_inline(chain.evaluate_job_id, loop.run_evaluation, "evaluate")
@@ -103,7 +103,7 @@ def train(
 
 
 def _score_inline(job_id: int) -> dict[str, Any]:
-    from app.console import RichProgress
+    from app.cli.console import RichProgress
     from app.critic import loop
 
     with RichProgress(f"score #{job_id}") as bar:
@@ -111,7 +111,7 @@ def _score_inline(job_id: int) -> dict[str, Any]:
             return loop.run_scoring_inline(job_id, bar)
         except KeyboardInterrupt:
             loop.fail_scoring(job_id, "interrupted; `skd critic score` resumes where it stopped")
-            raise _fail("interrupted; run `skd critic score` to resume", 130) from None
+            raise fail("interrupted; run `skd critic score` to resume", 130) from None
 
 
 @critic_app.command("score")
@@ -124,9 +124,9 @@ def score(
     ] = False,
 ) -> None:
     """Score every triple the version has not scored yet (resumes an interrupted run)."""
-    from app.console import out
+    from app.cli.console import out
+    from app.core.db import session_scope
     from app.critic import loop
-    from app.db import session_scope
 
     _ready()
     try:
@@ -134,16 +134,16 @@ def score(
             job = loop.request_scoring(session, version)
             job_id = job.id if job else None
     except LookupError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if job_id is None:
-        raise _fail("a score job for this version is already queued or running (skd jobs list)")
+        raise fail("a score job for this version is already queued or running (skd jobs list)")
     _quiet_models()
     if background:
-        from app.cli import _follow
+        from app.cli.common import follow
         from workers.critic_tasks import dispatch_scoring
 
         dispatch_scoring(job_id)
-        out.print(_follow(job_id).get("message") or "done")
+        out.print(follow(job_id).get("message") or "done")
         return
     out.print(_score_inline(job_id)["message"])
 
@@ -151,17 +151,17 @@ def score(
 @critic_app.command("activate")
 def activate_command(version: int) -> None:
     """Make VERSION the active critic (also rolls back to an earlier version)."""
-    from app.console import out
+    from app.cli.console import out
+    from app.core.db import session_scope
     from app.critic.registry import CriticStateError, activate
     from app.critic.score import unscored_count
-    from app.db import session_scope
 
     _ready()
     try:
         with session_scope(write=True) as session:
             activate(session, version)
     except (CriticStateError, LookupError) as exc:
-        raise _fail(str(exc).strip("'\"")) from None
+        raise fail(str(exc).strip("'\"")) from None
     with session_scope() as session:
         pending = unscored_count(session, version)
     out.print(f"critic version {version} is active")
@@ -180,9 +180,9 @@ def list_versions(
     from rich.table import Table
     from sqlalchemy import func, select
 
-    from app.console import out
-    from app.db import session_scope
-    from app.models import CriticVersion, Score
+    from app.cli.console import out
+    from app.core.db import session_scope
+    from app.core.models import CriticVersion, Score
 
     _ready()
     with session_scope() as session:
@@ -265,27 +265,27 @@ def evaluate_command(
     """ROC-AUC, average precision and precision at recall 0.5–0.9 of a version on FILE."""
     from rich.table import Table
 
-    from app.config import get_settings
-    from app.console import RichProgress, out
+    from app.cli.console import RichProgress, out
+    from app.core.config import get_settings
+    from app.core.db import session_scope
+    from app.core.models import CriticVersion
     from app.corpus.formats import CorpusFormatError
     from app.critic.evaluate_file import evaluate_file
     from app.critic.registry import active_version
-    from app.db import session_scope
-    from app.models import CriticVersion
 
     if not file.is_file():
-        raise _fail(f"no such file: {file}", 2)
+        raise fail(f"no such file: {file}", 2)
     _ready()
     with session_scope() as session:
         chosen = (
             session.get(CriticVersion, version) if version is not None else active_version(session)
         )
         if chosen is None:
-            raise _fail(
+            raise fail(
                 f"no critic version {version}" if version is not None else "no active critic"
             )
         if not chosen.path:
-            raise _fail(f"critic version {chosen.id} is {chosen.state.value}: it has no model")
+            raise fail(f"critic version {chosen.id} is {chosen.state.value}: it has no model")
         version_id, path, hyper = chosen.id, chosen.path, dict(chosen.hyperparameters or {})
     _quiet_models()
     try:
@@ -301,7 +301,7 @@ def evaluate_command(
                 progress=bar,
             )
     except (CorpusFormatError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     metrics = result.metrics
     if as_json:
         print(json.dumps({**result.__dict__, "metrics": metrics}, indent=2))

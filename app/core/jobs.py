@@ -22,8 +22,8 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.db import session_scope
-from app.models import Job, JobState, utcnow
+from app.core.db import session_scope
+from app.core.models import Job, JobState, utcnow
 
 
 class Progress(Protocol):

@@ -30,7 +30,7 @@ def current(url: str | None = None) -> str | None:
     """The revision the database is at (None for an empty database)."""
     from alembic.runtime.migration import MigrationContext
 
-    from app.db import get_engine, make_engine
+    from app.core.db import get_engine, make_engine
 
     engine = make_engine(url) if url else get_engine()
     try:

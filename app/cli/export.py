@@ -36,8 +36,8 @@ _OPTION_FIELDS = {
 }
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    from app.console import console
+def fail(message: str, code: int = 1) -> typer.Exit:
+    from app.cli.console import console
 
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
@@ -55,7 +55,7 @@ def _param_errors(exc: Any) -> typer.Exit:
         f"{_OPTION_NAMES.get(name, '--' + name.replace('_', '-'))}: {message}"
         for name, message in exc.errors.items()
     ]
-    return _fail("\n".join(lines), 2)
+    return fail("\n".join(lines), 2)
 
 
 @export_app.callback()
@@ -134,21 +134,21 @@ def export(
     """Export the kept triples, split by head, with a dataset card (README.md)."""
     if ctx.invoked_subcommand is not None:
         return
-    from app.cli import _follow, _schema_ready
-    from app.console import RichProgress
-    from app.console import out as stdout
+    from app.cli.common import follow, schema_ready
+    from app.cli.console import RichProgress
+    from app.cli.console import out as stdout
+    from app.core.jobs import run_job
     from app.export.params import ExportParamError, ExportParams
     from app.export.run import preview_export, run_export_job, start_export
-    from app.jobs import run_job
 
     given: dict[str, Any] = {}
     if params_file is not None:
         try:
             loaded = json.loads(params_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise _fail(f"--params: cannot read {params_file}: {exc}", 2) from None
+            raise fail(f"--params: cannot read {params_file}: {exc}", 2) from None
         if not isinstance(loaded, dict):
-            raise _fail(f"--params: {params_file} does not hold a JSON object", 2)
+            raise fail(f"--params: {params_file} does not hold a JSON object", 2)
         given.update(loaded)
     options = locals()
     for option, name in _OPTION_FIELDS.items():
@@ -159,7 +159,7 @@ def export(
         params = ExportParams.from_dict(given)
     except ExportParamError as exc:
         raise _param_errors(exc) from None
-    _schema_ready()
+    schema_ready()
     try:
         if dry_run:
             plan = preview_export(params)
@@ -169,11 +169,11 @@ def export(
     except ExportParamError as exc:
         raise _param_errors(exc) from None
     if background:
-        from app.jobs import set_celery_id
+        from app.core.jobs import set_celery_id
         from workers.export_tasks import export_task
 
         set_celery_id(started.job_id, export_task.delay(started.job_id).id)
-        result = _follow(started.job_id)
+        result = follow(started.job_id)
     else:
         try:
             with RichProgress(f"export #{started.export_id}") as bar:
@@ -181,7 +181,7 @@ def export(
         except ExportParamError as exc:
             raise _param_errors(exc) from None
         except KeyboardInterrupt:
-            raise _fail(
+            raise fail(
                 f"interrupted; nothing was written (export #{started.export_id})", 130
             ) from None
     _print_result(started.export_id, result)
@@ -218,8 +218,8 @@ def _plan_table(plan: dict[str, Any]) -> Any:
 def _print_result(export_id: int, result: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from app.console import out as stdout
-    from app.db import session_scope
+    from app.cli.console import out as stdout
+    from app.core.db import session_scope
     from app.export.run import get_export
 
     with session_scope() as session:
@@ -256,12 +256,12 @@ def list_command(limit: Annotated[int, typer.Option(help="How many, newest first
     """Past exports with their parameters, counts and where their files are."""
     from rich.table import Table
 
-    from app.cli import _schema_ready
-    from app.console import out as stdout
-    from app.db import session_scope
+    from app.cli.common import schema_ready
+    from app.cli.console import out as stdout
+    from app.core.db import session_scope
     from app.export.run import list_exports
 
-    _schema_ready()
+    schema_ready()
     with session_scope() as session:
         rows = list_exports(session, limit)
     table = Table()
@@ -299,23 +299,23 @@ def delete_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete an export: its folder, its .tar.gz and its row (all or nothing)."""
-    from app.cli import _schema_ready
-    from app.console import out as stdout
-    from app.db import session_scope
+    from app.cli.common import schema_ready
+    from app.cli.console import out as stdout
+    from app.core.db import session_scope
     from app.export.remove import ExportBusy, delete_export
     from app.export.run import get_export
 
-    _schema_ready()
+    schema_ready()
     with session_scope() as session:
         export = get_export(session, export_id)
     if export is None:
-        raise _fail(f"no export {export_id} (see `skd export list`)")
+        raise fail(f"no export {export_id} (see `skd export list`)")
     where = f" and its files in {export['path']}" if export["path"] else ""
     if not yes and not typer.confirm(f"Delete export {export_id}{where}?"):
         raise typer.Exit(1)
     try:
         deleted = delete_export(export_id)
     except (LookupError, ExportBusy) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     freed = f"{deleted.freed_bytes / 1e6:,.1f} MB freed" if deleted.removed else "no files left"
     stdout.print(f"deleted export {export_id} ({freed})")

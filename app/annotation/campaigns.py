@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.config import get_settings
-from app.critic.registry import active_version
-from app.models import (
+from app.annotation.scale import check_scale, normalize_scale
+from app.core.config import get_settings
+from app.core.models import (
     Campaign,
     CampaignItem,
     CampaignPurpose,
@@ -26,7 +26,7 @@ from app.models import (
     Triple,
     utcnow,
 )
-from app.scale import check_scale, normalize_scale
+from app.critic.registry import active_version
 
 # The paper's human evaluation scale; values > 0 are acceptable. ``key`` is the shortcut.
 DEFAULT_SCALE: list[dict[str, Any]] = [

@@ -1,0 +1,2 @@
+"""Step: people rate triples. Campaigns, assignment (the hot path), quality and agreement, the
+answer scale."""

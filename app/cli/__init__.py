@@ -1,0 +1,1 @@
+"""Door: the `skd` command line, one module per command group (`app.cli.main` assembles them)."""

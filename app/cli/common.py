@@ -1,0 +1,48 @@
+"""Helpers every command group shares: a clear failure, a schema check, following a job."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from app.core.config import get_settings
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    from app.cli.console import console
+
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def schema_ready() -> None:
+    """Commands that need tables say so clearly on an empty database."""
+    from app.core import migrate
+    from app.core.db import configure
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    configure(settings)
+    if migrate.current() is None:
+        raise fail(f"the database at {settings.database} has no schema; run `skd db upgrade` first")
+
+
+def follow(job_id: int) -> dict:
+    """Show a job's progress from its row until it finishes (any worker may be running it)."""
+    from app.cli.console import RichProgress
+    from app.core.db import session_scope
+    from app.core.models import Job, JobState
+
+    with RichProgress(f"job #{job_id}") as bar:
+        while True:
+            with session_scope() as session:
+                job = session.get(Job, job_id)
+                if job is None:
+                    raise fail(f"no job {job_id}")
+                bar.update(job.done, job.total, job.message)
+                if job.state.finished:
+                    if job.state != JobState.succeeded:
+                        raise fail(f"job #{job_id} {job.state.value}: {job.error}")
+                    return dict(job.result or {})
+            time.sleep(0.5)

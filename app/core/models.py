@@ -204,6 +204,13 @@ class User(Base):
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime | None]
+    # When an admin deactivated the account (is_active false): no sign-in, no rating; the
+    # ratings it made stay.
+    deactivated_at: Mapped[datetime | None]
+    # Invitations: the link's token is derived from the secret key and this salt (so admins can
+    # copy it again); a new salt is a new link. Revoking clears token_hash and sets the time.
+    invite_salt: Mapped[str | None] = mapped_column(String(32))
+    invite_revoked_at: Mapped[datetime | None]
 
     __table_args__ = (
         UniqueConstraint("username"),
@@ -422,6 +429,8 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     celery_id: Mapped[str | None] = mapped_column(String(155))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The door it came through: "web", "api", "cli (alice)", "beat", "worker" (app.core.origin).
+    started_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -22,16 +22,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
+from app.annotation.agreement import campaign_agreement
+from app.annotation.annotators import annotator_quality, set_excluded
 from app.annotation.assign import next_item, skip_item, submit_rating
 from app.annotation.campaigns import CampaignSpec, create_campaign
-from app.annotation.quality import (
-    LABEL_FIELDS,
-    RATING_FIELDS,
-    annotator_quality,
-    campaign_agreement,
-    item_labels,
-    set_excluded,
-)
+from app.annotation.quality import LABEL_FIELDS, item_labels
+from app.annotation.rating_rows import RATING_FIELDS
 from app.core.db import session_scope
 from app.core.models import Campaign, CampaignItem, Rating, RatingOrigin, Role, Triple, User
 from tests.conftest import login, make_staff
@@ -434,7 +430,7 @@ def test_cli_exports(example, tmp_path: Path) -> None:  # type: ignore[no-untype
 
 def test_alpha_helper_agrees_with_reliability_matrix_on_random_data() -> None:
     """The value-count route into krippendorff.alpha equals the raters x items route."""
-    from app.annotation.quality import _alpha
+    from app.annotation.agreement import _alpha
 
     rng = np.random.default_rng(7)
     domain = [-2, -1, 1, 2]

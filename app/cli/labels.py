@@ -65,7 +65,7 @@ def ratings_export(
     ] = None,
 ) -> None:
     """Every rating of a campaign, gold and excluded annotators included (and flagged)."""
-    from app.annotation.quality import RATING_FIELDS, iter_campaign_ratings
+    from app.annotation.rating_rows import RATING_FIELDS, iter_campaign_ratings
     from app.core.db import session_scope
     from app.core.models import Campaign
 

@@ -17,6 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from app.annotation.agreement import campaign_agreement
+from app.annotation.annotators import annotator_quality
 from app.annotation.campaign_stats import CampaignProgress, campaign_progress
 from app.annotation.campaigns import (
     DEFAULT_SCALE,
@@ -28,7 +30,6 @@ from app.annotation.campaigns import (
     share_url,
     validate_spec,
 )
-from app.annotation.quality import annotator_quality, campaign_agreement
 from app.annotation.scale import ScaleError, parse_scale_lines
 from app.core.config import get_settings
 from app.core.db import session_scope

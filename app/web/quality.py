@@ -15,15 +15,10 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
+from app.annotation.annotators import set_excluded, user_label
 from app.annotation.downloads import MEDIA_TYPES, encode
-from app.annotation.quality import (
-    LABEL_FIELDS,
-    RATING_FIELDS,
-    iter_campaign_ratings,
-    iter_item_labels,
-    set_excluded,
-    user_label,
-)
+from app.annotation.quality import LABEL_FIELDS, iter_item_labels
+from app.annotation.rating_rows import RATING_FIELDS, iter_campaign_ratings
 from app.core.db import session_scope
 from app.core.models import Campaign, User
 from app.web.deps import AdminUser, CSRFChecked, SessionDep, StaffUser, templates

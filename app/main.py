@@ -17,7 +17,19 @@ import app as package
 from app.core import db
 from app.core.config import Settings, get_settings
 from app.core.paths import STATIC_DIR
-from app.web import annotate, auth, campaigns, corpus, critic, exports, home, jobs, quality, rate
+from app.web import (
+    annotate,
+    auth,
+    browse,
+    campaigns,
+    corpus,
+    critic,
+    exports,
+    home,
+    jobs,
+    quality,
+    rate,
+)
 from app.web.deps import LoginRequired
 
 
@@ -60,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth.router,
         jobs.router,
         corpus.router,
+        browse.router,
         annotate.router,
         rate.router,
         quality.router,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -148,8 +148,17 @@ def _render_form(
 
 
 @router.get("/campaigns/new", response_class=HTMLResponse)
-def new_campaign_page(request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
-    return _render_form(request, session, user, blank_values(), {})
+def new_campaign_page(
+    request: Request,
+    session: SessionDep,
+    user: StaffUser,
+    gold: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+) -> HTMLResponse:
+    """The empty form; ``gold=ID ANSWER`` (from the browse pages' gold picks) fills the gold
+    list."""
+    values = blank_values()
+    values["gold_items"] = "\n".join(line.strip() for line in gold if line.strip())
+    return _render_form(request, session, user, values, {})
 
 
 @router.post("/campaigns", dependencies=[CSRFChecked], response_model=None)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
@@ -30,7 +30,8 @@ from app.web import (
     quality,
     rate,
 )
-from app.web.deps import LoginRequired
+from app.web.deps import LoginRequired, refuse_nul_bytes
+from app.web.headers import SecurityHeadersMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="SKD Studio",
         version=package.__version__,
         description="Human-in-the-loop Symbolic Knowledge Distillation.",
+        dependencies=[Depends(refuse_nul_bytes)],
     )
     application.add_middleware(
         SessionMiddleware,
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https_only=settings.public_url.startswith("https://"),
         max_age=14 * 24 * 3600,
     )
+    application.add_middleware(SecurityHeadersMiddleware)
     application.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     # htmx comes from a package (django-js-lib-htmx ships it; no Django is involved).
     application.mount("/vendor", StaticFiles(packages=[("js_lib_htmx", "static")]), name="vendor")

@@ -257,7 +257,7 @@ def main() -> None:
                 **os.environ,
                 "SKD_DATABASE_URL": url,
                 "SKD_DATA_DIR": tmp,
-                "SKD_SECRET_KEY": "bench",
+                "SKD_SECRET_KEY": "bench-" + "0" * 32,
                 "PYTHONPATH": str(ROOT),
             }
             # One single-process uvicorn per web worker, each on its own port, with the

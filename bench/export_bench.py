@@ -118,7 +118,7 @@ def clean_env(**skd: str) -> dict[str, str]:
     """No inherited ``SKD_`` settings (commands run in a temporary folder: no ``.env`` either)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKD_")}
     env.update(skd)
-    env["SKD_SECRET_KEY"] = "bench-" + secrets.token_hex(8)
+    env["SKD_SECRET_KEY"] = "bench-" + secrets.token_hex(16)
     return env
 
 

@@ -269,7 +269,7 @@ def clean_env(**skd: str) -> dict[str, str]:
     in the temporary folder, so no ``.env`` file is read either)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKD_")}
     env.update(skd)
-    env["SKD_SECRET_KEY"] = "bench-" + secrets.token_hex(8)
+    env["SKD_SECRET_KEY"] = "bench-" + secrets.token_hex(16)
     return env
 
 

@@ -58,7 +58,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     data_dir = tmp_path_factory.mktemp("skd-data")
     env = {
         "SKD_DATA_DIR": str(data_dir),
-        "SKD_SECRET_KEY": "test-secret-" + secrets.token_hex(8),
+        "SKD_SECRET_KEY": "test-secret-" + secrets.token_hex(16),
         "SKD_DEMO": "0",
     }
     dropper = None

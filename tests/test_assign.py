@@ -16,6 +16,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
+from app.annotation.access import admit
 from app.annotation.assign import (
     AssignmentError,
     next_item,
@@ -25,7 +26,16 @@ from app.annotation.assign import (
 )
 from app.annotation.campaigns import CampaignSpec, create_campaign
 from app.core.db import session_scope
-from app.core.models import Assignment, AssignmentState, CampaignItem, Rating, Role, Triple, User
+from app.core.models import (
+    Assignment,
+    AssignmentState,
+    Campaign,
+    CampaignItem,
+    Rating,
+    Role,
+    Triple,
+    User,
+)
 from tests.conftest import add_triples
 
 ANSWERS = [2, 1, -1, -2, -9]
@@ -42,7 +52,15 @@ def make_annotators(n: int) -> list[int]:
         ]
         session.add_all(users)
         session.flush()
+        admit_to_every_campaign(session, [u.id for u in users])
         return [u.id for u in users]
+
+
+def admit_to_every_campaign(session, user_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    """As if each had entered every campaign by its share link."""
+    for campaign_id in session.scalars(select(Campaign.id)):
+        for user_id in user_ids:
+            admit(session, campaign_id, user_id, "link")
 
 
 def make_campaign(**kwargs) -> int:  # type: ignore[no-untyped-def]
@@ -276,6 +294,7 @@ def make_extra_annotators(n: int) -> list[int]:
         ]
         session.add_all(users)
         session.flush()
+        admit_to_every_campaign(session, [u.id for u in users])
         return [u.id for u in users]
 
 

@@ -205,6 +205,7 @@ def test_rating_page_works_without_javascript_and_at_360px(live_server, browser,
 def test_researcher_creates_a_campaign_and_manages_it(live_server, browser, engine) -> None:  # type: ignore[no-untyped-def]
     import uuid
 
+    from app.annotation.access import admit
     from app.annotation.assign import next_item, submit_rating
     from app.core.db import session_scope
     from app.core.models import Role, Triple, User
@@ -262,6 +263,7 @@ def test_researcher_creates_a_campaign_and_manages_it(live_server, browser, engi
     for n, worker in enumerate(worker_ids):
         for k in range(3 + n):
             with session_scope(write=True) as session:
+                admit(session, campaign_id, worker, "link")  # entered by its link
                 item = next_item(session, campaign_id, worker)
                 assert item is not None
                 submit_rating(

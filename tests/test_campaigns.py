@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from app.annotation.access import admit
 from app.annotation.assign import next_item, submit_rating
 from app.annotation.campaigns import (
     CampaignSpec,
@@ -470,6 +471,7 @@ def test_list_page_shows_progress_pace_and_people(staff_client) -> None:  # type
     for annotator, count in ((a, 2), (b, 1)):
         for n in range(count):
             with session_scope(write=True) as session:
+                admit(session, campaign_id, annotator, "link")  # entered by its link
                 item = next_item(session, campaign_id, annotator)
                 assert item is not None
                 submit_rating(session, campaign_id, annotator, item.item_id, 2, f"{annotator}-{n}")

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from app.annotation.access import admit
 from app.annotation.assign import next_item, submit_rating
 from app.annotation.campaigns import CampaignSpec, create_campaign
 from app.core.db import session_scope
@@ -66,6 +67,7 @@ def test_preview_counts_by_relation_and_estimates_precision_from_calibration(eng
     # The rater accepts the xWant triples and rejects the xNeed ones.
     while True:
         with session_scope(write=True) as session:
+            admit(session, campaign, rater_id, "link")  # entered by its link
             item = next_item(session, campaign, rater_id)
             if item is None:
                 break

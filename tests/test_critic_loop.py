@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from app.annotation.access import admit
 from app.annotation.assign import next_item, submit_rating
 from app.annotation.campaigns import CampaignSpec, create_campaign
 from app.core.db import session_scope
@@ -53,6 +54,7 @@ def rate_campaign(campaign_id: int, annotator_id: int, answer_of: dict[int, int]
     done = 0
     while True:
         with session_scope(write=True) as session:
+            admit(session, campaign_id, annotator_id, "link")  # entered by its link
             served = next_item(session, campaign_id, annotator_id)
             if served is None:
                 return done
@@ -426,6 +428,7 @@ def test_training_campaigns_sample_uncertainty_first(settings, engine, tiny_base
     served = []
     while True:
         with session_scope(write=True) as session:
+            admit(session, campaign_id, rater, "link")  # entered by its link
             item = next_item(session, campaign_id, rater)
             if item is None:
                 break

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.annotation.access import admit
 from app.annotation.assign import next_item, submit_rating
 from app.annotation.campaigns import CampaignSpec, create_campaign
 from app.core.accounts import create_invited_annotator
@@ -414,6 +415,7 @@ def _calibrate(accept: set[int]) -> None:
         rater_id = rater.id
     while True:
         with session_scope(write=True) as session:
+            admit(session, campaign, rater_id, "link")  # entered by its link
             item = next_item(session, campaign, rater_id)
             if item is None:
                 return

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
+from app.annotation.access import admit
 from app.annotation.agreement import campaign_agreement
 from app.annotation.annotators import annotator_quality, set_excluded
 from app.annotation.assign import next_item, skip_item, submit_rating
@@ -94,6 +95,7 @@ def rate(
     times = list(seconds or [])
     while True:
         with session_scope(write=True) as session:
+            admit(session, campaign_id, annotator_id, "link")  # entered by its link
             item = next_item(session, campaign_id, annotator_id)
             if item is None:
                 return

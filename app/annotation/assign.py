@@ -25,6 +25,7 @@ from sqlalchemy import Row, and_, bindparam, exists, func, insert, or_, select, 
 from sqlalchemy.orm import Session
 
 from app.core.models import (
+    AnnotatorCampaign,
     Assignment,
     AssignmentState,
     Campaign,
@@ -64,6 +65,12 @@ _RULES = select(
     Campaign.gold_rate,
     Campaign.answer_scale,
     select(User.is_active).where(User.id == _P("annotator_id")).scalar_subquery().label("active"),
+    exists()
+    .where(
+        AnnotatorCampaign.campaign_id == Campaign.id,
+        AnnotatorCampaign.annotator_id == _P("annotator_id"),
+    )
+    .label("admitted"),
 ).where(Campaign.id == _P("campaign_id"))
 
 _MY_PROGRESS = select(
@@ -135,7 +142,9 @@ _ASSIGNMENT_FOR_UPDATE = (
     .with_for_update(of=Assignment)
 )
 
-_RATINGS_SEEN = select(Rating.id, Rating.submission_id, Rating.item_id, Rating.annotator_id).where(
+_RATINGS_SEEN = select(
+    Rating.id, Rating.submission_id, Rating.item_id, Rating.annotator_id, Rating.session_nonce
+).where(
     or_(
         Rating.submission_id == _P("submission_id"),
         and_(Rating.item_id == _P("item_id"), Rating.annotator_id == _P("annotator_id")),
@@ -153,6 +162,7 @@ _NEW_RATING = (
         seconds=_P("seconds"),
         submission_id=_P("submission_id"),
         created_at=_P("now"),
+        session_nonce=_P("session_nonce"),
     )
     .returning(Rating.id)
 )
@@ -262,7 +272,8 @@ class CampaignRules:
 def campaign_rules(
     session: Session, campaign_id: int, annotator_id: int, *, must_be_open: bool = True
 ) -> CampaignRules:
-    """The campaign's rules, and a check that the annotator is an active user, in one query.
+    """The campaign's rules, and a check that the annotator is an active user admitted to the
+    campaign (``app.annotation.access``), in one query.
 
     Cached for the rest of the transaction (a submit and the next item share one).
     """
@@ -278,6 +289,8 @@ def campaign_rules(
             raise AssignmentError(404, f"no campaign {campaign_id}")
         if not row.active:
             raise AssignmentError(401, "open your study link first")
+        if not row.admitted:  # not entered by its link nor invited: as if it did not exist
+            raise AssignmentError(404, f"no campaign {campaign_id}")
         rules = CampaignRules(
             id=row.id,
             state=CampaignState(row.state),
@@ -351,8 +364,12 @@ def submit_rating(
     seconds: float | None = None,
     *,
     defer_count: bool = False,
+    session_nonce: str | None = None,
 ) -> SubmitResult:
     """Record an answer. Resubmits are idempotent; answering an item again changes the answer.
+
+    ``session_nonce`` names the browser session answering; an earlier answer can be changed
+    only with the nonce it was given under (knowing a worker id is not enough).
 
     The annotator's assignment row is locked first, so concurrent submits for one item (a
     double click, a retry racing the original) queue up and see each other's result.
@@ -378,6 +395,10 @@ def submit_rating(
                 raise AssignmentError(409, "submission_id was already used for another rating")
             return SubmitResult(same.id, changed=False, repeated=True)
         if ratings:  # going back to change an answer: still one rating, with the new value
+            if ratings[0].session_nonce != session_nonce:
+                raise AssignmentError(
+                    403, "an earlier answer can be changed only in the browser that gave it"
+                )
             existing_id = ratings[0].id
             values: dict[str, Any] = {"answer": answer}
             if seconds is not None:
@@ -400,6 +421,7 @@ def submit_rating(
             "seconds": seconds,
             "submission_id": submission_id,
             "now": utcnow(),
+            "session_nonce": session_nonce,
         },
     ).scalar_one()
     conn.execute(_SET_STATE, {"assignment_id": assignment.id, "state": AssignmentState.submitted})
@@ -463,14 +485,24 @@ class RatedItem:
 
 
 def previous_rating(
-    session: Session, campaign_id: int, annotator_id: int, before: int | None = None
+    session: Session,
+    campaign_id: int,
+    annotator_id: int,
+    before: int | None = None,
+    *,
+    session_nonce: str | None = None,
 ) -> RatedItem | None:
-    """The annotator's latest rating in the campaign (or the latest one older than ``before``)."""
+    """The annotator's latest rating in the campaign (or the latest one older than ``before``)
+    given in the browser session ``session_nonce``: answers from elsewhere stay hidden."""
     query = (
         select(Rating.id, Rating.item_id, Rating.answer, Triple.head, Triple.relation, Triple.tail)
         .join(CampaignItem, CampaignItem.id == Rating.item_id)
         .join(Triple, Triple.id == Rating.triple_id)
-        .where(CampaignItem.campaign_id == campaign_id, Rating.annotator_id == annotator_id)
+        .where(
+            CampaignItem.campaign_id == campaign_id,
+            Rating.annotator_id == annotator_id,
+            Rating.session_nonce.is_not_distinct_from(session_nonce),
+        )
         .order_by(Rating.id.desc())
         .limit(1)
     )

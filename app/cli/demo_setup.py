@@ -52,7 +52,27 @@ def prepare_demo(settings: Settings, progress: Progress | None = None) -> DemoAc
     import_files([DEMO_CORPUS], source="demo", progress=progress, settings=settings)
     accounts = _ensure_accounts(settings)
     accounts.campaign_share = _ensure_campaign()
+    _invite_to_demo_campaign(accounts)
     return accounts
+
+
+def _invite_to_demo_campaign(accounts: DemoAccounts) -> None:
+    """The invited demo annotators may rate in the demo campaign (admission is per campaign)."""
+    from app.annotation.access import admit
+    from app.core.models import Campaign
+
+    with session_scope(write=True) as session:
+        campaign_id = session.scalar(
+            select(Campaign.id).where(Campaign.share_token == accounts.campaign_share)
+        )
+        if campaign_id is None:
+            return
+        for invite in accounts.invites:
+            user_id = session.scalar(
+                select(User.id).where(User.token_hash == hash_token(invite["token"]))
+            )
+            if user_id is not None:
+                admit(session, campaign_id, user_id, "invite")
 
 
 DEMO_GUIDELINES = """\

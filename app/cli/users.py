@@ -43,14 +43,28 @@ def users_add(
 @users_app.command("invite")
 def users_invite(
     name: Annotated[str | None, typer.Option(help="A label for the person.")] = None,
+    campaign: Annotated[
+        list[int] | None,
+        typer.Option(help="A campaign id they may rate in (repeat for several).", min=1),
+    ] = None,
 ) -> None:
-    """Create an annotator and print their personal sign-in link (shown only once)."""
+    """Create an annotator and print their personal sign-in link (shown only once).
+
+    They see the campaigns named with --campaign, and any campaign whose share link they open.
+    """
+    from app.annotation.access import admit
     from app.core.accounts import create_invited_annotator
     from app.core.db import session_scope
+    from app.core.models import Campaign
 
     schema_ready()
     with session_scope(write=True) as session:
-        _user, token = create_invited_annotator(session, name)
+        missing = [c for c in campaign or [] if session.get(Campaign, c) is None]
+        if missing:
+            raise fail(f"--campaign: no campaign {missing[0]}", 2)
+        user, token = create_invited_annotator(session, name)
+        for campaign_id in campaign or []:
+            admit(session, campaign_id, user.id, "invite")
     typer.echo(f"{get_settings().public_url}/i/{token}")
 
 

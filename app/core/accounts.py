@@ -67,6 +67,26 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     return user
 
 
+def set_password(session: Session, user: User, password: str) -> None:
+    """A new password; every session issued before stops working (the epoch moves on)."""
+    if len(password) < 8:
+        raise ValueError("password: use at least 8 characters")
+    user.password_hash = hash_password(password)
+    revoke_sessions(session, user)
+
+
+def revoke_sessions(session: Session, user: User) -> None:
+    """End every session of this user, copies of the cookie included (see ``session_epoch``)."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+
+
+def find_worker(session: Session, platform: str, external_id: str) -> User | None:
+    """The crowd account with this platform id, if it exists already (nothing is created)."""
+    return session.scalar(
+        select(User).where(User.platform == platform, User.external_id == external_id)
+    )
+
+
 def create_invited_annotator(session: Session, name: str | None = None) -> tuple[User, str]:
     """An annotator with a personal access token; returns the token (shown once)."""
     token = secrets.token_urlsafe(24)

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from app.corpus.relations import ATOMIC2020_RELATIONS
 
 DEMO_SECRET_KEY = "skd-demo-insecure-secret"
+# A shorter cookie-signing key can be guessed offline from one cookie.
+MIN_SECRET_KEY_LENGTH = 32
 
 
 def packaged_minilm_path() -> str:
@@ -146,6 +148,48 @@ class Settings(BaseSettings):
         description="A running job whose worker sent no heartbeat for this long is failed.",
     )
 
+    # --- hardening: limits on guessing, crowding and oversized input ---
+    login_failures_per_account: int = Field(
+        default=10,
+        description="Failed logins to one account within the login window before further "
+        "attempts are refused with 429 (0: no limit).",
+    )
+    login_failures_per_address: int = Field(
+        default=30,
+        description="Failed logins from one client address within the login window before "
+        "further attempts are refused with 429 (0: no limit).",
+    )
+    login_window_seconds: int = Field(
+        default=900, description="The window the login failure limits count over."
+    )
+    password_check_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="Password hashes (argon2, ~64 MiB and tens of ms each) a web process "
+        "computes at once; further logins wait without taking a request thread.",
+    )
+    crowd_accounts_per_address: int = Field(
+        default=20,
+        description="New crowd accounts (platform worker ids seen for the first time) one "
+        "client address may create per crowd-account window (0: no limit, for trusted "
+        "set-ups such as a lab behind one NAT).",
+    )
+    crowd_account_window_seconds: int = Field(
+        default=3600, description="The window the crowd-account limit counts over."
+    )
+    max_upload_bytes: int = Field(
+        default=2 * 1024**3, description="Largest corpus file the upload form accepts."
+    )
+    max_decompressed_bytes: int = Field(
+        default=20 * 1024**3,
+        description="Largest decompressed size of a gzip corpus file (a gzip bomb stops here).",
+    )
+    max_line_bytes: int = Field(
+        default=1024**2,
+        description="Longest line of a text corpus file; longer lines are refused with the "
+        "file and line, without reading them into memory.",
+    )
+
     @field_validator("extra_relations", mode="before")
     @classmethod
     def _split_relations(cls, value: object) -> object:
@@ -180,6 +224,12 @@ class Settings(BaseSettings):
     def session_secret(self) -> str:
         """The cookie-signing key; refuses to run a real server on the public demo key."""
         if self.secret_key:
+            if len(self.secret_key) < MIN_SECRET_KEY_LENGTH and not self.demo:
+                raise RuntimeError(
+                    f"SKD_SECRET_KEY is {len(self.secret_key)} characters long; use at least "
+                    f"{MIN_SECRET_KEY_LENGTH} random characters "
+                    '(python -c "import secrets; print(secrets.token_urlsafe(48))").'
+                )
             return self.secret_key
         if self.demo:
             return DEMO_SECRET_KEY

@@ -211,6 +211,9 @@ class User(Base):
     # copy it again); a new salt is a new link. Revoking clears token_hash and sets the time.
     invite_salt: Mapped[str | None] = mapped_column(String(32))
     invite_revoked_at: Mapped[datetime | None]
+    # Sessions carry the epoch they were issued under; logging out or changing the password
+    # bumps it, so every cookie issued before (a copied one too) stops working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     __table_args__ = (
         UniqueConstraint("username"),
@@ -320,6 +323,16 @@ class Assignment(Base):
             postgresql_where=text("state = 'leased'"),
             sqlite_where=text("state = 'leased'"),
         ),
+        # At most one live lease per annotator per campaign: one client cannot hold a
+        # campaign's capacity by asking for items in parallel.
+        Index(
+            "uq_assignments_one_live_lease",
+            "campaign_id",
+            "annotator_id",
+            unique=True,
+            postgresql_where=text("state = 'leased'"),
+            sqlite_where=text("state = 'leased'"),
+        ),
     )
 
 
@@ -342,6 +355,9 @@ class Rating(Base):
     # Client-chosen id: a double click or a retry of the same submission is recognized.
     submission_id: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The browser session that gave the answer (a random nonce kept in its signed cookie): only
+    # that session may see or change it again. A worker id alone is not a credential.
+    session_nonce: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("item_id", "annotator_id"),
@@ -485,3 +501,37 @@ class TeacherRun(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnnotatorCampaign(Base):
+    """An annotator's admission to a campaign: through its share link or a staff invitation.
+
+    Every annotate route and the hot path check it, so a campaign id alone opens nothing.
+    """
+
+    __tablename__ = "annotator_campaigns"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    annotator_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    via: Mapped[str] = mapped_column(String(20))  # link or invite
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index(None, "annotator_id"),)
+
+
+class ThrottleEvent(Base):
+    """One counted event (a failed login, a new crowd account) for rate limits shared by every
+    web process: ``kind`` says which limit, ``key`` whose (a username, an address)."""
+
+    __tablename__ = "throttle_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index(None, "kind", "key", "at"),)

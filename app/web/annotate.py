@@ -8,20 +8,32 @@ from the share link.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.annotation.access import admit, finish_state
 from app.annotation.assign import AssignmentError, count_rating, next_item, skip_item, submit_rating
-from app.core.accounts import annotator_by_token, recognize_worker
+from app.core import throttle
+from app.core.accounts import annotator_by_token, find_worker, recognize_worker
+from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.models import Campaign, CampaignState, User
-from app.web.deps import RaterId
+from app.web.deps import (
+    CampaignId,
+    NoNulStr,
+    RaterId,
+    RaterNonce,
+    RowId,
+    client_address,
+    templates,
+)
 
 router = APIRouter(tags=["annotate"])
 
@@ -33,17 +45,31 @@ def enter_campaign(
     PROLIFIC_PID: str | None = None,  # noqa: N803 - the platforms' own parameter names
     workerId: str | None = None,  # noqa: N803
     token: str | None = None,
-) -> RedirectResponse:
-    """A crowdworker arrives: recognize them by platform id (or invitation token), no password."""
+) -> Response:
+    """A crowdworker arrives: recognize them by platform id (or invitation token), no password.
+
+    Entering admits them to this campaign (and only this one). A platform id seen for the
+    first time creates an account, at most ``SKD_CROWD_ACCOUNTS_PER_ADDRESS`` per address and
+    window. A different person than the one signed in gets a fresh browser session, with a new
+    nonce: earlier answers given elsewhere under the same worker id stay out of reach.
+    """
     with session_scope(write=True) as session:
         campaign = session.scalar(select(Campaign).where(Campaign.share_token == share_token))
         if campaign is None or campaign.state == CampaignState.closed:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "this study link is not open")
         user: User | None = None
-        if PROLIFIC_PID:
-            user = recognize_worker(session, "prolific", PROLIFIC_PID.strip()[:200])
-        elif workerId:
-            user = recognize_worker(session, "mturk", workerId.strip()[:200])
+        platform_id = None
+        if PROLIFIC_PID and PROLIFIC_PID.strip():
+            platform_id = ("prolific", PROLIFIC_PID.strip()[:200])
+        elif workerId and workerId.strip():
+            platform_id = ("mturk", workerId.strip()[:200])
+        if platform_id is not None:
+            user = find_worker(session, *platform_id)
+            if user is None:
+                wait = _crowd_account_wait(session, client_address(request))
+                if wait:
+                    return _too_many_accounts(request, wait)
+                user = recognize_worker(session, *platform_id)
         elif token:
             user = annotator_by_token(session, token)
         else:
@@ -54,22 +80,50 @@ def enter_campaign(
                 status.HTTP_403_FORBIDDEN,
                 "open this link from your study platform (it adds your worker id)",
             )
-        request.session["user_id"] = user.id
+        if request.session.get("user_id") != user.id:
+            request.session.clear()  # another person in this browser: a fresh session
+            request.session["user_id"] = user.id
+            request.session["epoch"] = user.session_epoch
+            request.session["rater_nonce"] = secrets.token_hex(16)
+        admit(session, campaign.id, user.id, "link")
         campaign_id = campaign.id
     return RedirectResponse(f"/annotate/{campaign_id}", status_code=status.HTTP_303_SEE_OTHER)
 
 
+def _crowd_account_wait(session: Session, address: str) -> int:
+    """0 if this address may create one more crowd account now (and count it), else the wait."""
+    settings = get_settings()
+    limit, window = settings.crowd_accounts_per_address, settings.crowd_account_window_seconds
+    if limit <= 0:
+        return 0
+    wait = throttle.seconds_to_wait(session, throttle.CROWD_ACCOUNT, address, limit, window)
+    if not wait:
+        throttle.record(session, throttle.CROWD_ACCOUNT, address, window)
+    return wait
+
+
+def _too_many_accounts(request: Request, wait: int) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request,
+        "too_many_accounts.html",
+        {"wait": throttle.describe_wait(wait), "user": None},
+        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+    )
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 class Submission(BaseModel):
-    item_id: int
-    answer: int
-    submission_id: str = Field(min_length=1, max_length=100)
+    item_id: RowId
+    answer: int = Field(ge=-100, le=100)
+    submission_id: NoNulStr = Field(min_length=1, max_length=100)
     seconds: float | None = Field(default=None, ge=0, le=86_400)
     # false: only store the answer (for a client that asks for the next item separately)
     next: bool = True
 
 
 class Skip(BaseModel):
-    item_id: int
+    item_id: RowId
 
 
 def _following(session: Session, campaign_id: int, user_id: int) -> dict[str, Any]:
@@ -81,10 +135,20 @@ def _following(session: Session, campaign_id: int, user_id: int) -> dict[str, An
         return {"done": False, "item": None, "message": exc.message}
 
 
+FINISH_MESSAGES = {
+    "waiting": "every item you have not rated is being rated by someone else right now; "
+    "try again in a few minutes",
+    "full": "this study is full: every item already has all the ratings it needs",
+}
+
+
 def _next_payload(session: Session, campaign_id: int, user_id: int) -> dict[str, Any]:
     item = next_item(session, campaign_id, user_id)
     if item is not None:
         return {"done": False, "item": item.as_dict()}
+    state = finish_state(session, campaign_id, user_id)
+    if state != "done":  # no completion code without the work done
+        return {"done": False, "item": None, state: True, "message": FINISH_MESSAGES[state]}
     campaign = session.get(Campaign, campaign_id)
     assert campaign is not None
     return {
@@ -119,12 +183,14 @@ def _run(user_id: int, work):  # type: ignore[no-untyped-def]
 
 
 @router.get("/api/annotate/{campaign_id}/next")
-def api_next(campaign_id: int, user_id: RaterId) -> dict[str, Any]:
+def api_next(campaign_id: CampaignId, user_id: RaterId) -> dict[str, Any]:
     return _run(user_id, lambda session: _next_payload(session, campaign_id, user_id))
 
 
 @router.post("/api/annotate/{campaign_id}/submit")
-def api_submit(campaign_id: int, body: Submission, user_id: RaterId) -> dict[str, Any]:
+def api_submit(
+    campaign_id: CampaignId, body: Submission, user_id: RaterId, nonce: RaterNonce
+) -> dict[str, Any]:
     """Store the answer and (unless ``next`` is false) lease the next item, in one short
     transaction whose last statement is the rated item's counter, so that shared row is
     locked only for the moment before the commit."""
@@ -139,6 +205,7 @@ def api_submit(campaign_id: int, body: Submission, user_id: RaterId) -> dict[str
             body.submission_id,
             body.seconds,
             defer_count=True,
+            session_nonce=nonce,
         )
         saved = {
             "rating_id": result.rating_id,
@@ -153,7 +220,7 @@ def api_submit(campaign_id: int, body: Submission, user_id: RaterId) -> dict[str
 
 
 @router.post("/api/annotate/{campaign_id}/skip")
-def api_skip(campaign_id: int, body: Skip, user_id: RaterId) -> dict[str, Any]:
+def api_skip(campaign_id: CampaignId, body: Skip, user_id: RaterId) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         skip_item(session, campaign_id, user_id, body.item_id)
         return _following(session, campaign_id, user_id)

@@ -1,14 +1,28 @@
-"""Log in and out. Staff: username + password. Annotators: a personal invitation link."""
+"""Log in and out. Staff: username + password. Annotators: a personal invitation link.
+
+Guessing is slowed down at the door: failed logins are counted per account and per client
+address (``app.core.throttle``), and past the limit the login answers 429 with the wait,
+before any password is hashed. Password hashing (argon2, deliberately slow) runs on its own
+small capacity limiter, so a burst of logins queues there instead of taking every request
+thread (``/healthz`` and the rating loop stay fast). Logging out ends every session of the
+account, including copies of the cookie.
+"""
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from app.core.accounts import annotator_by_token, authenticate
-from app.web.deps import CSRFChecked, SessionDep, csrf_token, templates
+from app.core import throttle
+from app.core.accounts import annotator_by_token, authenticate, revoke_sessions
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.models import User
+from app.web.deps import CSRFChecked, SessionDep, client_address, csrf_token, templates
 
 router = APIRouter(tags=["auth"])
 
@@ -29,34 +43,116 @@ def login_page(request: Request, next: str | None = None) -> HTMLResponse:
     )
 
 
-@router.post("/login", response_class=HTMLResponse, response_model=None, dependencies=[CSRFChecked])
-def login(
-    request: Request,
-    session: SessionDep,
-    username: Annotated[str, Form()],
-    password: Annotated[str, Form()],
-    next: Annotated[str | None, Form()] = None,
-) -> HTMLResponse | RedirectResponse:
-    user = authenticate(session, username.strip(), password)
-    if user is None:
-        return templates.TemplateResponse(
-            request,
-            "login.html",
-            {
-                "next": _safe_next(next),
-                "csrf": csrf_token(request),
-                "error": "Wrong username or password.",
-                "username": username,
-            },
-            status_code=status.HTTP_401_UNAUTHORIZED,
+def _password_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The process's password-hashing slots (``SKD_PASSWORD_CHECK_CONCURRENCY``), made on first
+    use inside the event loop that will use them."""
+    limiter = getattr(request.app.state, "password_limiter", None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(get_settings().password_check_concurrency)
+        request.app.state.password_limiter = limiter
+    return limiter
+
+
+def login_wait(username: str, address: str) -> int:
+    """Seconds before this account or address may try again (0: now)."""
+    settings = get_settings()
+    window = settings.login_window_seconds
+    with session_scope() as session:
+        return max(
+            throttle.seconds_to_wait(
+                session,
+                throttle.LOGIN_ACCOUNT,
+                username,
+                settings.login_failures_per_account,
+                window,
+            ),
+            throttle.seconds_to_wait(
+                session,
+                throttle.LOGIN_ADDRESS,
+                address,
+                settings.login_failures_per_address,
+                window,
+            ),
         )
+
+
+def _check_password(username: str, password: str) -> tuple[int, int] | None:
+    """(user id, session epoch) for right credentials, else None. Runs the argon2 check."""
+    with session_scope() as session:
+        user = authenticate(session, username, password)
+        return None if user is None else (user.id, user.session_epoch)
+
+
+def _count_login(username: str, address: str, ok: bool) -> None:
+    window = get_settings().login_window_seconds
+    with session_scope(write=True) as session:
+        if ok:
+            throttle.forget(session, throttle.LOGIN_ACCOUNT, username)
+        else:
+            throttle.record(session, throttle.LOGIN_ACCOUNT, username, window)
+            throttle.record(session, throttle.LOGIN_ADDRESS, address, window)
+
+
+def _login_page(
+    request: Request, next_url: str | None, error: str, username: str, code: int
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        "login.html",
+        {
+            "next": _safe_next(next_url),
+            "csrf": csrf_token(request),
+            "error": error,
+            "username": username,
+        },
+        status_code=code,
+    )
+
+
+@router.post("/login", response_class=HTMLResponse, response_model=None, dependencies=[CSRFChecked])
+async def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=150)],
+    password: Annotated[str, Form(max_length=1000)],
+    next: Annotated[str | None, Form(max_length=2000)] = None,
+) -> HTMLResponse | RedirectResponse:
+    username = username.strip()
+    address = client_address(request)
+    wait = await anyio.to_thread.run_sync(login_wait, username, address)
+    if wait:
+        response = _login_page(
+            request,
+            next,
+            f"Too many failed logins for this account or from this address. "
+            f"Try again in {throttle.describe_wait(wait)}.",
+            username,
+            status.HTTP_429_TOO_MANY_REQUESTS,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
+    # The argon2 check waits for one of a few slots here, without holding a request thread.
+    found = await anyio.to_thread.run_sync(
+        _check_password, username, password, limiter=_password_limiter(request)
+    )
+    await anyio.to_thread.run_sync(_count_login, username, address, found is not None)
+    if found is None:
+        return _login_page(
+            request, next, "Wrong username or password.", username, status.HTTP_401_UNAUTHORIZED
+        )
+    user_id, epoch = found
     request.session.clear()  # a fresh session on login (no fixation)
-    request.session["user_id"] = user.id
+    request.session["user_id"] = user_id
+    request.session["epoch"] = epoch
     return RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/logout", dependencies=[CSRFChecked])
-def logout(request: Request) -> RedirectResponse:
+def logout(request: Request, session: SessionDep) -> RedirectResponse:
+    """End this session and every other session of the account (copied cookies too)."""
+    user_id = request.session.get("user_id")
+    user = session.get(User, user_id) if user_id is not None else None
+    if user is not None and request.session.get("epoch", 0) == user.session_epoch:
+        revoke_sessions(session, user)
     request.session.clear()
     return RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
 
@@ -69,4 +165,6 @@ def invitation(token: str, request: Request, session: SessionDep) -> RedirectRes
         return RedirectResponse("/login?invalid_invite=1", status_code=status.HTTP_303_SEE_OTHER)
     request.session.clear()
     request.session["user_id"] = user.id
+    request.session["epoch"] = user.session_epoch
+    request.session["rater_nonce"] = secrets.token_hex(16)
     return RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.templating import Jinja2Templates
+from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
 from app.core.accounts import STAFF_ROLES
@@ -19,12 +23,75 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 
 def get_db() -> Iterator[Session]:
-    """One session per request, committed when the route returns without error."""
-    with session_scope() as session:
+    """One session per request, committed when the route returns without error. On SQLite it
+    takes the write lock up front at its first write (see ``session_scope``), so concurrent
+    requests that write wait their turn instead of failing with "database is locked"."""
+    with session_scope(write_on_demand=True) as session:
         yield session
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
+
+# Row ids are BIGINT: a larger number in a path, a query or a body is refused with 422 before
+# it reaches the database (where it would overflow into a 500).
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Ge(1), Le(MAX_ROW_ID)]
+CampaignId = RowId
+# Counts and sizes a client may ask for (a ``limit``, an ``n``): small, non-negative.
+PageLimit = Annotated[int, Ge(1), Le(1000)]
+
+
+def _refuse_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (0x00) characters")
+    return value
+
+
+NoNulStr = Annotated[str, AfterValidator(_refuse_nul)]
+
+
+def _nul_errors(value: Any, loc: tuple[str | int, ...]) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return [
+                {
+                    "type": "string_nul",
+                    "loc": loc,
+                    "msg": "must not contain NUL (0x00) characters",
+                    "input": value[:100],
+                }
+            ]
+        return []
+    if isinstance(value, dict):
+        return [e for key, item in value.items() for e in _nul_errors(item, (*loc, str(key)))]
+    if isinstance(value, list):
+        return [e for index, item in enumerate(value) for e in _nul_errors(item, (*loc, index))]
+    return []
+
+
+async def refuse_nul_bytes(request: Request) -> None:
+    """No text a client sends may hold a NUL: PostgreSQL cannot store one, and no field has a
+    use for it. An app-wide dependency, so every route answers 422 naming the field instead of
+    failing in the database; the body was already read by FastAPI (its cached copy is used)."""
+    errors: list[dict[str, Any]] = []
+    for name, value in request.path_params.items():
+        errors += _nul_errors(value, ("path", name))
+    for name, value in request.query_params.multi_items():
+        errors += _nul_errors(value, ("query", name))
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is not None:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            for name, value in form.multi_items():
+                errors += _nul_errors(value, ("body", name))
+        else:
+            body = await request.body()
+            if b"\\u0000" in body or b"\x00" in body:
+                with contextlib.suppress(ValueError):  # not JSON: FastAPI's validation answers
+                    errors += _nul_errors(await request.json(), ("body",))
+    if errors:
+        raise RequestValidationError(errors)
 
 
 class LoginRequired(Exception):
@@ -39,7 +106,8 @@ def current_user_or_none(request: Request, session: SessionDep) -> User | None:
     if user_id is None:
         return None
     user = session.get(User, user_id)
-    if user is None or not user.is_active:
+    # A session issued before the account's latest logout or password change is revoked.
+    if user is None or not user.is_active or request.session.get("epoch", 0) != user.session_epoch:
         request.session.clear()
         return None
     return user
@@ -76,6 +144,25 @@ async def rater_id(request: Request) -> int:
 
 
 RaterId = Annotated[int, Depends(rater_id)]
+
+
+async def rater_nonce(request: Request) -> str:
+    """The browser session's own random nonce (kept in the signed cookie): ratings given under
+    it can be seen and changed again only under it, so a worker id alone reveals nothing."""
+    nonce = request.session.get("rater_nonce")
+    if not nonce:
+        nonce = secrets.token_hex(16)
+        request.session["rater_nonce"] = nonce
+    return str(nonce)
+
+
+RaterNonce = Annotated[str, Depends(rater_nonce)]
+
+
+def client_address(request: Request) -> str:
+    """The client's address for rate limits (behind a proxy: uvicorn's forwarded-for, when
+    ``FORWARDED_ALLOW_IPS`` trusts the proxy)."""
+    return request.client.host if request.client else "unknown"
 
 
 def require_admin(user: StaffUser) -> User:

@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session
 
 from app.core.accounts import STAFF_ROLES
 from app.core.jobs import job_as_dict, recent_jobs
-from app.core.models import Assignment, AssignmentState, Campaign, CampaignState
+from app.core.models import (
+    AnnotatorCampaign,
+    Assignment,
+    AssignmentState,
+    Campaign,
+    CampaignState,
+)
 from app.corpus.formats import FORMATS
 from app.corpus.stats import corpus_counts
 from app.web.deps import OptionalUser, SessionDep, csrf_token, templates
@@ -34,7 +40,8 @@ def home(request: Request, session: SessionDep, user: OptionalUser) -> Any:
 
 
 def open_studies(session: Session, user_id: int) -> list[dict[str, Any]]:
-    """Open campaigns with how many items this annotator has answered in each."""
+    """The open campaigns this annotator entered or was invited to (no others: a campaign is
+    reached only through its link), with how many items they answered in each."""
     rated = (
         select(func.count())
         .select_from(Assignment)
@@ -47,7 +54,8 @@ def open_studies(session: Session, user_id: int) -> list[dict[str, Any]]:
     )
     rows = session.execute(
         select(Campaign.id, Campaign.name, Campaign.quota_per_annotator, rated)
-        .where(Campaign.state == CampaignState.open)
+        .join(AnnotatorCampaign, AnnotatorCampaign.campaign_id == Campaign.id)
+        .where(Campaign.state == CampaignState.open, AnnotatorCampaign.annotator_id == user_id)
         .order_by(Campaign.id.desc())
     ).all()
     return [{"id": r[0], "name": r[1], "quota": r[2], "rated": r[3]} for r in rows]

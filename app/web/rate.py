@@ -11,11 +11,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.annotation.access import finish_state, is_admitted
 from app.annotation.assign import (
     AssignmentError,
     lease_started,
@@ -27,7 +30,18 @@ from app.annotation.assign import (
 from app.core.db import session_scope
 from app.core.models import Campaign, CampaignItem, User
 from app.corpus.relations import sentence_lead
-from app.web.deps import CSRFChecked, OptionalUser, RaterId, csrf_token, templates
+from app.web.deps import (
+    MAX_ROW_ID,
+    CampaignId,
+    CSRFChecked,
+    NoNulStr,
+    OptionalUser,
+    RaterId,
+    RaterNonce,
+    RowId,
+    csrf_token,
+    templates,
+)
 from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["rating page"])
@@ -39,9 +53,11 @@ def _annotator(user: User | None) -> User:
     return user
 
 
-def _campaign(session: Session, campaign_id: int) -> Campaign:
+def _campaign(session: Session, campaign_id: int, annotator_id: int) -> Campaign:
+    """The campaign, if this annotator entered it by its link or was invited; else 404 (the
+    same answer as for an id that does not exist)."""
     campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
+    if campaign is None or not is_admitted(session, campaign_id, annotator_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such study")
     return campaign
 
@@ -66,8 +82,12 @@ def rater_context(
     *,
     notice: str | None = None,
     back_before: int | None = None,
+    session_nonce: str | None = None,
 ) -> dict[str, Any]:
-    """What the rating fragment shows: the held item, an earlier one to change, or the end."""
+    """What the rating fragment shows: the held item, an earlier one to change, or the end.
+
+    Earlier answers are those given in this browser session (``session_nonce``) only.
+    """
     context: dict[str, Any] = {
         "campaign": campaign,
         "scale": campaign.answer_scale,
@@ -77,7 +97,9 @@ def rater_context(
         "state": "item",
     }
     if back_before is not None:
-        earlier = previous_rating(session, campaign.id, annotator_id, back_before or None)
+        earlier = previous_rating(
+            session, campaign.id, annotator_id, back_before or None, session_nonce=session_nonce
+        )
         if earlier is not None:
             context.update(
                 state="back",
@@ -89,7 +111,13 @@ def rater_context(
                 },
                 current_answer=earlier.answer,
                 rating_id=earlier.rating_id,
-                can_go_back=previous_rating(session, campaign.id, annotator_id, earlier.rating_id)
+                can_go_back=previous_rating(
+                    session,
+                    campaign.id,
+                    annotator_id,
+                    earlier.rating_id,
+                    session_nonce=session_nonce,
+                )
                 is not None,
             )
             return context
@@ -99,7 +127,14 @@ def rater_context(
         context.update(state="closed", message=exc.message)
         return context
     if served is None:
-        context.update(state="done")
+        state = finish_state(session, campaign.id, annotator_id)
+        if state == "waiting":
+            context.update(
+                state="closed",
+                message="Every item you have not rated is being rated by someone else right now",
+            )
+        else:
+            context.update(state=state)  # "done" shows the completion code, "full" does not
         return context
     context.update(
         item={
@@ -109,34 +144,57 @@ def rater_context(
             "tail": served.tail,
         },
         position=served.position,
-        can_go_back=previous_rating(session, campaign.id, annotator_id) is not None,
+        can_go_back=previous_rating(session, campaign.id, annotator_id, session_nonce=session_nonce)
+        is not None,
     )
     return context
 
 
+def _retrying(work):  # type: ignore[no-untyped-def]
+    """Run ``work`` once more when a concurrent request of the same annotator (a second tab)
+    took their one live lease at the same moment: the retry gets that lease back."""
+    try:
+        return work()
+    except IntegrityError:
+        return work()
+
+
 @router.get("/annotate/{campaign_id}", response_class=HTMLResponse)
-def rating_page(campaign_id: int, request: Request, user: OptionalUser) -> Response:
+def rating_page(
+    campaign_id: CampaignId, request: Request, user: OptionalUser, nonce: RaterNonce
+) -> Response:
     rater = _annotator(user)
-    with session_scope(write=True) as session:
-        campaign = _campaign(session, campaign_id)
-        context = rater_context(session, campaign, rater.id)
-        context.update(
-            user=rater,
-            csrf=csrf_token(request),
-            guidelines=render_markdown(campaign.guidelines),
-        )
-        return templates.TemplateResponse(request, "rate.html", context)
+
+    def work() -> Response:
+        with session_scope(write=True) as session:
+            campaign = _campaign(session, campaign_id, rater.id)
+            context = rater_context(session, campaign, rater.id, session_nonce=nonce)
+            context.update(
+                user=rater,
+                csrf=csrf_token(request),
+                guidelines=render_markdown(campaign.guidelines),
+            )
+            return templates.TemplateResponse(request, "rate.html", context)
+
+    return _retrying(work)
 
 
 @router.get("/annotate/{campaign_id}/back", response_class=HTMLResponse)
 def go_back(
-    campaign_id: int, request: Request, user: OptionalUser, before: int | None = None
+    campaign_id: CampaignId,
+    request: Request,
+    user: OptionalUser,
+    nonce: RaterNonce,
+    before: Annotated[int, Ge(0), Le(MAX_ROW_ID)] | None = None,
 ) -> Response:
-    """Show an earlier answer so it can be changed (``before``: step further back)."""
+    """Show an earlier answer so it can be changed (``before``: step further back); only
+    answers given in this browser session are shown."""
     rater = _annotator(user)
     with session_scope(write=True) as session:
-        campaign = _campaign(session, campaign_id)
-        context = rater_context(session, campaign, rater.id, back_before=before or 0)
+        campaign = _campaign(session, campaign_id, rater.id)
+        context = rater_context(
+            session, campaign, rater.id, back_before=before or 0, session_nonce=nonce
+        )
         context["csrf"] = csrf_token(request)
         name = "_rate_item.html" if request.headers.get("hx-request") else "rate.html"
         if name == "rate.html":
@@ -146,13 +204,14 @@ def go_back(
 
 @router.post("/annotate/{campaign_id}/answer", dependencies=[CSRFChecked], response_model=None)
 def answer(
-    campaign_id: int,
+    campaign_id: CampaignId,
     request: Request,
     annotator_id: RaterId,
-    item_id: Annotated[int, Form()],
-    submission_id: Annotated[str, Form(min_length=1, max_length=100)],
-    answer: Annotated[int | None, Form()] = None,
-    skip: Annotated[str | None, Form()] = None,
+    nonce: RaterNonce,
+    item_id: Annotated[RowId, Form()],
+    submission_id: Annotated[NoNulStr, Form(min_length=1, max_length=100)],
+    answer: Annotated[int | None, Form(ge=-100, le=100)] = None,
+    skip: Annotated[str | None, Form(max_length=10)] = None,
     seconds: Annotated[float | None, Form(ge=0, le=86_400)] = None,
 ) -> Response:
     """Store an answer (or a skip) and show the next item.
@@ -163,7 +222,7 @@ def answer(
     notice = None
     try:
         with session_scope(write=True) as session:
-            _campaign(session, campaign_id)
+            _campaign(session, campaign_id, annotator_id)
             try:
                 if skip:
                     skip_item(session, campaign_id, annotator_id, item_id)
@@ -173,7 +232,14 @@ def answer(
                     if seconds is None:
                         seconds = lease_started(session, item_id, annotator_id)
                     submit_rating(
-                        session, campaign_id, annotator_id, item_id, answer, submission_id, seconds
+                        session,
+                        campaign_id,
+                        annotator_id,
+                        item_id,
+                        answer,
+                        submission_id,
+                        seconds,
+                        session_nonce=nonce,
                     )
             except AssignmentError as exc:
                 if not exc.keep_changes:
@@ -185,8 +251,14 @@ def answer(
         notice = exc.message  # e.g. the item filled up meanwhile: move on to the next one
     if not request.headers.get("hx-request"):
         return RedirectResponse(f"/annotate/{campaign_id}", status_code=303)
-    with session_scope(write=True) as session:
-        campaign = _campaign(session, campaign_id)
-        context = rater_context(session, campaign, annotator_id, notice=notice)
-        context["csrf"] = csrf_token(request)
-        return templates.TemplateResponse(request, "_rate_item.html", context)
+
+    def work() -> Response:
+        with session_scope(write=True) as session:
+            campaign = _campaign(session, campaign_id, annotator_id)
+            context = rater_context(
+                session, campaign, annotator_id, notice=notice, session_nonce=nonce
+            )
+            context["csrf"] = csrf_token(request)
+            return templates.TemplateResponse(request, "_rate_item.html", context)
+
+    return _retrying(work)

@@ -31,6 +31,7 @@ from app.web import (
     rate,
 )
 from app.web.deps import LoginRequired, refuse_nul_bytes
+from app.web.docs import mount_offline_docs
 from app.web.headers import SecurityHeadersMiddleware
 
 
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="SKD Studio",
         version=package.__version__,
         description="Human-in-the-loop Symbolic Knowledge Distillation.",
+        docs_url=None,  # served from packaged assets instead of a CDN (app/web/docs.py)
+        redoc_url=None,
         dependencies=[Depends(refuse_nul_bytes)],
     )
     application.add_middleware(
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=14 * 24 * 3600,
     )
     application.add_middleware(SecurityHeadersMiddleware)
+    mount_offline_docs(application)
     application.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     # htmx comes from a package (django-js-lib-htmx ships it; no Django is involved).
     application.mount("/vendor", StaticFiles(packages=[("js_lib_htmx", "static")]), name="vendor")
@@ -75,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth.router,
         jobs.router,
         corpus.router,
+        browse.router,
         browse.router,
         annotate.router,
         rate.router,

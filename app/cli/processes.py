@@ -34,7 +34,8 @@ def serve(
         workers=workers,
         reload=reload,
         proxy_headers=True,
-        log_level="info",
+        log_level=settings.log_level,
+        access_log=settings.access_log,
     )
 
 

@@ -142,6 +142,22 @@ class Settings(BaseSettings):
         description="Requests a web process works on at once. Few threads keep database "
         "transactions short (no waiting for the GIL mid-transaction); the rest queue.",
     )
+    log_level: str = Field(
+        default="info",
+        pattern="^(critical|error|warning|info|debug|trace)$",
+        description="`skd serve`'s log level (critical, error, warning, info, debug, trace).",
+    )
+    access_log: bool = Field(
+        default=False,
+        description="`skd serve` writes one line per request (off by default: under load that "
+        "is megabytes an hour; errors and start-up lines are logged either way).",
+    )
+    calibration_min_labels: int = Field(
+        default=30,
+        ge=1,
+        description="Below this many calibration labels a precision estimate is shown as too "
+        "few labels, with its interval, not as a headline figure.",
+    )
     import_batch_size: int = Field(default=50_000, description="Rows per bulk-insert batch.")
     job_stale_seconds: int = Field(
         default=600,

@@ -80,7 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs.router,
         corpus.router,
         browse.router,
-        browse.router,
         annotate.router,
         rate.router,
         quality.router,

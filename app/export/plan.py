@@ -76,14 +76,22 @@ class PrecisionEstimate:
 
 
 def threshold_reason(rule: str, value: float | None) -> str:
-    """How the threshold was chosen, in words."""
-    return {
-        "score": f"given as a score ({value:g})" if value is not None else "",
-        "precision": f"the lowest threshold whose held-out precision reaches {value:g}",
-        "recall": f"the highest threshold whose held-out recall reaches {value:g}",
-        "kept": f"keeps {value:.1%} of the scored triples in the filters" if value else "",
-        "version": "the threshold chosen for this critic version",
-    }[rule]
+    """How the threshold was chosen, in words.
+
+    Only the chosen rule's sentence is formatted: the version's own threshold has no value,
+    and formatting every rule's sentence with it raised a TypeError on every default export.
+    """
+    if rule == "version" or value is None:
+        return "the threshold chosen for this critic version"
+    if rule == "score":
+        return f"given as a score ({value:g})"
+    if rule == "precision":
+        return f"the lowest threshold whose held-out precision reaches {value:g}"
+    if rule == "recall":
+        return f"the highest threshold whose held-out recall reaches {value:g}"
+    if rule == "kept":
+        return f"keeps {value:.1%} of the scored triples in the filters"
+    raise ValueError(f"unknown threshold rule {rule!r}")
 
 
 @dataclass

@@ -55,7 +55,26 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != ON_FIRST_WRITE:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _write_lock_first(conn, _cursor, statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        # ON_FIRST_WRITE: reads run on their own (each sees the latest commit) until the first
+        # write, which takes the write lock before it (BEGIN IMMEDIATE, waiting up to the busy
+        # timeout); a read lock is never upgraded, so a concurrent commit cannot make it fail.
+        if conn.get_execution_options().get("sqlite_begin") != ON_FIRST_WRITE:
+            return
+        raw = conn.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction and not _is_read(statement):
+            raw.execute("BEGIN IMMEDIATE")
+
+
+ON_FIRST_WRITE = "ON FIRST WRITE"
+
+
+def _is_read(statement: str) -> bool:
+    return statement.lstrip()[:7].upper() in ("SELECT ", "SELECT\n", "PRAGMA ")
 
 
 def make_engine(url: str, **kwargs: object) -> Engine:
@@ -103,16 +122,26 @@ def session_factory() -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(*, write: bool = False) -> Iterator[Session]:
+def session_scope(*, write: bool = False, write_on_demand: bool = False) -> Iterator[Session]:
     """A session committed on success and rolled back on error.
 
     ``write=True`` marks a transaction that will write: on SQLite it begins IMMEDIATE so the
     single writer lock is taken before any read (no lock-upgrade deadlock); on PostgreSQL it
     makes no difference.
+
+    ``write_on_demand=True`` (a web request, which may or may not write, and may open its own
+    write scopes meanwhile): on SQLite, reads run outside a transaction until the first write,
+    which begins IMMEDIATE, so concurrent requests wait for the lock instead of failing with
+    "database is locked", and a request holds no lock while it only reads.
     """
     factory = session_factory()
-    session = factory()
-    if write and is_sqlite(session.get_bind()):  # type: ignore[arg-type]
+    engine = get_engine()
+    if write_on_demand and not write and is_sqlite(engine):
+        # Bound for the session's life, so it holds after a commit in the middle of a route.
+        session = factory(bind=engine.execution_options(sqlite_begin=ON_FIRST_WRITE))
+    else:
+        session = factory()
+    if write and is_sqlite(engine):
         session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
     try:
         yield session

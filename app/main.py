@@ -27,12 +27,15 @@ from app.web import (
     exports,
     home,
     jobs,
+    jobs_page,
+    people,
     quality,
     rate,
 )
 from app.web.deps import LoginRequired, refuse_nul_bytes
 from app.web.docs import mount_offline_docs
 from app.web.headers import SecurityHeadersMiddleware
+from app.web.origin import JobOriginMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         dependencies=[Depends(refuse_nul_bytes)],
     )
+    # Added before (so inside) the session middleware: it reads the session's user, so that
+    # every job a request starts records who started it.
+    application.add_middleware(JobOriginMiddleware)
     application.add_middleware(
         SessionMiddleware,
         secret_key=secret,
@@ -78,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         home.router,
         auth.router,
         jobs.router,
+        jobs_page.router,
         corpus.router,
         browse.router,
         annotate.router,
@@ -86,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         campaigns.router,
         critic.router,
         exports.router,
+        people.router,
     ):
         application.include_router(router)
 

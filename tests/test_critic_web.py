@@ -477,12 +477,12 @@ def test_jobs_panel_says_when_a_watched_job_has_ended(researcher_client) -> None
         running.state = JobState.running
         done = create_job(session, "critic_train", {"version_id": 1})
         done.state = JobState.succeeded
-        create_job(session, "import", {})
-        running_id, done_id = running.id, done.id
+        other = create_job(session, "import", {"names": ["corpus.tsv"]})
+        running_id, done_id, other_id = running.id, done.id, other.id
     panel = researcher_client.get(f"/critic/jobs?watch={running_id},{done_id}")
     assert panel.headers.get("HX-Trigger") == "critic-changed"
     assert f'id="job-{running_id}"' in panel.text and f'id="job-{done_id}"' in panel.text
-    assert "import #" not in panel.text
+    assert f'id="job-{other_id}"' not in panel.text and "corpus.tsv" not in panel.text
     assert f"watch={running_id}" in panel.text and "every 3s" in panel.text
     quiet = researcher_client.get(f"/critic/jobs?watch={running_id}")
     assert "HX-Trigger" not in quiet.headers

@@ -9,7 +9,7 @@ default the broker is Celery's SQLAlchemy transport on a SQLite file: the same c
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import task_prerun, worker_process_init
 
 from app.core.config import Settings, get_settings
 
@@ -48,6 +48,19 @@ def _fresh_engine_after_fork(**_kwargs: object) -> None:
     from app.core import db
 
     db.dispose()
+
+
+@task_prerun.connect
+def _jobs_started_here_say_so(task: object = None, **_kwargs: object) -> None:
+    # Jobs a task creates record where they came from: "beat" for the scheduled tasks (an
+    # automatic retraining or scoring), "worker" for work that follows other work.
+    from app.core.origin import set_origin
+
+    name = getattr(task, "name", None)
+    app = getattr(task, "app", None)
+    schedule = getattr(getattr(app, "conf", None), "beat_schedule", None) or {}
+    scheduled = {entry.get("task") for entry in schedule.values()}
+    set_origin("beat" if name in scheduled else "worker")
 
 
 celery_app = create_celery()

@@ -42,7 +42,20 @@ app.command("beat")(processes.beat)
 app.command("demo")(processes.demo)
 
 
+def _who() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return "unknown"
+
+
 def main() -> None:
+    from app.core.origin import set_process_origin
+
+    # Jobs started by this command say so; `skd worker` overrides it per task.
+    set_process_origin(f"cli ({_who()})")
     try:
         app()
     except KeyboardInterrupt:

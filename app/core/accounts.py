@@ -7,7 +7,6 @@ leak working links). Passwords use argon2id with the library's current parameter
 from __future__ import annotations
 
 import hashlib
-import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -88,18 +87,11 @@ def find_worker(session: Session, platform: str, external_id: str) -> User | Non
 
 
 def create_invited_annotator(session: Session, name: str | None = None) -> tuple[User, str]:
-    """An annotator with a personal access token; returns the token (shown once)."""
-    token = secrets.token_urlsafe(24)
-    user = User(
-        role=Role.annotator,
-        platform="invite",
-        external_id=secrets.token_hex(8),
-        display_name=name,
-        token_hash=hash_token(token),
-    )
-    session.add(user)
-    session.flush()
-    return user, token
+    """An annotator with a personal access token; returns the token. Only its hash is stored;
+    admins can show the link again (see ``app.core.people``, which makes it)."""
+    from app.core.people import create_invitation
+
+    return create_invitation(session, name)
 
 
 def annotator_by_token(session: Session, token: str) -> User | None:

@@ -23,7 +23,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
+from app.core.job_list import job_subject
 from app.core.models import Job, JobState, utcnow
+from app.core.origin import current_origin
 
 
 class Progress(Protocol):
@@ -154,7 +156,18 @@ def create_job(
     created_by_id: int | None = None,
     message: str = "waiting for a worker",
 ) -> Job:
-    job = Job(kind=kind, params=params or {}, created_by_id=created_by_id, message=message)
+    # Who started it: the door at work (app.core.origin), and its signed-in user unless the
+    # caller named one.
+    came_from = current_origin()
+    if created_by_id is None and came_from is not None:
+        created_by_id = came_from.user_id
+    job = Job(
+        kind=kind,
+        params=params or {},
+        created_by_id=created_by_id,
+        started_by=came_from.door if came_from is not None else None,
+        message=message,
+    )
     session.add(job)
     session.flush()
     return job
@@ -236,9 +249,13 @@ def job_as_dict(job: Job) -> dict[str, Any]:
         fraction = min(1.0, job.done / job.total)
     elif job.state == JobState.succeeded:
         fraction = 1.0
+    # The thing it works on under that thing's own number ("Export #5", not the job's id).
+    subject = job_subject(job.kind, job.params)
     return {
         "id": job.id,
         "kind": job.kind,
+        "label": subject.label,
+        "subject_url": subject.url,
         "state": job.state.value,
         "done": job.done,
         "total": job.total,

@@ -154,7 +154,7 @@ def one_run(version_id: int, k: int, threads: int, n: int, timeout: float) -> di
 
     from app.core.db import session_scope
     from app.core.models import Job, JobState, Score
-    from app.critic import loop
+    from app.critic import scoring_jobs
     from workers.critic_tasks import dispatch_scoring
 
     with session_scope(write=True) as session:
@@ -163,7 +163,7 @@ def one_run(version_id: int, k: int, threads: int, n: int, timeout: float) -> di
     try:
         time.sleep(8)  # let the workers import torch and connect, so the job is not queued long
         with session_scope(write=True) as session:
-            job = loop.request_scoring(session, version_id)
+            job = scoring_jobs.request_scoring(session, version_id)
             assert job is not None
             job_id = job.id
         dispatch_scoring(job_id)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from app.core.db import session_scope
 from app.core.jobs import run_job
 from app.core.models import CriticState, CriticVersion, Job, JobState, Score, Triple
-from app.critic import loop
+from app.critic import evaluation, loop, scoring_jobs
 from app.critic.registry import active_version
 from tests.conftest import ROOT
 from tests.critic_helpers import critic_settings, labelled_corpus, wait_for_jobs
@@ -111,7 +111,7 @@ def test_a_worker_killed_mid_training_keeps_the_active_version_and_the_job_is_re
         with session_scope(write=True) as session:
             retry = loop.request_training(session, reason="retry")
         run_job(retry.train_job_id, loop.run_training)
-        run_job(retry.evaluate_job_id, loop.run_evaluation)
+        run_job(retry.evaluate_job_id, evaluation.run_evaluation)
     with session_scope() as session:
         assert session.get(CriticVersion, retry.version_id).state in (
             CriticState.active,
@@ -195,8 +195,8 @@ def test_scoring_chunks_spread_over_two_workers(settings, engine, tiny_base) -> 
     version_id = ready_version(tiny_base, active=True)
     with critic_settings(settings, tiny_base, critic_score_chunk_size=20):
         with session_scope(write=True) as session:
-            job_id = loop.request_scoring(session).id
-        _, chunks = loop.begin_scoring(job_id)
+            job_id = scoring_jobs.request_scoring(session).id
+        _, chunks = scoring_jobs.begin_scoring(job_id)
     queue = f"chunks-{os.getpid()}-{time.monotonic_ns()}"
     workers = [_worker(queue, SKD_CRITIC_SCORE_CHUNK_SIZE="20") for _ in range(2)]
     try:

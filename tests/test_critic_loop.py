@@ -33,7 +33,7 @@ from app.core.models import (
     Triple,
     User,
 )
-from app.critic import loop
+from app.critic import evaluation, loop, scoring_jobs
 from app.critic.filtering import choose_threshold, preview
 from app.critic.labels import training_labels
 from app.critic.registry import active_version
@@ -128,7 +128,7 @@ def test_ratings_train_activate_score_and_filter_with_a_worker(
     with critic_settings(settings, tiny_base):
         with session_scope(write=True) as session:
             chain = loop.request_training(session, reason="test")
-        from workers.critic_tasks import dispatch_training
+        from app.critic.queueing import dispatch_training
 
         dispatch_training(chain)
         jobs = wait_for_jobs(chain.train_job_id, chain.evaluate_job_id, chain.score_job_id)
@@ -192,7 +192,7 @@ def test_ratings_train_activate_score_and_filter_with_a_worker(
             time.sleep(0.2)
         assert len(new) == 7 and scored_new == 7
         with session_scope() as session:
-            assert loop.needs_scoring(session) is None
+            assert scoring_jobs.needs_scoring(session) is None
             score_jobs = session.scalars(select(Job).where(Job.kind == loop.SCORE)).all()
             assert [job.done for job in score_jobs if job.id != chain.score_job_id] == [7]
 
@@ -228,7 +228,7 @@ def test_one_training_at_a_time_even_when_requested_together(settings, engine, t
 def test_bad_base_model_fails_the_job_clearly_and_keeps_the_active_version(
     settings, engine, celery_worker, tiny_base
 ) -> None:  # type: ignore[no-untyped-def]
-    from workers.critic_tasks import dispatch_training
+    from app.critic.queueing import dispatch_training
 
     labelled_corpus(n_heads=40)
     with critic_settings(settings, tiny_base):
@@ -311,11 +311,11 @@ def test_an_interrupted_rescore_resumes_without_redoing_finished_chunks(
     version_id = ready_version(tiny_base, active=True)
     with critic_settings(settings, tiny_base, critic_score_chunk_size=20):
         with session_scope(write=True) as session:
-            first_job = loop.request_scoring(session).id
-        _, chunks = loop.begin_scoring(first_job)
+            first_job = scoring_jobs.request_scoring(session).id
+        _, chunks = scoring_jobs.begin_scoring(first_job)
         assert len(chunks) == 6
         for chunk in chunks[:3]:  # half done, then the worker dies
-            loop.run_chunk(first_job, version_id, chunk.first_id, chunk.last_id)
+            scoring_jobs.run_chunk(first_job, version_id, chunk.first_id, chunk.last_id)
         with session_scope() as session:
             assert session.get(Job, first_job).done == 60
             before = dict(
@@ -328,13 +328,15 @@ def test_an_interrupted_rescore_resumes_without_redoing_finished_chunks(
         with session_scope(write=True) as session:  # beat's sweep notices the silence
             assert fail_stale_jobs(session, timedelta(0)) == 1
         with session_scope(write=True) as session:
-            second_job = loop.request_scoring(session).id
-        _, rest = loop.begin_scoring(second_job)
+            second_job = scoring_jobs.request_scoring(session).id
+        _, rest = scoring_jobs.begin_scoring(second_job)
         assert sum(chunk.size for chunk in rest) == 60 and rest[0].first_id == ids[60]
         for chunk in rest:
-            loop.run_chunk(second_job, version_id, chunk.first_id, chunk.last_id)
+            scoring_jobs.run_chunk(second_job, version_id, chunk.first_id, chunk.last_id)
         # A chunk delivered twice scores nothing new and counts nothing.
-        assert loop.run_chunk(second_job, version_id, rest[0].first_id, rest[0].last_id) == 0
+        assert (
+            scoring_jobs.run_chunk(second_job, version_id, rest[0].first_id, rest[0].last_id) == 0
+        )
     with session_scope() as session:
         job = session.get(Job, second_job)
         assert (job.state, job.done, job.total) == (JobState.succeeded, 60, 60)
@@ -351,10 +353,13 @@ def test_retrain_trigger_counts_fresh_usable_labels(
     settings, engine, tiny_base, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     import workers.critic_tasks as tasks
+    from app.critic import queueing
 
     started: list[int] = []
-    monkeypatch.setattr(tasks, "dispatch_training", lambda chain: started.append(chain.version_id))
-    monkeypatch.setattr(tasks, "dispatch_scoring", lambda job_id: None)
+    monkeypatch.setattr(
+        queueing, "dispatch_training", lambda chain: started.append(chain.version_id)
+    )
+    monkeypatch.setattr(queueing, "dispatch_scoring", lambda job_id: None)
     labelled_corpus(n_heads=1, per_head=4)
     with critic_settings(settings, tiny_base, critic_retrain_labels=5):
         with session_scope() as session:
@@ -456,19 +461,20 @@ def test_training_campaigns_sample_uncertainty_first(settings, engine, tiny_base
 def test_a_chain_the_broker_refuses_releases_the_lock(
     settings, engine, tiny_base, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import workers.critic_tasks as tasks
+    from app.core import queue
+    from app.critic import queueing
 
     class Refused:
         def apply_async(self) -> None:
             raise OSError("broker unreachable")
 
-    monkeypatch.setattr(tasks, "chain", lambda *links: Refused())
+    monkeypatch.setattr(queue, "chain", lambda *links: Refused())
     labelled_corpus(n_heads=4)
     with critic_settings(settings, tiny_base):
         with session_scope(write=True) as session:
             chain = loop.request_training(session, reason="no broker")
-        with pytest.raises(OSError):
-            tasks.dispatch_training(chain)
+        with pytest.raises(queue.BrokerUnavailable):
+            queueing.dispatch_training(chain)
         with session_scope() as session:
             assert session.get(CriticVersion, chain.version_id).state == CriticState.failed
             train = session.get(Job, chain.train_job_id)
@@ -491,7 +497,7 @@ def test_evaluation_keeps_a_weak_version_ready_with_a_reason(
     with session_scope(write=True) as session:
         job_id = create_evaluation_job(session, candidate)
     with critic_settings(settings, tiny_base):
-        result = run_job(job_id, loop.run_evaluation)
+        result = run_job(job_id, evaluation.run_evaluation)
     assert result["activated"] is False
     expected = "no better than chance" if current is None else f"below the active version {current}"
     assert "kept ready for review" in result["message"] and expected in result["message"]

@@ -54,34 +54,54 @@ def _run_inline(job_id: int, work: Any, title: str) -> dict[str, Any]:
 def train(
     base_model: Annotated[
         str | None,
-        typer.Option(help="Hub name or local folder (default: the setting critic_base_model)."),
+        typer.Option(
+            help="Hub name, local folder, or a preset's model name such as all-mpnet-base-v2 "
+            "(default: the preset's model, see `skd critic presets`)."
+        ),
     ] = None,
     background: Annotated[
         bool, typer.Option(help="Queue the chain for the Celery workers and follow it.")
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Retrain from the base model on every label, instead of warm-starting from "
+            "the active version (forced anyway when the base model or preset changed).",
+        ),
+    ] = False,
 ) -> None:
     """Train a new version on the current labels, evaluate it, activate it if the policy
-    allows, and score the corpus with it (one chain of jobs)."""
+    allows, and score the corpus with it (one chain of jobs). By default it warm-starts from
+    the active version's weights (new labels plus a replayed sample of the old ones)."""
     from app.cli.console import out
     from app.core.db import session_scope
-    from app.critic import loop
+    from app.critic import evaluation, loop
+    from app.critic.presets import ModelMissing
 
     _ready()
     _quiet_models()
     try:
         with session_scope(write=True) as session:
-            chain = loop.request_training(session, reason="skd critic train", base_model=base_model)
-    except loop.TrainingInProgress as exc:
+            chain = loop.request_training(
+                session, reason="skd critic train", base_model=base_model, full=full
+            )
+            start = loop.describe_start(session, chain.version_id)
+    except (loop.TrainingInProgress, ModelMissing) as exc:
         raise fail(str(exc)) from None
     out.print(
-        f"critic version {chain.version_id}: jobs #{chain.train_job_id} (train), "
+        f"critic version {chain.version_id} ({start}): jobs #{chain.train_job_id} (train), "
         f"#{chain.evaluate_job_id} (evaluate), #{chain.score_job_id} (score)"
     )
     if background:
         from app.cli.common import follow
-        from workers.critic_tasks import dispatch_training
+        from app.core.queue import BrokerUnavailable
+        from app.critic.queueing import dispatch_training
 
-        dispatch_training(chain)
+        try:
+            dispatch_training(chain)
+        except BrokerUnavailable as exc:
+            raise fail(f"{exc}; the training lock is released") from None
         for job_id in (chain.train_job_id, chain.evaluate_job_id, chain.score_job_id):
             result = follow(job_id)
             out.print(result.get("message") or f"job #{job_id} done")
@@ -96,7 +116,7 @@ def train(
             raise fail(f"training failed: {message}; the active version is unchanged") from None
         raise
     out.print(trained["message"])
-    decision = _run_inline(chain.evaluate_job_id, loop.run_evaluation, "evaluate")
+    decision = _run_inline(chain.evaluate_job_id, evaluation.run_evaluation, "evaluate")
     out.print(decision["message"])
     result = _score_inline(chain.score_job_id)
     out.print(result["message"])
@@ -104,13 +124,15 @@ def train(
 
 def _score_inline(job_id: int) -> dict[str, Any]:
     from app.cli.console import RichProgress
-    from app.critic import loop
+    from app.critic import scoring_jobs
 
     with RichProgress(f"score #{job_id}") as bar:
         try:
-            return loop.run_scoring_inline(job_id, bar)
+            return scoring_jobs.run_scoring_inline(job_id, bar)
         except KeyboardInterrupt:
-            loop.fail_scoring(job_id, "interrupted; `skd critic score` resumes where it stopped")
+            scoring_jobs.fail_scoring(
+                job_id, "interrupted; `skd critic score` resumes where it stopped"
+            )
             raise fail("interrupted; run `skd critic score` to resume", 130) from None
 
 
@@ -126,12 +148,12 @@ def score(
     """Score every triple the version has not scored yet (resumes an interrupted run)."""
     from app.cli.console import out
     from app.core.db import session_scope
-    from app.critic import loop
+    from app.critic import scoring_jobs
 
     _ready()
     try:
         with session_scope(write=True) as session:
-            job = loop.request_scoring(session, version)
+            job = scoring_jobs.request_scoring(session, version)
             job_id = job.id if job else None
     except LookupError as exc:
         raise fail(str(exc)) from None
@@ -140,9 +162,13 @@ def score(
     _quiet_models()
     if background:
         from app.cli.common import follow
-        from workers.critic_tasks import dispatch_scoring
+        from app.core.queue import BrokerUnavailable
+        from app.critic.queueing import dispatch_scoring
 
-        dispatch_scoring(job_id)
+        try:
+            dispatch_scoring(job_id)
+        except BrokerUnavailable as exc:
+            raise fail(str(exc)) from None
         out.print(follow(job_id).get("message") or "done")
         return
     out.print(_score_inline(job_id)["message"])
@@ -170,6 +196,37 @@ def activate_command(version: int) -> None:
             f"{pending:,} triples are not scored by it yet: `skd critic score` scores them "
             "now (beat also does it within a few minutes when workers run)"
         )
+
+
+@critic_app.command("presets")
+def list_presets(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """The critic presets (SKD_CRITIC_PRESET): each one's model, whether it is installed here,
+    how to get it, and which one is in force."""
+    from rich.table import Table
+
+    from app.cli.console import out
+    from app.core.config import get_settings
+    from app.critic.presets import describe
+
+    rows = describe(get_settings())
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="critic presets", title_justify="left")
+    for column in ("preset", "model", "installed", "recipe", "how to get it"):
+        table.add_column(column)
+    for row in rows:
+        recipe = ", ".join(f"{k} {v}" for k, v in row["training"].items()) or "the defaults"
+        table.add_row(
+            f"{row['name']}{' (in force)' if row['current'] else ''}",
+            row["model"],
+            "yes" if row["installed"] else "no",
+            recipe,
+            "" if row["installed"] else row["how_to_get"],
+        )
+    out.print(table)
 
 
 @critic_app.command("list")

@@ -18,49 +18,45 @@ chunk adds its count to the job row in the same transaction as its scores
 from __future__ import annotations
 
 import logging
+import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.annotation.quality import item_labels
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.jobs import Progress, create_job
 from app.core.models import (
-    Campaign,
-    CampaignPurpose,
     CriticState,
     CriticVersion,
     Job,
     JobState,
-    Score,
     utcnow,
 )
+from app.critic import presets
+from app.critic.job_kinds import EVALUATE, SCORE, TRAIN
 from app.critic.labels import (
     LabelledTriple,
     fresh_label_count,
     latest_rating_id,
+    rated_since,
     split_by_head,
     training_labels,
 )
-from app.critic.metrics import wilson_interval
 from app.critic.registry import (
-    activate,
     active_version,
     fail_version,
     finish_version,
-    should_auto_activate,
     start_version,
 )
-from app.critic.score import Chunk, plan_chunks, score_chunk, score_triples, unscored_count
+from app.critic.scoring_jobs import _finish
 
 log = logging.getLogger(__name__)
-
-TRAIN, EVALUATE, SCORE = "critic_train", "critic_evaluate", "critic_score"
 
 
 class TrainingInProgress(RuntimeError):
@@ -75,23 +71,69 @@ class TrainingChain:
     score_job_id: int
 
 
+TRAINING_SETTINGS = (
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "warmup_ratio",
+    "weight_decay",
+    "max_length",
+    "seed",
+    "target_recall",
+    "names",
+    "patience",
+    "freeze_embeddings",
+    "length_window",
+    "bf16",
+    "freeze_layers",
+    "layer_decay",
+)
+# Recorded with a version, but not arguments of ``CriticTrainingArguments``.
+RECORD_ONLY = ("held_out_fraction", "preset", "base_name", "base_source", "warm_start", "full")
+# A warm start continues from trained weights: half the recipe's rate moves them less.
+WARM_LR_SCALE = 0.5
+
+
 def hyperparameters(settings: Settings) -> dict[str, Any]:
-    """The training settings recorded with a version (everything but the base model)."""
+    """The training settings recorded with a version: the preset's recipe, with every
+    explicitly set ``critic_*`` setting over it (the base model is chosen separately)."""
+    values = {name: presets.setting(settings, name) for name in TRAINING_SETTINGS}
+    values["held_out_fraction"] = settings.critic_held_out_fraction
+    return values
+
+
+def plan_start(
+    session: Session, choice: presets.BaseChoice, settings: Settings, *, full: bool
+) -> dict[str, Any]:
+    """Warm start or full retrain, and why. Warm: from the active version's weights, when it
+    was trained from the same base model under the same preset and warm starts are on."""
+    active = active_version(session)
+    reason = None
+    if full:
+        reason = "a full retrain was asked for"
+    elif not settings.critic_warm_start:
+        reason = "warm starts are off (critic_warm_start)"
+    elif active is None or not active.path:
+        reason = "no active version to start from"
+    else:
+        before = active.hyperparameters or {}
+        if before.get("base_name") != choice.name or before.get("preset") != choice.preset:
+            was = f"{before.get('base_name', 'unrecorded')} ({before.get('preset', '?')})"
+            reason = (
+                f"the base model changed: {was} -> {choice.name} ({choice.preset}); "
+                "a full retrain is forced"
+            )
+        elif "max_rating_id" not in (active.label_snapshot or {}):
+            reason = f"version {active.id} has no label snapshot to count new labels from"
+    if reason is not None:
+        return {"full": reason}
+    assert active is not None
     return {
-        "epochs": settings.critic_epochs,
-        "learning_rate": settings.critic_learning_rate,
-        "batch_size": settings.critic_batch_size,
-        "warmup_ratio": settings.critic_warmup_ratio,
-        "weight_decay": settings.critic_weight_decay,
-        "max_length": settings.critic_max_length,
-        "seed": settings.critic_seed,
-        "target_recall": settings.critic_target_recall,
-        "names": settings.critic_names,
-        "patience": settings.critic_patience,
-        "freeze_embeddings": settings.critic_freeze_embeddings,
-        "length_window": settings.critic_length_window,
-        "bf16": settings.critic_bf16,
-        "held_out_fraction": settings.critic_held_out_fraction,
+        "warm_start": {
+            "from_version": active.id,
+            "path": active.path,
+            "since_rating_id": int(active.label_snapshot["max_rating_id"]),
+        }
     }
 
 
@@ -113,19 +155,29 @@ def request_training(
     base_model: str | None = None,
     created_by_id: int | None = None,
     settings: Settings | None = None,
+    full: bool = False,
 ) -> TrainingChain:
     """Take the training lock and create the chain's jobs (in the caller's transaction).
 
-    Raises ``TrainingInProgress`` when a version is already training.
+    The version records its base model by name, the preset, and whether it warm-starts from
+    the active version (``full`` asks for a full retrain; a change of base model forces one).
+    Raises ``TrainingInProgress`` when a version is already training, ``ModelMissing`` when
+    the base model is not installed (the message says how to get it).
     """
     settings = settings or get_settings()
+    choice = presets.choose(settings, base_model)
     busy = training_version(session)
     if busy is None:
+        hyper = {
+            **hyperparameters(settings),
+            "preset": choice.preset,
+            "base_name": choice.name,
+            "base_source": choice.source,
+            **plan_start(session, choice, settings, full=full),
+        }
         try:
             with session.begin_nested():
-                version = start_version(
-                    session, base_model or settings.critic_base_model, hyperparameters(settings)
-                )
+                version = start_version(session, choice.source or choice.name, hyper)
                 # What this run can see; the retrain trigger counts fresh labels from here
                 # even if the run fails (so beat does not retry a failing run every tick).
                 version.label_snapshot = {"max_rating_id": latest_rating_id(session)}
@@ -244,17 +296,38 @@ def run_training(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
                 raise ValueError(
                     f"critic version {version_id} is {state}, not training; start a new training"
                 )
-            base_model = version.base_model
-            hyper = dict(version.hyperparameters)
+            recorded = dict(version.hyperparameters)
             seen_rating_id = latest_rating_id(session)
             labels = training_labels(session)
-        fraction = float(hyper.pop("held_out_fraction", settings.critic_held_out_fraction))
+            warm = recorded.get("warm_start")
+            fresh = rated_since(session, warm["since_rating_id"]) if warm else set()
+        fraction = float(recorded.get("held_out_fraction", settings.critic_held_out_fraction))
+        hyper = {k: v for k, v in recorded.items() if k not in RECORD_ONLY}
         train, held_out = split_by_head(labels, fraction)
         _check_split(train, held_out)
-        progress.update(0, None, f"{len(train):,} training and {len(held_out):,} held-out labels")
+        choice = presets.BaseChoice(
+            recorded.get("base_name") or presets.model_name(version.base_model),
+            recorded.get("preset") or presets.preset_name(settings),
+            recorded.get("base_source") if "base_name" in recorded else version.base_model,
+        )
+        base_source = presets.locate(choice, settings)
         output = model_dir(settings, version_id)
-        args = CriticTrainingArguments(base_model=base_model, output_dir=output, **hyper)
-        trained = train_critic(args, train, held_out, progress)
+        args = CriticTrainingArguments(base_model=base_source, output_dir=output, **hyper)
+        fitted, start = train, {"mode": "full", "why": recorded.get("full")}
+        if warm:
+            fitted, start = warm_start_labels(train, fresh, warm, settings, args.seed)
+            if fitted is train:  # nothing new on the training side: a full retrain
+                start = {"mode": "full", "why": start["why"]}
+            else:
+                args.init_from = warm["path"]
+                args.epochs = settings.critic_warm_epochs
+                args.learning_rate *= WARM_LR_SCALE
+        progress.update(
+            0,
+            None,
+            f"{len(fitted):,} training and {len(held_out):,} held-out labels ({start['mode']})",
+        )
+        trained = train_critic(args, fitted, held_out, progress)
         target = next(
             (
                 point
@@ -271,6 +344,7 @@ def run_training(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
             "held_out": len(held_out),
             "held_out_fraction": fraction,
             "taken_at": utcnow().isoformat(),
+            "start": start,
         }
         with session_scope(write=True) as session:
             finish_version(
@@ -296,224 +370,51 @@ def run_training(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     }
 
 
+def describe_start(session: Session, version_id: int) -> str:
+    """One line for people: the base model by name, the preset, warm or full and why."""
+    version = session.get(CriticVersion, version_id)
+    if version is None:
+        return "unknown version"
+    hyper = version.hyperparameters or {}
+    name = hyper.get("base_name") or presets.model_name(version.base_model)
+    where = f"{name}, preset {hyper['preset']}" if hyper.get("preset") else name
+    warm = hyper.get("warm_start")
+    if warm:
+        return f"{where}; warm start from version {warm['from_version']}"
+    return f"{where}; full training: {hyper.get('full') or 'no warm start'}"
+
+
+def warm_start_labels(
+    train: list[LabelledTriple],
+    fresh: set[int],
+    warm: dict[str, Any],
+    settings: Settings,
+    seed: int,
+) -> tuple[list[LabelledTriple], dict[str, Any]]:
+    """A warm start's training set: the training-side labels rated since the active version's
+    snapshot, plus a seeded sample of the older ones (``critic_replay_ratio`` per new label,
+    at least ``critic_replay_min``) so the model does not drift toward the newest labels only.
+    Returns ``train`` itself when nothing on the training side is new."""
+    new = [label for label in train if label.triple_id in fresh]
+    if not new:
+        why = f"no new training labels since version {warm['from_version']}"
+        return train, {"mode": "full", "why": why}
+    old = [label for label in train if label.triple_id not in fresh]
+    want = max(settings.critic_replay_min, math.ceil(settings.critic_replay_ratio * len(new)))
+    replayed = random.Random(seed).sample(old, min(len(old), want))
+    info = {
+        "mode": "warm",
+        "from_version": warm["from_version"],
+        "new": len(new),
+        "replayed": len(replayed),
+    }
+    return new + replayed, info
+
+
 # --- link 2: evaluate and maybe activate -----------------------------------------------------
 
 
-def calibration_labels(session: Session) -> dict[int, bool]:
-    """Decisive labels of the items of ``calibration`` campaigns (uniform random samples)."""
-    labels: dict[int, bool] = {}
-    campaigns = session.scalars(
-        select(Campaign.id).where(Campaign.purpose == CampaignPurpose.calibration)
-    ).all()
-    for campaign_id in campaigns:
-        for row in item_labels(session, campaign_id):
-            if row.label is not None:
-                labels[row.triple_id] = row.label
-    return labels
-
-
-def calibration_estimate(
-    labels: dict[int, bool], scores: dict[int, float], threshold: float
-) -> dict[str, Any]:
-    """Precision of what ``threshold`` keeps, estimated on the calibration sample."""
-    kept = [labels[t] for t, p in scores.items() if t in labels and p >= threshold]
-    good = sum(kept)
-    low, high = wilson_interval(good, len(kept)) if kept else (None, None)
-    return {
-        "threshold": threshold,
-        "sample_kept": len(kept),
-        "sample_acceptable": good,
-        "precision": good / len(kept) if kept else None,
-        "low": low,
-        "high": high,
-    }
-
-
-def evaluate_version(session: Session, version_id: int, settings: Settings) -> dict[str, Any]:
-    """Score the calibration sample with this version and estimate, for each rec_X threshold,
-    the precision of what it keeps (with a 95% interval). Stored in ``metrics["calibration"]``."""
-    version = session.get(CriticVersion, version_id)
-    if version is None or not version.path:
-        raise LookupError(f"critic version {version_id} has no trained model")
-    labels = calibration_labels(session)
-    if labels:
-        score_triples(
-            session,
-            version_id,
-            sorted(labels),
-            batch_size=settings.critic_score_batch_size,
-            quantize=settings.critic_quantize,
-        )
-    scores = dict(
-        session.execute(
-            select(Score.triple_id, Score.p_accept).where(
-                Score.critic_version_id == version_id, Score.triple_id.in_(list(labels))
-            )
-        ).all()
-    )
-    points = []
-    for point in version.metrics.get("precision_at_recall", []):
-        estimate = calibration_estimate(labels, scores, point["threshold"])
-        points.append({"target_recall": point["target_recall"], **estimate})
-    calibration: dict[str, Any] = {
-        "labels": len(labels),
-        "acceptable": sum(labels.values()),
-        "at_recall": points,
-    }
-    if version.threshold is not None:
-        calibration["at_threshold"] = calibration_estimate(labels, scores, version.threshold)
-    version.metrics = {**version.metrics, "calibration": calibration}
-    return calibration
-
-
-def run_evaluation(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """Link 2: the calibration estimate, then the auto-activation policy."""
-    settings = get_settings()
-    version_id = int(params["version_id"])
-    progress.update(0, 2, "estimating precision on the calibration sample", force=True)
-    with session_scope() as session:
-        evaluate_version(session, version_id, settings)
-        session.commit()
-    progress.update(1, 2, "applying the activation policy", force=True)
-    with session_scope(write=True) as session:
-        candidate = session.get(CriticVersion, version_id)
-        assert candidate is not None
-        current = active_version(session)
-        auc = candidate.metrics.get("roc_auc")
-        if not settings.critic_auto_activate:
-            decision = "kept ready: automatic activation is off"
-        elif should_auto_activate(candidate, current, tolerance=settings.critic_auc_tolerance):
-            activate(session, version_id)
-            decision = f"activated (held-out ROC-AUC {auc:.3f})"
-        elif auc is None or auc != auc or auc <= 0.5:
-            decision = (
-                "kept ready for review: its held-out ROC-AUC is no better than chance "
-                f"({'unknown' if auc is None else f'{auc:.3f}'}); more labels may help"
-            )
-        else:
-            assert current is not None
-            decision = (
-                f"kept ready for review: held-out ROC-AUC {auc:.3f} is more than "
-                f"{settings.critic_auc_tolerance} below the active version {current.id}'s "
-                f"{current.metrics.get('roc_auc', float('nan')):.3f}"
-            )
-        activated = candidate.state == CriticState.active
-    return {"version_id": version_id, "activated": activated, "message": decision}
-
-
 # --- link 3: score the corpus (fanned out in chunks) -----------------------------------------
-
-
-def begin_scoring(job_id: int, settings: Settings | None = None) -> tuple[int, list[Chunk]]:
-    """Start score job ``job_id``: plan its chunks and set its total.
-
-    Returns (version id, chunks). No chunks means nothing to do, and the job is already
-    finished (succeeded: everything scored, or skipped because the version is not active).
-    """
-    settings = settings or get_settings()
-    with session_scope(write=True) as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} does not exist")
-        version_id = int(job.params["version_id"])
-        version = session.get(CriticVersion, version_id)
-        job.state = JobState.running
-        job.started_at = job.heartbeat_at = utcnow()
-        job.finished_at = None
-        job.error = None
-        skip = None
-        if version is None or not version.path:
-            skip = f"version {version_id} has no trained model"
-        elif job.params.get("only_if_active") and version.state != CriticState.active:
-            skip = f"skipped: version {version_id} is {version.state.value}, not active"
-        if skip:
-            _finish(job, JobState.succeeded if version else JobState.failed, skip)
-            return version_id, []
-        chunks = plan_chunks(session, version_id, settings.critic_score_chunk_size)
-        job.total = sum(chunk.size for chunk in chunks)
-        job.done = 0
-        job.result = {"chunks": len(chunks), "version_id": version_id}
-        job.message = f"scoring {job.total:,} triples in {len(chunks):,} chunks"
-        if not chunks:
-            _finish(job, JobState.succeeded, f"version {version_id} has scored every triple")
-        return version_id, chunks
-
-
-def _finish(job: Job, state: JobState, message: str) -> None:
-    job.state = state
-    job.message = message
-    job.finished_at = utcnow()
-    if state == JobState.failed:
-        job.error = message
-
-
-def record_chunk(session: Session, job_id: int, scored: int) -> None:
-    """Add a finished chunk's count to its job (in the chunk's transaction); the chunk that
-    completes the total finishes the job."""
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.state == JobState.running)
-        .values(done=Job.done + scored, heartbeat_at=utcnow())
-    )
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is not None and job.state == JobState.running and job.done >= (job.total or 0):
-        _finish(job, JobState.succeeded, f"scored {job.done:,} triples")
-
-
-def run_chunk(job_id: int | None, version_id: int, first_id: int, last_id: int) -> int:
-    """One scoring task: score the range, count it on the job."""
-    settings = get_settings()
-    return score_chunk(
-        version_id,
-        first_id,
-        last_id,
-        batch_size=settings.critic_score_batch_size,
-        quantize=settings.critic_quantize,
-        on_stored=(lambda session, n: record_chunk(session, job_id, n)) if job_id else None,
-    )
-
-
-def run_scoring_inline(job_id: int, progress: Progress) -> dict[str, Any]:
-    """The CLI's way: the same chunks, one after another in this process, with a bar."""
-    version_id, chunks = begin_scoring(job_id)
-    total = sum(chunk.size for chunk in chunks)
-    done = 0
-    for chunk in chunks:
-        done += run_chunk(job_id, version_id, chunk.first_id, chunk.last_id)
-        progress.update(done, total, f"scored {done:,} of {total:,}")
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        return {"state": job.state.value, "message": job.message, "scored": done}
-
-
-def fail_scoring(job_id: int, message: str) -> None:
-    """Mark an in-process score job failed (Ctrl-C); finished chunks stay scored."""
-    with session_scope(write=True) as session:
-        job = session.get(Job, job_id)
-        if job is not None and not job.state.finished:
-            _finish(job, JobState.failed, message)
-
-
-def request_scoring(
-    session: Session, version_id: int | None = None, *, created_by_id: int | None = None
-) -> Job | None:
-    """A score job for ``version_id`` (default: the active version), unless one is already
-    queued or running for it. Returns the job to dispatch, or None."""
-    if version_id is None:
-        active = active_version(session)
-        if active is None:
-            raise LookupError("no active critic version; train one or activate one first")
-        version_id = active.id
-    version = session.get(CriticVersion, version_id)
-    if version is None or not version.path:
-        raise LookupError(f"critic version {version_id} has no trained model")
-    for job in session.scalars(
-        select(Job).where(Job.kind == SCORE, Job.state.in_((JobState.queued, JobState.running)))
-    ):
-        if job.params.get("version_id") == version_id and not job.params.get("only_if_active"):
-            return None
-    return create_job(session, SCORE, {"version_id": version_id}, created_by_id=created_by_id)
 
 
 # --- the retrain trigger ---------------------------------------------------------------------
@@ -540,16 +441,3 @@ def retrain_due(session: Session, settings: Settings) -> str | None:
     if fresh >= settings.critic_retrain_labels:
         return f"{fresh} fresh labels since the last training"
     return None
-
-
-def needs_scoring(session: Session) -> int | None:
-    """The active version's id when it has unscored triples and no score job is on it."""
-    active = active_version(session)
-    if active is None or not active.path:
-        return None
-    pending = session.scalars(
-        select(Job).where(Job.kind == SCORE, Job.state.in_((JobState.queued, JobState.running)))
-    ).all()
-    if any(job.params.get("version_id") == active.id for job in pending):
-        return None
-    return active.id if unscored_count(session, active.id) else None

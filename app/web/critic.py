@@ -4,14 +4,14 @@ and activate (which is also the rollback: activating an earlier version).
 
 Thin doors onto ``app.critic``: training, scoring and activation go through ``loop`` and
 ``registry`` in one write transaction, and the Celery work is queued only after that commit
-(``workers.critic_tasks.dispatch_*``), so a worker never looks for rows it cannot see yet.
+(``app.critic.queueing.dispatch_*``), so a worker never looks for rows it cannot see yet.
 Staff may look; only admins may change anything. The page's forms post without JavaScript
 (and come back with a flash message); with htmx the retrain and score buttons answer with a
 message fragment and an ``HX-Trigger`` that makes the jobs panel fetch the new jobs at once.
 
-``workers.critic_tasks`` is imported where it is used, as ``app.web.corpus`` does with its
-task: the Celery side stays out of the web app's import. (``app.critic.loop`` and ``score``
-load torch only inside the functions that run a model, so importing them here is cheap.)
+Work is sent by task name through ``app.core.queue``; no door imports ``workers``.
+(``app.critic.loop`` and ``score`` load torch only inside the functions that run a model, so
+importing them here is cheap.)
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session
 from app.core.db import session_scope
 from app.core.jobs import job_as_dict
 from app.core.models import CriticState, CriticVersion, Job, Role, User
-from app.critic import filtering, loop, registry
+from app.critic import filtering, loop, queueing, registry, scoring_jobs
+from app.critic.presets import ModelMissing
 from app.critic.score import score_histogram, unscored_count
 from app.web.critic_plots import histogram_plot, pr_plot
 from app.web.deps import AdminUser, CSRFChecked, SessionDep, StaffUser, csrf_token, templates
@@ -403,18 +404,20 @@ def critic_preview_fragment(
 # --- the admin's actions (one path for the page and the API) ---------------------------------
 
 
-def start_training(user: User, reason: str | None = None) -> loop.TrainingChain:
+def start_training(
+    user: User, reason: str | None = None, *, full: bool = False
+) -> loop.TrainingChain:
     """Take the training lock and create the chain's jobs, commit, then queue the chain.
-    Raises ``TrainingInProgress`` when a version is already training."""
-    from workers import critic_tasks
-
+    Raises ``TrainingInProgress`` when a version is already training, ``ModelMissing`` when
+    the preset's model is not installed. ``full``: no warm start from the active version."""
     with session_scope(write=True) as session:
         chain = loop.request_training(
             session,
             reason=reason or f"requested by {user.username or user.id}",
             created_by_id=user.id,
+            full=full,
         )
-    critic_tasks.dispatch_training(chain)
+    queueing.dispatch_training(chain)
     return chain
 
 
@@ -422,15 +425,13 @@ def start_scoring(user: User, version_id: int | None = None) -> int | None:
     """A score job for ``version_id`` (default: the active version), queued after commit;
     None when one is already queued or running. LookupError when there is nothing to score
     with (no such version, no active version, or no model files)."""
-    from workers import critic_tasks
-
     with session_scope(write=True) as session:
         if version_id is not None and session.get(CriticVersion, version_id) is None:
             raise UnknownVersion(f"no critic version {version_id}")
-        job = loop.request_scoring(session, version_id, created_by_id=user.id)
+        job = scoring_jobs.request_scoring(session, version_id, created_by_id=user.id)
         job_id = job.id if job is not None else None
     if job_id is not None:
-        critic_tasks.dispatch_scoring(job_id)
+        queueing.dispatch_scoring(job_id)
     return job_id
 
 
@@ -447,12 +448,10 @@ def activate_version(user: User, version_id: int) -> tuple[dict[str, Any], int |
     transaction; the score job is queued after the commit. Returns the version's JSON and the
     score job id (None when one was already queued). Raises LookupError (unknown version),
     ``CriticStateError`` (failed or training) and ``NoModel``."""
-    from workers import critic_tasks
-
     with session_scope(write=True) as session:
         version = registry.activate(session, version_id)
         try:
-            job = loop.request_scoring(session, version.id, created_by_id=user.id)
+            job = scoring_jobs.request_scoring(session, version.id, created_by_id=user.id)
         except LookupError as exc:
             # Rolls the activation back with it: an active critic that cannot score would
             # leave the corpus half-filtered.
@@ -460,7 +459,7 @@ def activate_version(user: User, version_id: int) -> tuple[dict[str, Any], int |
         job_id = job.id if job is not None else None
         data = version_as_dict(version)
     if job_id is not None:
-        critic_tasks.dispatch_scoring(job_id)
+        queueing.dispatch_scoring(job_id)
     return data, job_id
 
 
@@ -499,12 +498,15 @@ def _answer(
 
 
 @router.post("/critic/train", dependencies=[CSRFChecked], response_model=None)
-def retrain_from_page(request: Request, admin: AdminUser) -> Response:
-    """The "Retrain now" button. A training already running is a message, not an error page."""
+def retrain_from_page(
+    request: Request, admin: AdminUser, full: Annotated[str | None, Form()] = None
+) -> Response:
+    """The "Retrain now" button (with its "full retrain" box). A training already running, or
+    a model that is not installed, is a message, not an error page."""
     try:
-        chain = start_training(admin)
-    except loop.TrainingInProgress as exc:
-        return _answer(request, "error", f"Not started: {exc}.")
+        chain = start_training(admin, full=bool(full))
+    except (loop.TrainingInProgress, ModelMissing) as exc:
+        return _answer(request, "error", f"Not started: {exc}")
     return _answer(
         request,
         "ok",
@@ -572,6 +574,7 @@ def api_version(version_id: int, session: SessionDep, user: StaffUser) -> dict[s
 class TrainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str | None = None
+    full: bool = False  # retrain from the base model instead of warm-starting
 
 
 @router.post(
@@ -582,9 +585,13 @@ class TrainIn(BaseModel):
 def api_train(admin: AdminUser, body: TrainIn | None = None) -> dict[str, Any]:
     """Start a training chain (train → evaluate → score); 409 while a version is training."""
     try:
-        chain = start_training(admin, body.reason if body else None)
+        chain = start_training(
+            admin, body.reason if body else None, full=bool(body and body.full)
+        )
     except loop.TrainingInProgress as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except ModelMissing as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     jobs = {
         "train": chain.train_job_id,
         "evaluate": chain.evaluate_job_id,

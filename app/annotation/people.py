@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.annotation.annotators import annotator_quality, user_label
-from app.core.models import Assignment, Campaign, CampaignState, Rating, Role, User
+from app.core.models import Assignment, Campaign, Rating, Role, User
 
 
 @dataclass
@@ -93,9 +93,7 @@ def quality_flags(session: Session, campaign_ids: set[int]) -> dict[int, list[st
     flags: dict[int, list[str]] = {}
     names = dict(
         session.execute(
-            select(Campaign.id, Campaign.name).where(
-                Campaign.id.in_(campaign_ids), Campaign.state != CampaignState.draft
-            )
+            select(Campaign.id, Campaign.name).where(Campaign.id.in_(campaign_ids))
         ).all()
     )
     for campaign_id, name in sorted(names.items()):

@@ -29,7 +29,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.core.accounts import STAFF_ROLES, create_staff, hash_password, hash_token
+from app.core.accounts import (
+    STAFF_ROLES,
+    create_staff,
+    hash_token,
+    revoke_sessions,
+    set_password,
+)
 from app.core.config import get_settings
 from app.core.models import Role, User, utcnow
 
@@ -131,7 +137,7 @@ def reset_password(session: Session, user_id: int, password: str) -> User:
         raise PeopleError(f"{describe(user)} is an annotator: annotators have no password")
     if len(password) < 8:
         raise PeopleError("password: use at least 8 characters")
-    user.password_hash = hash_password(password)
+    set_password(session, user, password)  # and every session signed in before ends
     return user
 
 
@@ -167,6 +173,7 @@ def deactivate(session: Session, user_id: int, *, by: User | None = None) -> Use
         raise PeopleError(f"{describe(user)} is the last active admin")
     user.is_active = False
     user.deactivated_at = utcnow()
+    revoke_sessions(session, user)
     return user
 
 
@@ -254,6 +261,7 @@ def revoke_invitation(session: Session, user_id: int) -> User:
     if user.is_active:
         user.is_active = False
         user.deactivated_at = utcnow()
+    revoke_sessions(session, user)
     return user
 
 

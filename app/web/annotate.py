@@ -80,6 +80,11 @@ def enter_campaign(
                 status.HTTP_403_FORBIDDEN,
                 "open this link from your study platform (it adds your worker id)",
             )
+        if not user.is_active:  # deactivated by an admin (app.core.people): no more rating
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "this account is deactivated; contact the researchers of the study",
+            )
         if request.session.get("user_id") != user.id:
             request.session.clear()  # another person in this browser: a fresh session
             request.session["user_id"] = user.id

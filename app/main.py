@@ -24,6 +24,7 @@ from app.web import (
     campaigns,
     corpus,
     critic,
+    critic_actions,
     exports,
     home,
     jobs,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         quality.router,
         campaigns.router,
         critic.router,
+        critic_actions.router,
         exports.router,
         people.router,
     ):

@@ -11,6 +11,7 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 import app as package
@@ -35,6 +36,7 @@ from app.web import (
 )
 from app.web.deps import LoginRequired, refuse_nul_bytes
 from app.web.docs import mount_offline_docs
+from app.web.errors import html_or_json_error
 from app.web.headers import SecurityHeadersMiddleware
 from app.web.origin import JobOriginMiddleware
 
@@ -98,6 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         people.router,
     ):
         application.include_router(router)
+
+    # Browsers get a page in the app's look; API clients keep the JSON answer.
+    application.add_exception_handler(StarletteHTTPException, html_or_json_error)
 
     @application.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> RedirectResponse:

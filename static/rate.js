@@ -40,5 +40,31 @@
     target.click();
   });
 
+  // The completion page's copy button (clipboard API where allowed, else select the text).
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest ? event.target.closest("[data-copy]") : null;
+    if (!button) return;
+    const source = document.querySelector(button.dataset.copy);
+    if (!source) return;
+    const text = source.textContent.trim();
+    const shown = function () {
+      const note = document.getElementById("copy-done");
+      if (note) note.hidden = false;
+    };
+    const select = function () {
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      try { if (document.execCommand("copy")) shown(); } catch (e) { /* selected: Ctrl-C */ }
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(shown, select);
+    } else {
+      select();
+    }
+  });
+
   onSwap();
 })();

@@ -15,6 +15,7 @@ from app.annotation.acceptability import (
     is_acceptable,
 )
 from app.annotation.annotators import user_label
+from app.annotation.crowd import visit_finder
 from app.core.models import CampaignItem, Rating, Triple, User
 
 RATING_FIELDS = [
@@ -28,6 +29,10 @@ RATING_FIELDS = [
     "annotator_id",
     "platform",
     "external_id",
+    "study_id",  # Prolific's STUDY_ID / SESSION_ID, MTurk's assignmentId / hitId
+    "session_id",
+    "assignment_id",
+    "hit_id",
     "answer",
     "answer_label",
     "acceptable",
@@ -71,6 +76,7 @@ def iter_campaign_ratings(
         .order_by(Rating.id)
     )
     names: dict[int | None, str] = {}  # annotator label, computed once per annotator
+    visit_of = visit_finder(session, campaign_id)
     answers = {
         value: (wording.get(value), is_acceptable(value, mapping)) for value in {*mapping, *wording}
     }
@@ -110,6 +116,7 @@ def iter_campaign_ratings(
             "annotator_id": annotator_id,
             "platform": platform,
             "external_id": external_id,
+            **visit_of(annotator_id, created_at),
             "answer": answer,
             "answer_label": answer_label,
             "acceptable": acceptable,

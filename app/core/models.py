@@ -535,3 +535,28 @@ class ThrottleEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index(None, "kind", "key", "at"),)
+
+
+class CrowdVisit(Base):
+    """One arrival of a crowdworker through a campaign's link, with the platform's own ids.
+
+    Prolific adds ``STUDY_ID`` and ``SESSION_ID``; MTurk adds ``assignmentId``, ``hitId`` and
+    ``turkSubmitTo`` (where the finished assignment is posted back). A worker can arrive more
+    than once (an MTurk worker takes several assignments of one HIT group): each arrival is a
+    row, and a rating belongs to the latest arrival before it (``app.annotation.crowd``).
+    """
+
+    __tablename__ = "crowd_visits"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(20))
+    study_id: Mapped[str | None] = mapped_column(String(200))
+    session_id: Mapped[str | None] = mapped_column(String(200))
+    assignment_id: Mapped[str | None] = mapped_column(String(200))
+    hit_id: Mapped[str | None] = mapped_column(String(200))
+    submit_to: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index(None, "campaign_id", "annotator_id", "created_at"),)

@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session
 
 from app.annotation.access import admit, finish_state
 from app.annotation.assign import AssignmentError, count_rating, next_item, skip_item, submit_rating
+from app.annotation.crowd import is_mturk_preview, platform_ids, record_visit
 from app.core import throttle
 from app.core.accounts import annotator_by_token, find_worker, recognize_worker
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.core.models import Campaign, CampaignState, User
+from app.core.models import Campaign, CampaignItem, CampaignState, Triple, User
+from app.corpus.relations import sentence_lead
 from app.web.deps import (
     CampaignId,
     NoNulStr,
@@ -34,6 +36,7 @@ from app.web.deps import (
     client_address,
     templates,
 )
+from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["annotate"])
 
@@ -45,6 +48,11 @@ def enter_campaign(
     PROLIFIC_PID: str | None = None,  # noqa: N803 - the platforms' own parameter names
     workerId: str | None = None,  # noqa: N803
     token: str | None = None,
+    STUDY_ID: str | None = None,  # noqa: N803
+    SESSION_ID: str | None = None,  # noqa: N803
+    assignmentId: str | None = None,  # noqa: N803
+    hitId: str | None = None,  # noqa: N803
+    turkSubmitTo: str | None = None,  # noqa: N803
 ) -> Response:
     """A crowdworker arrives: recognize them by platform id (or invitation token), no password.
 
@@ -57,6 +65,9 @@ def enter_campaign(
         campaign = session.scalar(select(Campaign).where(Campaign.share_token == share_token))
         if campaign is None or campaign.state == CampaignState.closed:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "this study link is not open")
+        if is_mturk_preview(assignmentId):
+            # MTurk shows the HIT before the worker accepts it: look, don't touch.
+            return _mturk_preview(request, session, campaign)
         user: User | None = None
         platform_id = None
         if PROLIFIC_PID and PROLIFIC_PID.strip():
@@ -91,8 +102,36 @@ def enter_campaign(
             request.session["epoch"] = user.session_epoch
             request.session["rater_nonce"] = secrets.token_hex(16)
         admit(session, campaign.id, user.id, "link")
+        if platform_id is not None:
+            ids = platform_ids(STUDY_ID, SESSION_ID, assignmentId, hitId, turkSubmitTo)
+            record_visit(session, campaign.id, user.id, platform_id[0], ids)
         campaign_id = campaign.id
     return RedirectResponse(f"/annotate/{campaign_id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _mturk_preview(request: Request, session: Session, campaign: Campaign) -> HTMLResponse:
+    """The guidelines and one example item, read-only (no account, no lease)."""
+    example = session.execute(
+        select(Triple.head, Triple.relation, Triple.tail)
+        .join(CampaignItem, CampaignItem.triple_id == Triple.id)
+        .where(CampaignItem.campaign_id == campaign.id, CampaignItem.is_gold.is_(False))
+        .order_by(CampaignItem.sort_key, CampaignItem.id)
+        .limit(1)
+    ).first()
+    item = None
+    if example is not None:
+        item = {"head": example.head, "lead": sentence_lead(example.relation), "tail": example.tail}
+    return templates.TemplateResponse(
+        request,
+        "mturk_preview.html",
+        {
+            "user": None,
+            "campaign": campaign,
+            "item": item,
+            "scale": campaign.answer_scale,
+            "guidelines": render_markdown(campaign.guidelines),
+        },
+    )
 
 
 def _crowd_account_wait(session: Session, address: str) -> int:

@@ -8,7 +8,7 @@ redoc.standalone.js); only the asset files are used, not its FastAPI subclass.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -23,8 +23,8 @@ def mount_offline_docs(application: FastAPI) -> None:
     )
     title = application.title
 
-    @application.get("/docs", include_in_schema=False)
-    def swagger_ui() -> HTMLResponse:
+    # Plain Starlette routes (as FastAPI's own docs routes are), public like them.
+    async def swagger_ui(_request: Request) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=application.openapi_url or "/openapi.json",
             title=f"{title} · API",
@@ -33,8 +33,7 @@ def mount_offline_docs(application: FastAPI) -> None:
             swagger_favicon_url=f"{ASSETS}/favicon.png",
         )
 
-    @application.get("/redoc", include_in_schema=False)
-    def redoc() -> HTMLResponse:
+    async def redoc(_request: Request) -> HTMLResponse:
         return get_redoc_html(
             openapi_url=application.openapi_url or "/openapi.json",
             title=f"{title} · API",
@@ -42,3 +41,6 @@ def mount_offline_docs(application: FastAPI) -> None:
             redoc_favicon_url=f"{ASSETS}/favicon.png",
             with_google_fonts=False,
         )
+
+    application.add_route("/docs", swagger_ui, include_in_schema=False)
+    application.add_route("/redoc", redoc, include_in_schema=False)

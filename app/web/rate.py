@@ -27,6 +27,7 @@ from app.annotation.assign import (
     skip_item,
     submit_rating,
 )
+from app.annotation.crowd import mturk_hand_back
 from app.core.db import session_scope
 from app.core.models import Campaign, CampaignItem, User
 from app.corpus.relations import sentence_lead
@@ -135,6 +136,8 @@ def rater_context(
             )
         else:
             context.update(state=state)  # "done" shows the completion code, "full" does not
+            if state == "done":
+                context["mturk"] = mturk_hand_back(session, campaign.id, annotator_id)
         return context
     context.update(
         item={

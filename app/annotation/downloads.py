@@ -1,7 +1,8 @@
 """Rows of dicts as CSV or JSONL text, produced piece by piece.
 
 The web downloads and the ``skd ... export`` commands share this, so a file downloaded from the
-browser and one written by the CLI are byte for byte the same. Output is produced in chunks of
+browser and one written by the CLI are byte for byte the same. CSV cells that a spreadsheet
+would run as formulas get a leading ``'``; JSONL is verbatim. Output is produced in chunks of
 about 64 KiB: a 300,000-rating campaign streams without being held in memory.
 """
 
@@ -13,6 +14,8 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Literal
+
+from app.core.cells import FORMULA_STARTS
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")
@@ -28,8 +31,11 @@ def _plain(value: Any) -> Any:
 
 
 def _csv_cell(value: Any) -> Any:
-    # Spreadsheet- and pandas-friendly: booleans as true/false, missing as an empty cell.
+    # Spreadsheet- and pandas-friendly: booleans as true/false, missing as an empty cell, and
+    # text that a spreadsheet would run as a formula made inert (app.core.cells).
     # (Identity checks first: this runs once per cell, millions of times per download.)
+    if type(value) is str:
+        return "'" + value if value and value[0] in FORMULA_STARTS else value
     if value is None:
         return ""
     if value is True:

@@ -21,6 +21,8 @@ from json.encoder import encode_basestring  # json's own (C) string encoder, non
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from app.core.cells import neutralize_formula
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -84,9 +86,10 @@ class AtomicTsvWriter(_TextWriter):
     folder, extension = "atomic-tsv", "tsv"
 
     def write(self, split, head, relation, tail, p_valid, valid, recs) -> None:  # type: ignore[no-untyped-def]
-        self.handles[split].write(
-            f"{head.translate(_TSV_SAFE)}\t{relation}\t{tail.translate(_TSV_SAFE)}\n"
-        )
+        # A spreadsheet opens TSV too: formula-like cells are made inert (app.core.cells).
+        head = neutralize_formula(head.translate(_TSV_SAFE))
+        tail = neutralize_formula(tail.translate(_TSV_SAFE))
+        self.handles[split].write(f"{head}\t{relation}\t{tail}\n")
 
 
 class Atomic10xJsonlWriter(_TextWriter):

@@ -18,6 +18,7 @@ import app as package
 from app.core import db
 from app.core.config import Settings, get_settings
 from app.core.paths import STATIC_DIR
+from app.core.queue import BrokerUnavailable
 from app.web import (
     annotate,
     auth,
@@ -28,17 +29,20 @@ from app.web import (
     critic_actions,
     exports,
     home,
+    job_actions,
     jobs,
     jobs_page,
     people,
     quality,
     rate,
 )
-from app.web.deps import LoginRequired, refuse_nul_bytes
+from app.web.deps import LoginRequired, refuse_unstorable_input
 from app.web.docs import mount_offline_docs
 from app.web.errors import html_or_json_error
 from app.web.headers import SecurityHeadersMiddleware
+from app.web.job_actions import broker_unavailable
 from app.web.origin import JobOriginMiddleware
+from app.web.sweeper import start_sweeper
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # garbage collector's scans, which otherwise revisit it on every request burst.
         gc.freeze()
+        stop_sweeping = start_sweeper(settings)
         yield
+        stop_sweeping()
 
     application = FastAPI(
         lifespan=lifespan,
@@ -65,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Human-in-the-loop Symbolic Knowledge Distillation.",
         docs_url=None,  # served from packaged assets instead of a CDN (app/web/docs.py)
         redoc_url=None,
-        dependencies=[Depends(refuse_nul_bytes)],
+        dependencies=[Depends(refuse_unstorable_input)],
     )
     # Added before (so inside) the session middleware: it reads the session's user, so that
     # every job a request starts records who started it.
@@ -100,6 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         people.router,
     ):
         application.include_router(router)
+
+    application.include_router(job_actions.router)
+    application.add_exception_handler(BrokerUnavailable, broker_unavailable)
 
     # Browsers get a page in the app's look; API clients keep the JSON answer.
     application.add_exception_handler(StarletteHTTPException, html_or_json_error)

@@ -60,6 +60,10 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "SKD_DATA_DIR": str(data_dir),
         "SKD_SECRET_KEY": "test-secret-" + secrets.token_hex(16),
         "SKD_DEMO": "0",
+        # The tests train tiny models or the packaged MiniLM, never the quality preset's mpnet.
+        "SKD_CRITIC_PRESET": "fast",
+        # A queue of its own: workers of other sessions on the same broker never take its tasks.
+        "SKD_CELERY_QUEUE": f"skd-test-{uuid.uuid4().hex[:8]}",
     }
     dropper = None
     if BACKEND == "postgres":
@@ -108,10 +112,13 @@ def settings(test_env: dict[str, str]):  # type: ignore[no-untyped-def]
     from app.core import db, migrate
     from app.core.config import get_settings
 
+    from app.core import queue
+
     settings = get_settings()
     settings.ensure_dirs()
     migrate.upgrade(settings.database)
     db.configure(settings)
+    queue.configure(settings)
     return settings
 
 
@@ -142,14 +149,13 @@ def _wipe(engine) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def celery_app_for_tests(settings):  # type: ignore[no-untyped-def]
-    """A Celery app on this backend's broker, with a queue of its own (no cross-talk)."""
-    from workers.celery_app import create_celery
+    """The one Celery app (``app.core.queue``), on this backend's broker and this session's
+    queue (SKD_CELERY_QUEUE), with the worker's tasks loaded."""
+    from app.core import queue
+    from workers.celery_app import celery_app
 
-    app = create_celery(settings)
-    app.conf.task_default_queue = f"skd-test-{uuid.uuid4().hex[:8]}"
-    app.set_current()
-    app.set_default()
-    return app
+    assert celery_app is queue.celery_app
+    return queue.configure(settings)
 
 
 @pytest.fixture(scope="session")

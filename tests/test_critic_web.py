@@ -136,11 +136,11 @@ def researcher_client(client):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def dispatched(monkeypatch):  # type: ignore[no-untyped-def]
     """Record what would have been queued instead of sending it to a broker."""
-    from workers import critic_tasks
+    from app.critic import queueing
 
     calls: dict[str, list[Any]] = {"training": [], "scoring": []}
-    monkeypatch.setattr(critic_tasks, "dispatch_training", calls["training"].append)
-    monkeypatch.setattr(critic_tasks, "dispatch_scoring", calls["scoring"].append)
+    monkeypatch.setattr(queueing, "dispatch_training", calls["training"].append)
+    monkeypatch.setattr(queueing, "dispatch_scoring", calls["scoring"].append)
     return calls
 
 

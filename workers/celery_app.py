@@ -1,45 +1,20 @@
-"""The Celery app and the beat schedule (the one place periodic work is declared).
+"""The worker side of Celery: the app (made once, in ``app.core.queue``), its signals.
 
+``celery -A workers.celery_app worker`` and ``skd worker``/``skd beat`` load this module. The
+app and its configuration (broker, queue, beat schedule) live in ``app.core.queue``, the one
+module every door sends through; the tasks in this package are declared on that app by name.
 Tasks are acked late and a lost worker's task is rejected back to the queue, so a killed
 worker's job runs again; jobs are idempotent by id (see ``app.core.jobs.run_job``). With the
-embedded
-default the broker is Celery's SQLAlchemy transport on a SQLite file: the same code as Redis.
+embedded default the broker is Celery's SQLAlchemy transport on a SQLite file.
 """
 
 from __future__ import annotations
 
-from celery import Celery
 from celery.signals import task_prerun, worker_process_init
 
-from app.core.config import Settings, get_settings
+from app.core.queue import celery_app
 
-
-def create_celery(settings: Settings | None = None) -> Celery:
-    settings = settings or get_settings()
-    if not settings.broker_url or not settings.result_backend:
-        settings.ensure_dirs()  # the SQLite files of the embedded broker/backend live there
-    app = Celery("skd", broker=settings.broker, backend=settings.results)
-    app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_track_started=True,
-        result_expires=7 * 24 * 3600,
-        timezone="UTC",
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        beat_schedule={
-            "fail-stale-jobs": {"task": "skd.fail_stale_jobs", "schedule": 60.0},
-            "release-expired-leases": {"task": "skd.release_expired_leases", "schedule": 30.0},
-            "critic-tick": {"task": "skd.critic_tick", "schedule": settings.critic_check_seconds},
-        },
-    )
-    # One module per room: corpus and housekeeping, the critic loop, exports.
-    app.conf.include = ["workers.tasks", "workers.critic_tasks", "workers.export_tasks"]
-    return app
+__all__ = ["celery_app"]
 
 
 @worker_process_init.connect
@@ -61,6 +36,3 @@ def _jobs_started_here_say_so(task: object = None, **_kwargs: object) -> None:
     schedule = getattr(getattr(app, "conf", None), "beat_schedule", None) or {}
     scheduled = {entry.get("task") for entry in schedule.values()}
     set_origin("beat" if name in scheduled else "worker")
-
-
-celery_app = create_celery()

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
-
-from app.core.config import get_settings
+from app.core import queue
 from app.core.db import session_scope
-from app.core.jobs import JobAlreadyFinished, fail_stale_jobs, run_job
+from app.core.jobs import JobAlreadyFinished, run_job, sweep_jobs
+from app.core.queue import celery_app
 from app.corpus.importer import run_import_job
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="skd.import_corpus", acks_late=True)
+@celery_app.task(name=queue.IMPORT_CORPUS, acks_late=True)
 def import_corpus(job_id: int) -> dict[str, Any] | None:
     """Import the files named in job ``job_id``'s params (see ``app.corpus.importer``);
     then the active critic scores what arrived."""
@@ -28,25 +26,23 @@ def import_corpus(job_id: int) -> dict[str, Any] | None:
     except ValueError:
         # Bad input is recorded on the job; retrying cannot fix it.
         return None
-    from workers.critic_tasks import score_what_is_new
+    from app.critic.queueing import score_what_is_new
 
     score_what_is_new()
     return result
 
 
-@shared_task(name="skd.fail_stale_jobs")
-def fail_stale_jobs_task() -> int:
-    """Beat: fail jobs whose worker died, so no progress bar spins forever."""
-    from app.critic.loop import release_dead_trainings
+@celery_app.task(name=queue.FAIL_STALE_JOBS)
+def fail_stale_jobs_task() -> dict[str, int]:
+    """Beat: fail jobs whose worker died or that no worker took, and free what they held, so
+    no progress bar spins forever (``app.core.jobs.sweep_jobs``)."""
+    from app.critic import queueing  # noqa: F401 - registers what critic jobs hold
+    from app.export import run  # noqa: F401 - and export jobs
 
-    with session_scope(write=True) as session:
-        failed = fail_stale_jobs(session, timedelta(seconds=get_settings().job_stale_seconds))
-        # A dead training job holds the training lock until its version is failed too.
-        release_dead_trainings(session)
-        return failed
+    return sweep_jobs().as_dict()
 
 
-@shared_task(name="skd.release_expired_leases")
+@celery_app.task(name=queue.RELEASE_EXPIRED_LEASES)
 def release_expired_leases_task() -> int:
     """Beat: return abandoned items to their campaigns' pools (the hot path does not sweep)."""
     from sqlalchemy import select

@@ -44,10 +44,13 @@ def import_command(
     }
     job_id = new_job("import", params, message="starting" if not background else "queued")
     if background:
-        from app.core.jobs import set_celery_id
-        from workers.tasks import import_corpus
+        from app.core import queue
+        from app.core.jobs import dispatch
 
-        set_celery_id(job_id, import_corpus.delay(job_id).id)
+        try:
+            dispatch(job_id, queue.IMPORT_CORPUS)
+        except queue.BrokerUnavailable as exc:
+            raise fail(f"{exc}\nnothing was imported (job #{job_id} failed)") from None
         result = follow(job_id)
     else:
         try:

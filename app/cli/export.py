@@ -169,10 +169,13 @@ def export(
     except ExportParamError as exc:
         raise _param_errors(exc) from None
     if background:
-        from app.core.jobs import set_celery_id
-        from workers.export_tasks import export_task
+        from app.core import queue
+        from app.core.jobs import dispatch
 
-        set_celery_id(started.job_id, export_task.delay(started.job_id).id)
+        try:
+            dispatch(started.job_id, queue.EXPORT)
+        except queue.BrokerUnavailable as exc:
+            raise fail(f"{exc}\nnothing was written (export #{started.export_id})") from None
         result = follow(started.job_id)
     else:
         try:

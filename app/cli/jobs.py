@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli.common import follow, schema_ready
+from app.cli.common import fail, follow, schema_ready
 
 jobs_app = typer.Typer(help="Long-running jobs.", no_args_is_help=True)
 
@@ -40,6 +40,69 @@ def jobs_watch(job_id: int) -> None:
     """Follow a job's progress bar until it ends."""
     schema_ready()
     follow(job_id)
+
+
+def _register_kinds() -> None:
+    # The steps say what their jobs hold (the training lock, a half-written export) and how
+    # a training is retried.
+    from app.critic import queueing  # noqa: F401
+    from app.export import run  # noqa: F401
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: int) -> None:
+    """Cancel a queued or running job: its task is revoked and what it held is released."""
+    from app.cli.console import out
+    from app.core.jobs import JobStateError, cancel_job
+    from app.core.origin import current_origin
+
+    schema_ready()
+    _register_kinds()
+    origin = current_origin()
+    try:
+        job = cancel_job(job_id, by=origin.door if origin else "cli")
+    except (LookupError, JobStateError) as exc:
+        raise fail(str(exc).strip("'\"")) from None
+    out.print(f"job #{job['id']} ({job['kind']}) {job['state']}: {job['message']}")
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: int,
+    follow_it: bool = typer.Option(
+        False, "--follow", help="Follow the new job's progress until it ends."
+    ),
+) -> None:
+    """Run a failed or cancelled job again with the same parameters (a new job)."""
+    from app.cli.console import out
+    from app.core.jobs import JobStateError, retry_job
+    from app.core.queue import BrokerUnavailable
+
+    schema_ready()
+    _register_kinds()
+    try:
+        new_id = retry_job(job_id)
+    except (LookupError, JobStateError, BrokerUnavailable) as exc:
+        raise fail(str(exc).strip("'\"")) from None
+    out.print(f"job #{job_id} retried as job #{new_id}")
+    if follow_it:
+        follow(new_id)
+
+
+@jobs_app.command("sweep")
+def jobs_sweep() -> None:
+    """Fail jobs that hang unseen now (running without heartbeats, queued with no worker
+    taking them) and release what they held; beat and the web server also do it."""
+    from app.cli.console import out
+    from app.core.jobs import sweep_jobs
+
+    schema_ready()
+    _register_kinds()
+    report = sweep_jobs()
+    out.print(
+        f"failed {report.stale} job(s) whose worker stopped responding and "
+        f"{report.unstarted} that no worker took"
+    )
 
 
 # --- accounts -------------------------------------------------------------------------------

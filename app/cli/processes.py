@@ -42,11 +42,14 @@ def serve(
 def worker(
     ctx: typer.Context,
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
-    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "celery",
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues. Default: SKD_CELERY_QUEUE.")
+    ] = None,
 ) -> None:
     """Run a Celery worker (extra arguments go to `celery worker`)."""
     from workers.celery_app import celery_app
 
+    queues = queues or get_settings().celery_queue
     celery_app.worker_main(
         [
             "worker",
@@ -59,7 +62,7 @@ def worker(
 
 
 def beat() -> None:
-    """Run Celery beat (the periodic tasks in workers/celery_app.py)."""
+    """Run Celery beat (the periodic tasks, scheduled in app/core/queue.py)."""
     from workers.celery_app import celery_app
 
     settings = get_settings()

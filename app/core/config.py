@@ -254,7 +254,21 @@ class Settings(BaseSettings):
             '(python -c "import secrets; print(secrets.token_urlsafe(48))"), '
             "or run `skd demo` for the embedded demo."
         )
-
+    job_queued_seconds: int = Field(
+        default=600,
+        description="A queued job that no worker took within this long is failed (a lost "
+        "message, no worker on this broker); what it holds is released.",
+    )
+    job_sweep_seconds: float = Field(
+        default=60.0,
+        description="How often the web server sweeps stale and never-started jobs (beat does "
+        "it too; 0 leaves it to beat and `skd jobs sweep`).",
+    )
+    celery_queue: str = Field(
+        default="celery",
+        description="The Celery queue jobs are sent to and `skd worker` consumes (one per "
+        "installation sharing a broker).",
+    )
     def ensure_dirs(self) -> None:
         for sub in ("", "uploads", "models", "exports"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)

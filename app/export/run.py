@@ -33,9 +33,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import app as package
+from app.core import queue
 from app.core.config import get_settings
 from app.core.db import is_postgres, session_scope
-from app.core.jobs import NullProgress, Progress, create_job, job_as_dict
+from app.core.jobs import (
+    NullProgress,
+    Progress,
+    create_job,
+    dispatch,
+    job_as_dict,
+    new_job,
+    register_kind,
+)
 from app.core.models import Export, Job, JobState, User
 from app.export.archive import CHECKSUMS, files_of, sha256_of, write_archive, write_checksums
 from app.export.card import WrittenCounts, render_card
@@ -164,12 +173,11 @@ def start_export(
 def queue_export(
     params: ExportParams, user_id: int | None = None, destination: Path | None = None
 ) -> ExportStart:
-    """``start_export`` and hand the job to a Celery worker (the page and the API)."""
-    from app.core.jobs import set_celery_id
-    from workers.export_tasks import export_task
-
+    """``start_export`` and hand the job to a Celery worker (the page, the API and
+    ``skd export --background``). Raises ``BrokerUnavailable`` (the job is then failed, so
+    the export can be deleted) when the broker does not take it."""
     started = start_export(params, user_id, destination)
-    set_celery_id(started.job_id, export_task.delay(started.job_id).id)
+    dispatch(started.job_id, queue.EXPORT)
     return started
 
 
@@ -460,6 +468,38 @@ def export_file(session: Session, export_id: int, name: str | None = None) -> Pa
     if not candidate.is_relative_to(folder) or not candidate.is_file():
         return None
     return candidate
+
+
+# --- what an export job holds, and its retry -------------------------------------------------
+
+
+def _remove_half_written(_session: Session, ended: list[Job]) -> None:
+    """An export job that ended badly leaves no half-written folder behind (a worker killed
+    mid-write cannot clean up its own hidden workspace)."""
+    for job in ended:
+        destination = (job.params or {}).get("destination")
+        if destination:
+            folder = Path(destination)
+            for stale in folder.parent.glob(f".tmp-{folder.name}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def retry_export(job_id: int) -> int:
+    """The same export again, as a new job of the same export (one number per export)."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        params = dict(job.params)
+    new_id = new_job(JOB_KIND, {**params, "retry_of": job_id})
+    with session_scope(write=True) as session:
+        export = session.get(Export, int(params["export_id"]))
+        if export is not None:
+            export.job_id = new_id
+    dispatch(new_id, queue.EXPORT)
+    return new_id
+
+
+register_kind(JOB_KIND, release=_remove_half_written, retry=retry_export)
 
 
 __all__ = [

@@ -11,8 +11,9 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, s
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
+from app.core import queue
 from app.core.config import get_settings
-from app.core.jobs import create_job, job_as_dict, set_celery_id
+from app.core.jobs import create_job, dispatch, job_as_dict
 from app.core.models import Job, User
 from app.corpus.formats import FORMATS
 from app.corpus.stats import corpus_counts
@@ -37,8 +38,6 @@ def queue_import(
 ) -> Job:
     """Save uploads under the data dir and queue an import job over them (one code path for the
     JSON API and the upload form)."""
-    from workers.tasks import import_corpus
-
     fmt = fmt or None
     if fmt is not None and fmt not in FORMATS:
         raise HTTPException(
@@ -69,8 +68,8 @@ def queue_import(
     }
     job = create_job(session, "import", params, created_by_id=user.id)
     session.commit()
-    async_result = import_corpus.delay(job.id)
-    set_celery_id(job.id, async_result.id)
+    # A broker that does not take it fails the job and answers 503 (app.web.job_actions).
+    dispatch(job.id, queue.IMPORT_CORPUS)
     return job
 
 

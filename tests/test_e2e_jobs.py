@@ -1,0 +1,262 @@
+"""Every door reaches the worker, through the real processes: `skd serve` (uvicorn and its
+thread pool) and `skd worker` run as subprocesses on their own database and queue; staff sign
+in through the login form over HTTP. Runs on SQLite (embedded broker) and PostgreSQL (Redis).
+
+Before the queueing fix, work sent from the server's request threads went to Celery's
+built-in default app (amqp://localhost) and these jobs stayed "queued" for ever.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.live_stack import live_stack, wait_for_job
+
+GOOD = ["to eat dinner", "to sleep well", "to thank them", "to rest", "to call a friend"]
+BAD = ["purple rocket volcano", "seventeen spoons", "the moon melts", "a banana cloud"]
+
+
+# Fast training of the tiny test model (the same values as tests/critic_helpers.py).
+def critic_env(tiny_base: Path, **overrides: str) -> dict[str, str]:
+    return {
+        "critic_base_model": str(tiny_base),
+        "critic_preset": "fast",
+        "critic_epochs": "3",
+        "critic_learning_rate": "2e-3",
+        "critic_batch_size": "16",
+        "critic_score_chunk_size": "50",
+        "critic_held_out_fraction": "0.25",
+        "critic_freeze_embeddings": "0",
+        "critic_retrain_labels": "0",
+        **overrides,
+    }
+
+
+def labelled_file(folder: Path, index: int, heads: int = 8, per_head: int = 4) -> Path:
+    """A JSONL file of triples a tiny model can learn, each with a human label (valid)."""
+    rng = random.Random(index)
+    path = folder / f"labelled-{index}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for h in range(heads):
+            for k in range(per_head):
+                good = rng.random() < 0.6
+                record = {
+                    "head": f"PersonX does task {index}-{h}",
+                    "relation": "xWant",
+                    "tail": f"{rng.choice(GOOD if good else BAD)} {k}",
+                    "valid": 2 if good else -2,
+                }
+                out.write(json.dumps(record) + "\n")
+    return path
+
+
+def upload(client: httpx.Client, path: Path) -> httpx.Response:
+    with path.open("rb") as handle:
+        return client.post(
+            "/api/corpus/import", files=[("files", (path.name, handle, "application/jsonl"))]
+        )
+
+
+def succeeded(client: httpx.Client, job_id: int, timeout: float = 120) -> dict[str, Any]:
+    job = wait_for_job(client, job_id, timeout)
+    assert job["state"] == "succeeded", (job["error"], job["message"])
+    return job
+
+
+def test_jobs_started_over_http_and_the_cli_all_run_on_the_worker(  # type: ignore[no-untyped-def]
+    tmp_path, tiny_base
+) -> None:
+    files = [labelled_file(tmp_path, i) for i in range(8)]
+    with live_stack(tmp_path, **critic_env(tiny_base)) as stack:
+        client = stack.login()
+        # Eight uploads at the same moment: every request thread sends to the one broker.
+        with ThreadPoolExecutor(len(files)) as pool:
+            answers = list(pool.map(lambda path: upload(client, path), files))
+        assert [a.status_code for a in answers] == [202] * len(files), [a.text for a in answers]
+        for answer in answers:
+            job = succeeded(client, answer.json()["job_id"])
+            assert job["result"]["totals"]["imported"] == 32
+        assert client.get("/api/corpus").json()["triples"] == 8 * 32
+
+        # The critic: train → evaluate → score, started over the JSON API.
+        training = client.post("/api/critic/train", json={})
+        assert training.status_code == 202, training.text
+        for job_id in training.json()["jobs"].values():
+            succeeded(client, job_id, timeout=180)
+        version = client.get(f"/api/critic/versions/{training.json()['version_id']}").json()
+        assert version["state"] == "active" and version["threshold"] is not None
+
+        # A score started by hand (the chain's score already did the corpus: nothing left).
+        scoring = client.post("/api/critic/score", json={})
+        assert scoring.status_code in (200, 202), scoring.text
+        if scoring.json()["job_id"] is not None:
+            succeeded(client, scoring.json()["job_id"])
+
+        # An export with the default threshold: the version's own.
+        export = client.post("/api/exports", json={})
+        assert export.status_code == 202, export.text
+        succeeded(client, export.json()["job_id"])
+        written = client.get(f"/api/exports/{export.json()['export_id']}").json()
+        assert written["state"] == "succeeded" and written["threshold"] == version["threshold"]
+
+        # The CLI's --background door sends to the same broker and queue.
+        more = labelled_file(tmp_path, 99, heads=2)
+        done = stack.skd("import", "--background", str(more))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert client.get("/api/corpus").json()["triples"] == 8 * 32 + 8
+
+
+def test_a_job_no_worker_takes_is_failed_with_the_reason_and_can_be_retried(  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
+    path = labelled_file(tmp_path, 1, heads=2)
+    with live_stack(tmp_path, worker=False, job_queued_seconds="2", job_sweep_seconds="1") as stack:
+        client = stack.login()
+        started = upload(client, path)
+        assert started.status_code == 202
+        job_id = started.json()["job_id"]
+        # No worker: the web server's own sweep fails it, saying why.
+        job = wait_for_job(client, job_id, timeout=30)
+        assert job["state"] == "failed", job
+        assert "no worker took it within 2 s" in job["error"]
+        assert "is a worker running against this broker" in job["error"]
+        assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 409  # already ended
+
+        # A worker that comes late does not run the failed job behind the user's back...
+        stack.start_worker()
+        stack.wait_for_worker()
+        retried = client.post(f"/api/jobs/{job_id}/retry")
+        assert retried.status_code == 202, retried.text
+        new_id = retried.json()["job_id"]
+        assert new_id != job_id
+        # ...but the retry, with the same files, runs.
+        assert succeeded(client, new_id)["result"]["totals"]["imported"] == 8
+        assert client.get(f"/api/jobs/{job_id}").json()["state"] == "failed"
+        assert client.get("/api/corpus").json()["triples"] == 8
+        assert client.post(f"/api/jobs/{new_id}/retry").status_code == 409  # it succeeded
+
+
+def test_broker_down_answers_503_and_leaves_no_queued_job(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = labelled_file(tmp_path, 1, heads=2)
+    # Nothing listens on port 1: the broker is down.
+    with live_stack(tmp_path, worker=False, broker_url="redis://127.0.0.1:1/0") as stack:
+        client = stack.login()
+        answer = upload(client, path)
+        assert answer.status_code == 503, answer.text
+        detail = answer.json()["detail"]
+        assert "broker" in detail and "redis://127.0.0.1:1" in detail
+        jobs = client.get("/api/jobs").json()
+        assert jobs and all(job["state"] == "failed" for job in jobs), jobs
+        assert "did not answer" in jobs[0]["error"]
+
+
+def _running(client: httpx.Client, job_id: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["state"] == "running" and job["done"] > 0:
+            return
+        assert not job["finished"], job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never started: {job}")
+
+
+def test_cancel_a_running_training_releases_the_lock_and_retry_starts_again(  # type: ignore[no-untyped-def]
+    tmp_path, tiny_base
+) -> None:
+    path = labelled_file(tmp_path, 1)
+    slow = critic_env(tiny_base, critic_epochs="1000", critic_patience="1000")
+    with live_stack(tmp_path, **slow) as stack:
+        client = stack.login()
+        succeeded(client, upload(client, path).json()["job_id"])
+        chain = client.post("/api/critic/train", json={}).json()
+        train_id = chain["jobs"]["train"]
+        _running(client, train_id)
+
+        cancelled = client.post(f"/api/jobs/{train_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["state"] == "cancelled"
+        assert "cancelled by root" in cancelled.json()["message"]
+        for link in ("evaluate", "score"):
+            assert client.get(f"/api/jobs/{chain['jobs'][link]}").json()["state"] == "cancelled"
+        version = client.get(f"/api/critic/versions/{chain['version_id']}").json()
+        assert version["state"] == "failed"  # the training lock is free again
+        # The worker notices at its next progress report and stops: the row stays cancelled.
+        time.sleep(3)
+        assert client.get(f"/api/jobs/{train_id}").json()["state"] == "cancelled"
+
+        # Retry: a new chain (a new version) with the same base model.
+        retried = client.post(f"/api/jobs/{train_id}/retry")
+        assert retried.status_code == 202, retried.text
+        new_train = retried.json()["job_id"]
+        assert retried.json()["job"]["kind"] == "critic_train"
+        # The CLI cancels too.
+        done = stack.skd("jobs", "cancel", str(new_train))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "cancelled" in done.stdout
+        assert client.get(f"/api/jobs/{new_train}").json()["state"] == "cancelled"
+        # And the page's form: back to where it was posted from.
+        again = stack.skd("jobs", "retry", str(new_train))
+        assert again.returncode == 0, again.stdout + again.stderr
+        third = int(again.stdout.split("job #")[-1].split()[0])
+        form = client.post(
+            f"/jobs/{third}/cancel",
+            data={"csrf_token": client.headers["X-CSRF-Token"], "next": "/critic"},
+        )
+        assert form.status_code == 303 and form.headers["location"] == "/critic"
+        assert client.get(f"/api/jobs/{third}").json()["state"] == "cancelled"
+
+
+@pytest.fixture
+def chromium():  # type: ignore[no-untyped-def]
+    from tests.test_browser import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+def test_retrain_now_in_the_browser_runs_to_the_end(tmp_path, tiny_base, chromium) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import OUTPUT
+    from tests.live_stack import ADMIN, PASSWORD
+
+    path = labelled_file(tmp_path, 1, heads=12)
+    with live_stack(tmp_path, **critic_env(tiny_base)) as stack:
+        client = stack.login()
+        succeeded(client, upload(client, path).json()["job_id"])
+        page = chromium.new_page(viewport={"width": 1200, "height": 1000})
+        page.goto(f"{stack.url}/login")
+        page.fill("input[name=username]", ADMIN)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button.primary")
+        page.wait_for_url(f"{stack.url}/")
+        page.goto(f"{stack.url}/critic")
+        page.click("#retrain")
+        # The chain's three bars appear and each runs to 100 %.
+        bars = page.locator("#critic-jobs .job-succeeded .bar[aria-valuenow='100']")
+        deadline = time.monotonic() + 180
+        while bars.count() < 3:
+            assert time.monotonic() < deadline, page.inner_text("#critic-jobs")
+            assert page.locator("#critic-jobs .job-failed").count() == 0, page.inner_text(
+                "#critic-jobs"
+            )
+            time.sleep(0.5)
+        OUTPUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "e2e-retrain-now.png"), full_page=True)
+        assert "is active" in page.inner_text("body")

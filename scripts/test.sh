@@ -29,6 +29,9 @@ command -v chromium >/dev/null 2>&1 && export SKD_TEST_REQUIRE_BROWSER=1
 step "lint"
 .venv/bin/ruff check . && .venv/bin/ruff format --check . || exit 1
 
+step "import layers (doors → steps → base)"
+.venv/bin/lint-imports --no-cache || exit 1
+
 export SKD_TEST_REQUIRE_SERVICES=1
 status=0
 for backend in sqlite postgres; do

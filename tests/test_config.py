@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.core.config import Settings
+from app.corpus.relations import allowed_relations
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def test_environment_selects_postgres_and_redis(monkeypatch: pytest.MonkeyPatch)
     settings = Settings(_env_file=None)
     assert settings.database == "postgresql+psycopg://u@db/skd"
     assert settings.broker == "redis://cache:6379/0"
-    assert {"Foo", "Bar", "xWant"} <= settings.relations
+    assert {"Foo", "Bar", "xWant"} <= allowed_relations(settings)
 
 
 def test_server_refuses_to_start_without_secret_outside_demo(tmp_path: Path) -> None:

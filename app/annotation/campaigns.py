@@ -21,12 +21,13 @@ from app.core.models import (
     CampaignItem,
     CampaignPurpose,
     CampaignState,
+    CriticState,
+    CriticVersion,
     Rating,
     Score,
     Triple,
     utcnow,
 )
-from app.critic.registry import active_version
 
 # The paper's human evaluation scale; values > 0 are acceptable. ``key`` is the shortcut.
 DEFAULT_SCALE: list[dict[str, Any]] = [
@@ -184,7 +185,12 @@ def create_campaign(
     rng = random.Random(seed)
     order: dict[int, float] = {}
     sampling = "uniform random"
-    critic = active_version(session) if spec.purpose == CampaignPurpose.training else None
+    # The active critic, read directly: this step sits below app.critic in the layers.
+    critic = (
+        session.scalar(select(CriticVersion).where(CriticVersion.state == CriticState.active))
+        if spec.purpose == CampaignPurpose.training
+        else None
+    )
     if critic is not None and critic.threshold is not None:
         order = uncertainty_order(session, query, critic.id, critic.threshold, spec.sample_size)
         ids = list(order)

@@ -253,6 +253,8 @@ def list_versions(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
+    from app.critic.describe import model_display_name
+
     table = Table(title="critic versions", title_justify="left")
     for column in ("id", "state", "base model", "labels", "ROC-AUC", "AP", "P@R0.8", "calib."):
         table.add_column(
@@ -265,7 +267,7 @@ def list_versions(
         table.add_row(
             str(row["id"]),
             row["state"] + (f" ({row['error'][:40]})" if row["error"] else ""),
-            Path(row["base_model"]).name or row["base_model"],
+            model_display_name(row["base_model"]),
             f"{row['train_labels']}/{row['held_out_labels']}" if row["train_labels"] else "–",
             _fmt(row["roc_auc"]),
             _fmt(row["average_precision"]),
@@ -327,6 +329,7 @@ def evaluate_command(
     from app.core.db import session_scope
     from app.core.models import CriticVersion
     from app.corpus.formats import CorpusFormatError
+    from app.corpus.relations import allowed_relations
     from app.critic.evaluate_file import evaluate_file
     from app.critic.registry import active_version
 
@@ -352,7 +355,7 @@ def evaluate_command(
                 version_id,
                 path,
                 hyper,
-                get_settings().relations,
+                allowed_relations(get_settings()),
                 fmt=format,
                 batch_size=get_settings().critic_score_batch_size,
                 progress=bar,

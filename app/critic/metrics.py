@@ -2,19 +2,23 @@
 precision-recall curve, precision at the recall levels the paper filters at, and an interval
 for precision estimated from a uniform sample.
 
-Plain numpy, so the numbers can be checked by hand and no extra dependency is needed. The
-definitions follow the usual ones (scikit-learn's among them): thresholds are the distinct
-scores, and an item is kept when its score is >= the threshold.
+The curves and areas come from scikit-learn and the Wilson interval from SciPy, so the
+definitions are the ones reviewers know; this module only shapes them the way the product uses
+them (thresholds in decreasing order, the kept fraction beside each, NaN rather than an error
+when a class is missing). Thresholds are the distinct scores, and an item is kept when its
+score is >= the threshold. ``tests/test_critic_metrics.py`` checks them against brute force.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest, norm
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import precision_recall_curve as sklearn_pr_curve
 
 RECALL_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -33,20 +37,9 @@ def roc_auc(labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.nd
     """The probability that a random acceptable triple scores above a random unacceptable one
     (ties count half); NaN when one of the classes is missing."""
     y, p = _arrays(labels, scores)
-    positives, negatives = int(y.sum()), int((~y).sum())
-    if positives == 0 or negatives == 0:
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(p, kind="mergesort")
-    ranks = np.empty(len(p), dtype=float)
-    sorted_scores = p[order]
-    # Average ranks over ties (1-based).
-    start = 0
-    for end in range(1, len(p) + 1):
-        if end == len(p) or sorted_scores[end] != sorted_scores[start]:
-            ranks[order[start:end]] = (start + end + 1) / 2
-            start = end
-    rank_sum = ranks[y].sum()
-    return float((rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
+    return float(roc_auc_score(y, p))
 
 
 @dataclass
@@ -66,20 +59,22 @@ def precision_recall_curve(
     y, p = _arrays(labels, scores)
     if len(p) == 0:
         raise ValueError("no labels")
-    order = np.argsort(-p, kind="mergesort")
-    p_sorted, y_sorted = p[order], y[order]
-    true_positives = np.cumsum(y_sorted)
-    kept = np.arange(1, len(p) + 1)
-    # The last position of each distinct score: keeping ">= score" keeps all its ties.
-    last_of_score = np.r_[np.nonzero(np.diff(p_sorted))[0], len(p) - 1]
-    tp = true_positives[last_of_score].astype(float)
-    n_kept = kept[last_of_score].astype(float)
-    positives = float(y.sum())
+    if not y.any():  # scikit-learn's recall is undefined here; nothing can be recalled
+        thresholds = np.unique(p)[::-1]
+        kept = np.searchsorted(-np.sort(-p), -thresholds, side="right").astype(float)
+        zeros = np.zeros_like(thresholds)
+        return PRCurve(thresholds, zeros, zeros.copy(), kept / len(p))
+    precision, recall, thresholds = sklearn_pr_curve(y, p)
+    # scikit-learn: thresholds increasing, plus a final (precision 1, recall 0) point with no
+    # threshold. Here: thresholds decreasing, one point per distinct score.
+    precision, recall, thresholds = precision[:-1][::-1], recall[:-1][::-1], thresholds[::-1]
+    ascending = np.sort(p)
+    kept = len(p) - np.searchsorted(ascending, thresholds, side="left")
     return PRCurve(
-        thresholds=p_sorted[last_of_score],
-        precision=tp / n_kept,
-        recall=tp / positives if positives else np.zeros_like(tp),
-        kept_fraction=n_kept / len(p),
+        thresholds=thresholds.astype(float),
+        precision=precision.astype(float),
+        recall=recall.astype(float),
+        kept_fraction=kept.astype(float) / len(p),
     )
 
 
@@ -87,11 +82,12 @@ def average_precision(
     labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray
 ) -> float:
     """Sum over thresholds of (recall step) x precision; NaN without acceptable labels."""
-    curve = precision_recall_curve(labels, scores)
-    if not np.asarray(labels, dtype=bool).any():
+    y, p = _arrays(labels, scores)
+    if len(p) == 0:
+        raise ValueError("no labels")
+    if not y.any():
         return float("nan")
-    recall_steps = np.diff(np.r_[0.0, curve.recall])
-    return float(np.sum(recall_steps * curve.precision))
+    return float(average_precision_score(y, p))
 
 
 @dataclass
@@ -137,11 +133,11 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     estimated from the labels of a uniform random sample (a calibration campaign)."""
     if trials <= 0:
         return (0.0, 1.0)
-    share = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (share + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / denominator
-    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    confidence = 2 * float(norm.cdf(z)) - 1
+    interval = binomtest(int(successes), int(trials)).proportion_ci(
+        confidence_level=confidence, method="wilson"
+    )
+    low, high = float(interval.low), float(interval.high)
     # At 0 or n successes the bound is exactly 0 or 1; rounding can leave it a hair inside.
     return (0.0 if successes == 0 else low, 1.0 if successes == trials else high)
 

@@ -38,6 +38,7 @@ from app.core.models import (
     Score,
     Triple,
 )
+from app.corpus.relations import allowed_relations
 from app.critic.filtering import choose_threshold
 from app.critic.metrics import wilson_interval
 from app.critic.registry import active_version
@@ -310,7 +311,7 @@ def _known(session: Session) -> str:
 def _check_filters(session: Session, params: ExportParams) -> None:
     """Unknown relations and sources are typos, not empty filters: say so."""
     errors: dict[str, str] = {}
-    allowed = get_settings().relations
+    allowed = allowed_relations(get_settings())
     unknown = [relation for relation in params.relations if relation not in allowed]
     if unknown:
         errors["relations"] = (

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from app.critic.describe import label_snapshot_sentence, model_display_name
 from app.export.params import FORMAT_HELP, HUMAN_LABEL_RULES
 from app.export.plan import ExportPlan
 
@@ -209,11 +210,10 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
     say("| | |")
     say("|---|---|")
     say(f"| version | {version['id']} ({version['state']}) |")
-    say(f"| base model | `{version['base_model']}` |")
+    say(f"| base model | {model_display_name(version['base_model'])} |")
     say(f"| created | {version['created_at'][:19].replace('T', ' ')} UTC |")
     if snapshot:
-        described = ", ".join(f"{key} {value}" for key, value in sorted(snapshot.items()))
-        say(f"| trained on | {described} |")
+        say(f"| trained on | {label_snapshot_sentence(snapshot)} |")
     if "n" in metrics:
         say(
             f"| held-out labels | {_n(metrics['n'])} ({_n(metrics.get('acceptable', 0))} "

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from app.core.jobs import job_as_dict
 from app.core.models import CriticState, CriticVersion, Job, Role, User
 from app.critic import filtering, loop
+from app.critic.describe import label_snapshot_sentence, model_display_name
 from app.critic.score import score_histogram, unscored_count
 from app.web.critic_plots import histogram_plot, pr_plot
 from app.web.deps import SessionDep, StaffUser, csrf_token, templates
@@ -117,9 +118,12 @@ class VersionRow:
 
     @property
     def short_model(self) -> str:
-        """A local folder's last two parts (the full path is in the cell's title)."""
-        parts = [part for part in self.version.base_model.split("/") if part]
-        return "/".join(parts[-2:]) if len(parts) > 2 else self.version.base_model
+        """The model's name, not its folder (``app.critic.describe``)."""
+        return model_display_name(self.version.base_model)
+
+    @property
+    def labels_sentence(self) -> str:
+        return label_snapshot_sentence(self.version.label_snapshot)
 
 
 def version_row(version: CriticVersion) -> VersionRow:

@@ -103,11 +103,15 @@ def _set(request: Request, user_id: int, excluded: bool) -> JSONResponse | HTMLR
             person.id, person.username, person.display_name, person.platform, person.external_id
         )
     if request.headers.get("hx-request"):
-        return templates.TemplateResponse(
+        response = templates.TemplateResponse(
             request,
             "_exclude_button.html",
             {"user_id": user_id, "excluded": excluded, "label": label},
         )
+        # The campaign page re-reads its annotator table and agreement on this event, so the
+        # flags and alpha change with the button, not at the next reload.
+        response.headers["HX-Trigger"] = "annotators-changed"
+        return response
     return JSONResponse({"user_id": user_id, "excluded": excluded})
 
 

@@ -39,7 +39,6 @@ from app.web import (
 from app.web.deps import LoginRequired, refuse_unstorable_input
 from app.web.docs import mount_offline_docs
 from app.web.errors import html_or_json_error
-from app.web.docs import mount_offline_docs
 from app.web.headers import SecurityHeadersMiddleware
 from app.web.job_actions import broker_unavailable
 from app.web.origin import JobOriginMiddleware

@@ -54,6 +54,17 @@ def test_demo_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         text = (tmp_path / "demo.log").read_text()
         assert "SKD Studio is running" in text, text
         assert (tmp_path / "skd-data" / "skd.sqlite").is_file()
+        # The processes write to their own logs; the terminal has one status line each, and
+        # the logins and links come last (no request or task lines after them).
+        logs = tmp_path / "skd-data" / "logs"
+        for name in ("web", "worker", "beat"):
+            assert re.search(
+                rf"^  {name}\s+running\s+pid \d+\s+log {logs / name}\.log$", text, re.M
+            )
+            assert (logs / f"{name}.log").is_file()
+        assert "Uvicorn running" in (logs / "web.log").read_text()
+        after_links = text.split("SKD Studio is running", 1)[1]
+        assert "INFO" not in after_links and "Ctrl-C stops" in after_links
         password = re.search(r"admin\s+user admin\s+password (\S+)", text).group(1)
         invites = re.findall(rf"http://127\.0\.0\.1:{port}/i/(\S+)", text)
         assert len(invites) == 3

@@ -82,3 +82,30 @@ def test_api_docs_pages_load_nothing_from_a_cdn(client) -> None:  # type: ignore
             if url != "/openapi.json":
                 assert client.get(url).status_code == 200, url
     assert "/api/corpus/triples" in client.get("/openapi.json").json()["paths"]
+
+
+def test_skd_outside_a_set_up_folder_says_where_it_looked(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKD_")}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "stats"],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    message = result.stdout + result.stderr
+    assert f"looked at {tmp_path / 'skd-data'}" in message and "SKD_DATA_DIR" in message
+    assert not (tmp_path / "skd-data").exists()  # nothing was created
+    named = subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", "upgrade"],
+        cwd=tmp_path,
+        env={**env, "SKD_DATA_DIR": str(tmp_path / "mine")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert named.returncode == 0, named.stderr
+    assert (tmp_path / "mine" / "skd.sqlite").is_file()

@@ -16,11 +16,33 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def require_data_dir() -> None:
+    """Outside a set-up folder, say where we looked instead of creating ``./skd-data``.
+
+    Only the implicit default is checked: a data dir named by ``SKD_DATA_DIR``, or a server
+    database in ``SKD_DATABASE_URL``, is a deliberate choice and is created when missing.
+    ``skd demo`` and ``skd db upgrade`` set a folder up and do not ask.
+    """
+    settings = get_settings()
+    if "data_dir" in settings.model_fields_set or settings.database_url:
+        return
+    folder = settings.data_dir.resolve()
+    if folder.is_dir():
+        return
+    raise fail(
+        f"no SKD Studio data dir here: looked at {folder} (the default, ./skd-data in the "
+        "current folder, because SKD_DATA_DIR is not set). Run this from the folder you set "
+        "up, point to it with `export SKD_DATA_DIR=/path/to/skd-data` (or a line in .env), or "
+        "set up a new one here with `skd demo` or `skd db upgrade`."
+    )
+
+
 def schema_ready() -> None:
     """Commands that need tables say so clearly on an empty database."""
     from app.core import migrate
     from app.core.db import configure
 
+    require_data_dir()
     settings = get_settings()
     settings.ensure_dirs()
     configure(settings)

@@ -177,6 +177,7 @@ def run_services(settings: Settings, *, on_ready: Any = None, ready_timeout: flo
         "SKD_PORT": str(settings.port),
     }
     children: dict[str, subprocess.Popen[bytes]] = {}
+    logs = _log_paths(settings)
     stopping = False
 
     def _terminate(_signum: int, _frame: object) -> None:
@@ -187,15 +188,24 @@ def run_services(settings: Settings, *, on_ready: Any = None, ready_timeout: flo
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = 0
     try:
+        print(f"skd demo: starting web, worker and beat (logs in {logs['web'].parent})", flush=True)
         for name, command in service_commands(settings).items():
-            children[name] = subprocess.Popen(command, env=env)
-        if on_ready is not None and _wait_until_up(settings, children, ready_timeout):
-            on_ready()
+            # Each process writes to its own file, so the terminal keeps the links readable.
+            with logs[name].open("ab") as log:
+                children[name] = subprocess.Popen(
+                    command, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+        if _wait_until_up(settings, children, ready_timeout):
+            for name, child in children.items():
+                print(f"  {name:<7} running  pid {child.pid:<8} log {logs[name]}", flush=True)
+            if on_ready is not None:
+                on_ready()
         while True:
             for name, child in children.items():
                 if child.poll() is not None:
                     print(
-                        f"skd demo: {name} exited with code {child.returncode}; stopping",
+                        f"skd demo: {name} exited with code {child.returncode}; stopping. "
+                        f"The end of {logs[name]}:\n{_tail(logs[name])}",
                         file=sys.stderr,
                     )
                     code = 1
@@ -208,6 +218,20 @@ def run_services(settings: Settings, *, on_ready: Any = None, ready_timeout: flo
             signal.signal(sig, handler)
         _stop_all(children)
     return code if stopping else 1
+
+
+def _log_paths(settings: Settings) -> dict[str, Path]:
+    """``<data dir>/logs/<process>.log`` (appended to across runs)."""
+    folder = settings.data_dir.resolve() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {name: folder / f"{name}.log" for name in ("web", "worker", "beat")}
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def _wait_until_up(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import fail
+from app.cli.common import fail, require_data_dir
 from app.core.config import get_settings
 
 
@@ -21,6 +21,7 @@ def serve(
     """Run the web server (uvicorn)."""
     import uvicorn
 
+    require_data_dir()
     settings = get_settings()
     try:
         settings.session_secret()
@@ -49,6 +50,7 @@ def worker(
     """Run a Celery worker (extra arguments go to `celery worker`)."""
     from workers.celery_app import celery_app
 
+    require_data_dir()
     queues = queues or get_settings().celery_queue
     celery_app.worker_main(
         [
@@ -65,6 +67,7 @@ def beat() -> None:
     """Run Celery beat (the periodic tasks, scheduled in app/core/queue.py)."""
     from workers.celery_app import celery_app
 
+    require_data_dir()
     settings = get_settings()
     settings.ensure_dirs()
     schedule = settings.data_dir / "celerybeat-schedule"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import types
+import typing
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -50,7 +52,12 @@ def _refuse_nul(value: str) -> str:
 NoNulStr = Annotated[str, AfterValidator(_refuse_nul)]
 
 
-def _nul_errors(value: Any, loc: tuple[str | int, ...]) -> list[dict[str, Any]]:
+# What a database column can hold: BIGINT for integers, no NUL in text.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def _unstorable(value: Any, loc: tuple[str | int, ...]) -> list[dict[str, Any]]:
+    """Errors for NULs in text and integers beyond BIGINT, anywhere in a value."""
     if isinstance(value, str):
         if "\x00" in value:
             return [
@@ -62,34 +69,99 @@ def _nul_errors(value: Any, loc: tuple[str | int, ...]) -> list[dict[str, Any]]:
                 }
             ]
         return []
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _INT_MIN <= value <= _INT_MAX:
+            return [_range_error(loc, value)]
+        return []
     if isinstance(value, dict):
-        return [e for key, item in value.items() for e in _nul_errors(item, (*loc, str(key)))]
+        return [e for key, item in value.items() for e in _unstorable(item, (*loc, str(key)))]
     if isinstance(value, list):
-        return [e for index, item in enumerate(value) for e in _nul_errors(item, (*loc, index))]
+        return [e for index, item in enumerate(value) for e in _unstorable(item, (*loc, index))]
     return []
 
 
-async def refuse_nul_bytes(request: Request) -> None:
-    """No text a client sends may hold a NUL: PostgreSQL cannot store one, and no field has a
-    use for it. An app-wide dependency, so every route answers 422 naming the field instead of
-    failing in the database; the body was already read by FastAPI (its cached copy is used)."""
+def _range_error(loc: tuple[str | int, ...], value: object) -> dict[str, Any]:
+    return {
+        "type": "int_range",
+        "loc": loc,
+        "msg": f"must be an integer between {_INT_MIN} and {_INT_MAX}",
+        "input": str(value)[:100],
+    }
+
+
+def _takes_int(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _takes_int(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, list):
+        return any(_takes_int(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+_INT_PARAMS: dict[int, dict[str, frozenset[str]]] = {}
+
+
+def _int_params(route: Any) -> dict[str, frozenset[str]]:
+    """The names of a route's integer parameters (path, query, form), its dependencies' too."""
+    found = _INT_PARAMS.get(id(route))
+    if found is None:
+        names: dict[str, set[str]] = {"path": set(), "query": set(), "body": set()}
+        stack = [route.dependant]
+        while stack:
+            dependant = stack.pop()
+            for where, fields in (
+                ("path", dependant.path_params),
+                ("query", dependant.query_params),
+                ("body", dependant.body_params),
+            ):
+                names[where].update(
+                    field.alias for field in fields if _takes_int(field.field_info.annotation)
+                )
+            stack.extend(dependant.dependencies)
+        found = {where: frozenset(values) for where, values in names.items()}
+        _INT_PARAMS[id(route)] = found
+    return found
+
+
+def _raw_int_errors(where: str, name: str, raw: str) -> list[dict[str, Any]]:
+    text = raw.strip()
+    if text.lstrip("+-").isdigit() and not _INT_MIN <= int(text) <= _INT_MAX:
+        return [_range_error((where, name), raw)]
+    return []
+
+
+async def refuse_unstorable_input(request: Request) -> None:
+    """No request may carry what the database cannot store: a NUL in text (PostgreSQL refuses
+    it) or an integer beyond BIGINT (an overflow). An app-wide dependency, so every route,
+    including ones added later, answers 422 naming the field instead of failing with a 500 in
+    the database. Integer parameters are found from the route's own declarations; the body was
+    already read by FastAPI, and its cached copy is used."""
     errors: list[dict[str, Any]] = []
-    for name, value in request.path_params.items():
-        errors += _nul_errors(value, ("path", name))
-    for name, value in request.query_params.multi_items():
-        errors += _nul_errors(value, ("query", name))
     route = request.scope.get("route")
+    declared = _int_params(route) if getattr(route, "dependant", None) is not None else None
+    for name, value in request.path_params.items():
+        errors += _unstorable(value, ("path", name))
+        if declared and name in declared["path"] and isinstance(value, str):
+            errors += _raw_int_errors("path", name, value)
+    for name, value in request.query_params.multi_items():
+        errors += _unstorable(value, ("query", name))
+        if declared and name in declared["query"]:
+            errors += _raw_int_errors("query", name, value)
     if getattr(route, "body_field", None) is not None:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             form = await request.form()
             for name, value in form.multi_items():
-                errors += _nul_errors(value, ("body", name))
+                if isinstance(value, str):
+                    errors += _unstorable(value, ("body", name))
+                    if declared and name in declared["body"]:
+                        errors += _raw_int_errors("body", name, value)
         else:
-            body = await request.body()
-            if b"\\u0000" in body or b"\x00" in body:
-                with contextlib.suppress(ValueError):  # not JSON: FastAPI's validation answers
-                    errors += _nul_errors(await request.json(), ("body",))
+            # Not JSON (or nested past the parser): FastAPI's own validation answers.
+            with contextlib.suppress(ValueError, RecursionError):
+                errors += _unstorable(await request.json(), ("body",))
     if errors:
         raise RequestValidationError(errors)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 
 from app.core.jobs import job_as_dict, recent_jobs
@@ -22,7 +22,9 @@ def _get(session: SessionDep, job_id: int) -> Job:
 
 
 @router.get("/api/jobs")
-def list_jobs(session: SessionDep, user: StaffUser, limit: int = 20) -> list[dict[str, Any]]:
+def list_jobs(
+    session: SessionDep, user: StaffUser, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> list[dict[str, Any]]:
     return [job_as_dict(job) for job in recent_jobs(session, min(limit, 200))]
 
 

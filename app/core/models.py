@@ -501,6 +501,46 @@ class TeacherRun(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # "events" (events, then inferences for them when relations are asked) or "inferences"
+    # (for heads the user picked). The triples it wrote have source "teacher-run-<id>".
+    kind: Mapped[str] = mapped_column(String(20), default="events", server_default="events")
+    # The templates exactly as run (events and each relation), so a run can be read and rerun.
+    templates: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+
+
+class TeacherEvent(Base):
+    """An event a teacher run wrote (the heads its inferences are asked for), with provenance."""
+
+    __tablename__ = "teacher_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("teacher_runs.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    # The corpus's normalized key of the event (case, spacing, final period ignored).
+    norm_key: Mapped[str] = mapped_column(String(32))
+    logprob: Mapped[float | None] = mapped_column(Float)
+    chunk: Mapped[int] = mapped_column(Integer)
+    examples: Mapped[list[Any]] = mapped_column(default=list)
+
+    __table_args__ = (UniqueConstraint("run_id", "norm_key"),)
+
+
+class TeacherChunk(Base):
+    """A finished chunk of a teacher run: written in the same transaction as its output, so a
+    chunk that is delivered again (a killed worker) is skipped, and one that never finished
+    runs again from nothing."""
+
+    __tablename__ = "teacher_chunks"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("teacher_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    phase: Mapped[str] = mapped_column(String(20), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    finished_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AnnotatorCampaign(Base):

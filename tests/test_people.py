@@ -325,3 +325,32 @@ def test_cli_users_list_invite_deactivate_revoke(engine, client) -> None:  # typ
 def _id_of_invite(name: str) -> int:
     with session_scope() as session:
         return session.scalars(select(User.id).where(User.display_name == name)).one()
+
+
+def test_invitation_admits_to_the_campaigns_ticked(admin_client) -> None:  # type: ignore[no-untyped-def]
+    from app.annotation.access import admitted_campaign_ids
+
+    make_triples(2)
+    campaign_id = make_campaign(ratings_per_item=1)
+    page = admin_client.get(PAGE).text
+    assert f'name="campaign" value="{campaign_id}"' in page
+    token = admin_client.headers["X-CSRF-Token"]
+    answer = admin_client.post(
+        "/admin/invitations",
+        data={"csrf_token": token, "name": "Lin", "campaign": str(campaign_id)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    with session_scope() as session:
+        lin = _id_of_invite("Lin")
+        assert admitted_campaign_ids(session, lin) == [campaign_id]
+    row = re.search(rf'<tr id="annotator-{lin}".*?</tr>', admin_client.get(PAGE).text, re.S)
+    assert f'href="/campaigns/{campaign_id}"' in row.group(0)
+    missing = admin_client.post(
+        "/admin/invitations",
+        data={"csrf_token": token, "name": "Max", "campaign": "999999"},
+        follow_redirects=False,
+    )
+    assert missing.status_code == 422 and "no campaign 999999" in missing.text
+    with session_scope() as session:
+        assert session.scalar(select(User).where(User.display_name == "Max")) is None

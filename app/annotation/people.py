@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.annotation.annotators import annotator_quality, user_label
-from app.core.models import Assignment, Campaign, Rating, Role, User
+from app.core.models import AnnotatorCampaign, Assignment, Campaign, Rating, Role, User
 
 
 @dataclass
@@ -57,15 +57,27 @@ def annotator_rows(session: Session, limit: int = 500) -> tuple[list[AnnotatorRo
             .group_by(Rating.annotator_id)
         ).all()
     )
+    # Campaigns they were admitted to (by link or invitation) or were handed items of.
+    pairs: set[tuple[int, int]] = set()
+    for table in (AnnotatorCampaign, Assignment):
+        pairs.update(
+            session.execute(
+                select(table.annotator_id, table.campaign_id)
+                .where(table.annotator_id.in_(ids))
+                .distinct()
+            ).all()
+        )
+    names = dict(
+        session.execute(
+            select(Campaign.id, Campaign.name).where(Campaign.id.in_({c for _u, c in pairs}))
+        ).all()
+    )
     campaigns: dict[int, list[dict[str, Any]]] = {}
-    for user_id, campaign_id, name in session.execute(
-        select(Assignment.annotator_id, Assignment.campaign_id, Campaign.name)
-        .join(Campaign, Campaign.id == Assignment.campaign_id)
-        .where(Assignment.annotator_id.in_(ids))
-        .distinct()
-        .order_by(Assignment.campaign_id)
-    ):
-        campaigns.setdefault(user_id, []).append({"id": campaign_id, "name": name})
+    for user_id, campaign_id in sorted(pairs):
+        if campaign_id in names:
+            campaigns.setdefault(user_id, []).append(
+                {"id": campaign_id, "name": names[campaign_id]}
+            )
     flags = quality_flags(session, {c["id"] for rows in campaigns.values() for c in rows})
     rows = [
         AnnotatorRow(

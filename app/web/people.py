@@ -12,12 +12,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.annotation.access import admit
 from app.annotation.people import annotator_rows
 from app.core import people
 from app.core.db import session_scope
-from app.core.models import User
+from app.core.models import Campaign, CampaignState, User
 from app.web.deps import AdminUser, CSRFChecked, SessionDep, csrf_token, templates
 
 router = APIRouter(tags=["people"])
@@ -45,6 +47,11 @@ def _page(
         "annotators": annotators,
         "annotator_total": annotator_total,
         "invitations": people.list_invitations(session),
+        "open_campaigns": session.execute(
+            select(Campaign.id, Campaign.name)
+            .where(Campaign.state != CampaignState.closed)
+            .order_by(Campaign.id.desc())
+        ).all(),
         "notice": notice,
         "error": error,
         "section": section,
@@ -158,10 +165,21 @@ def activate(user_id: int, request: Request, session: SessionDep, admin: AdminUs
 
 @router.post("/admin/invitations", dependencies=[CSRFChecked], response_model=None)
 def create_invitation(
-    request: Request, session: SessionDep, admin: AdminUser, name: Text = ""
+    request: Request,
+    session: SessionDep,
+    admin: AdminUser,
+    name: Text = "",
+    campaign: Annotated[list[int] | None, Form()] = None,
 ) -> Response:
+    """An invitation, admitted to the campaigns ticked (it can rate only where admitted)."""
+
     def change(write: Session) -> dict[str, Any]:
+        for campaign_id in campaign or []:
+            if write.get(Campaign, campaign_id) is None:
+                raise people.PeopleError(f"campaign: no campaign {campaign_id}")
         invited, _token = people.create_invitation(write, name)
+        for campaign_id in campaign or []:
+            admit(write, campaign_id, invited.id, "invite")
         who = invited.display_name or f"invitation #{invited.id}"
         return {"text": f"Invited {who}: copy the link below and send it.", "invite": invited.id}
 

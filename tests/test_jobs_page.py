@@ -211,3 +211,17 @@ def test_export_pages_show_one_number_per_export(staff_client) -> None:  # type:
         # The job's number is never written as if it were an export's number.
         assert not re.search(rf"#{job_id}\b", text), text
         assert f"job {job_id}" in text
+
+
+def test_retry_from_the_job_page_records_who_retried(staff_client) -> None:  # type: ignore[no-untyped-def]
+    failed = _job("import", {"names": ["late.tsv"], "paths": []}, JobState.failed, error="x")
+    page = staff_client.get(f"/jobs/{failed}").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    answer = staff_client.post(
+        f"/jobs/{failed}/retry", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+    new_id = int(answer.headers["location"].rsplit("/", 1)[1])
+    assert new_id != failed
+    row = _row(staff_client.get("/jobs").text, new_id)
+    assert "import of late.tsv" in row and "ada (web)" in row

@@ -69,7 +69,7 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def start_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    def start_worker(self, concurrency: int = 1) -> subprocess.Popen[bytes]:
         return self.start(
             "worker",
             "worker",

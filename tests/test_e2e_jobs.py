@@ -29,7 +29,7 @@ def critic_env(tiny_base: Path, **overrides: str) -> dict[str, str]:
     return {
         "critic_base_model": str(tiny_base),
         "critic_preset": "fast",
-        "critic_epochs": "3",
+        "critic_epochs": "2",
         "critic_learning_rate": "2e-3",
         "critic_batch_size": "16",
         "critic_score_chunk_size": "50",
@@ -40,7 +40,7 @@ def critic_env(tiny_base: Path, **overrides: str) -> dict[str, str]:
     }
 
 
-def labelled_file(folder: Path, index: int, heads: int = 8, per_head: int = 4) -> Path:
+def labelled_file(folder: Path, index: int, heads: int = 5, per_head: int = 4) -> Path:
     """A JSONL file of triples a tiny model can learn, each with a human label (valid)."""
     rng = random.Random(index)
     path = folder / f"labelled-{index}.jsonl"
@@ -83,8 +83,8 @@ def test_jobs_started_over_http_and_the_cli_all_run_on_the_worker(  # type: igno
         assert [a.status_code for a in answers] == [202] * len(files), [a.text for a in answers]
         for answer in answers:
             job = succeeded(client, answer.json()["job_id"])
-            assert job["result"]["totals"]["imported"] == 32
-        assert client.get("/api/corpus").json()["triples"] == 8 * 32
+            assert job["result"]["totals"]["imported"] == 20
+        assert client.get("/api/corpus").json()["triples"] == 8 * 20
 
         # The critic: train → evaluate → score, started over the JSON API.
         training = client.post("/api/critic/train", json={})
@@ -111,7 +111,7 @@ def test_jobs_started_over_http_and_the_cli_all_run_on_the_worker(  # type: igno
         more = labelled_file(tmp_path, 99, heads=2)
         done = stack.skd("import", "--background", str(more))
         assert done.returncode == 0, done.stdout + done.stderr
-        assert client.get("/api/corpus").json()["triples"] == 8 * 32 + 8
+        assert client.get("/api/corpus").json()["triples"] == 8 * 20 + 8
 
 
 def test_a_job_no_worker_takes_is_failed_with_the_reason_and_can_be_retried(  # type: ignore[no-untyped-def]

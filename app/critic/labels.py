@@ -84,3 +84,9 @@ def split_by_head(
     for label in labels:
         (held_out if is_held_out(label.head, fraction) else train).append(label)
     return train, held_out
+
+
+def rated_since(session: Session, since_rating_id: int) -> set[int]:
+    """Triples with a rating newer than ``since_rating_id``: the labels a warm start trains
+    on as new (their label may have changed, or be new), the rest being replayed."""
+    return set(session.scalars(select(Rating.triple_id).where(Rating.id > since_rating_id)))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,7 +81,10 @@ class CriticTrainingArguments:
     patience: int = 2
     freeze_embeddings: bool = True
     length_window: int = 50
-    bf16: bool | None = None  # None: where the CPU computes bfloat16 natively
+    bf16: bool | None = None  # None: where the CPU (or the GPU) computes bfloat16 natively
+    freeze_layers: int = 0  # lower encoder layers kept fixed, with the embeddings
+    layer_decay: float = 1.0  # layer-wise rate decay (1: one rate for every layer)
+    init_from: str | None = None  # warm start: a saved critic whose weights training starts from
 
 
 def native_bf16() -> bool:
@@ -129,18 +133,61 @@ def length_grouped_batches(
     return batches
 
 
+def _depth(name: str, layers: int) -> int:
+    """Where a parameter sits: 0 the embeddings (and MPNet's shared relative-position bias),
+    1..layers the encoder layers, layers + 1 everything above (pooler, classifier)."""
+    match = _LAYER.search(name)
+    if match:
+        return int(match.group(1)) + 1
+    if ".embeddings." in f".{name}" or "relative_attention_bias" in name:
+        return 0
+    return layers + 1
+
+
+_LAYER = re.compile(r"\.encoder\.layer\.(\d+)\.")
+
+
+def encoder_layer_count(model: PreTrainedModel) -> int:
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    return len(layers) if layers is not None else 0
+
+
+def freeze_lower(model: PreTrainedModel, layers: int) -> None:
+    """Fix the embeddings and the lowest ``layers`` encoder layers: no gradient, no update,
+    and no backward pass below the first trainable layer (a large share of a step's time)."""
+    if layers <= 0:
+        return
+    total = encoder_layer_count(model)
+    if not total:
+        raise ValueError(
+            f"freeze_layers: {type(model).__name__} has no encoder.layer list to freeze"
+        )
+    if layers >= total:
+        raise ValueError(f"freeze_layers: {layers}, but the encoder has only {total} layers")
+    for name, parameter in model.named_parameters():
+        if _depth(name, total) <= layers:
+            parameter.requires_grad_(False)
+
+
 def _optimizer(
-    model: PreTrainedModel, learning_rate: float, weight_decay: float
+    model: PreTrainedModel, learning_rate: float, weight_decay: float, layer_decay: float = 1.0
 ) -> torch.optim.Optimizer:
-    """AdamW without decay on biases and norms; fused where this torch supports it."""
+    """AdamW without decay on biases and norms, each layer's rate ``layer_decay`` times the
+    rate of the layer above (the classifier gets ``learning_rate``); fused where supported."""
     no_decay = ("bias", "LayerNorm.weight", "layernorm.weight", "norm.weight")
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    total = encoder_layer_count(model)
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            depth = _depth(name, total) if layer_decay != 1.0 else total + 1
+            groups.setdefault((depth, name.endswith(no_decay)), []).append(parameter)
     grouped = [
         {
-            "params": [p for n, p in trainable if not n.endswith(no_decay)],
-            "weight_decay": weight_decay,
-        },
-        {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0},
+            "params": params,
+            "weight_decay": 0.0 if exempt else weight_decay,
+            "lr": learning_rate * layer_decay ** (total + 1 - depth),
+        }
+        for (depth, exempt), params in sorted(groups.items())
     ]
     try:
         return torch.optim.AdamW(grouped, lr=learning_rate, fused=True)
@@ -201,13 +248,17 @@ def train_critic(
         raise ValueError("need labelled triples on both sides of the split (train and held-out)")
     progress = progress or NullProgress()
     _seed_everything(args.seed)
+    start_from = args.init_from or args.base_model
     try:
-        model, tokenizer = load_critic(args.base_model)
+        model, tokenizer = load_critic(start_from)
     except OSError as exc:
+        what = "the active version to warm-start from" if args.init_from else "base model"
         raise ValueError(
-            f"base model {args.base_model!r} could not be loaded (a hub name, or a folder "
+            f"{what} {start_from!r} could not be loaded (a hub name, or a folder "
             f"with config.json and tokenizer files): {exc}"
         ) from None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
     pairs = [critic_input(t.head, t.relation, t.tail, names=args.names) for t in train]
     labels = torch.tensor([int(t.acceptable) for t in train])
     held_pairs = [critic_input(t.head, t.relation, t.tail, names=args.names) for t in held_out]
@@ -223,11 +274,17 @@ def train_critic(
     ]
     if args.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    freeze_lower(model, args.freeze_layers)
 
-    bf16 = native_bf16() if args.bf16 is None else args.bf16
+    if args.bf16 is not None:
+        bf16 = args.bf16
+    elif device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+    else:
+        bf16 = native_bf16()
     steps_per_epoch = (len(pairs) + args.batch_size - 1) // args.batch_size
     total_steps = steps_per_epoch * args.epochs
-    optimizer = _optimizer(model, args.learning_rate, args.weight_decay)
+    optimizer = _optimizer(model, args.learning_rate, args.weight_decay, args.layer_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(args.warmup_ratio * total_steps), total_steps
     )
@@ -250,10 +307,10 @@ def train_critic(
                 truncation=True,
                 max_length=args.max_length,
                 return_tensors="pt",
-            )
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            ).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(**encoded).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels[batch_index])
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels[batch_index].to(device))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -278,6 +335,7 @@ def train_critic(
                 break
     assert best_state is not None
     model.load_state_dict(best_state)
+    model.to("cpu")  # saved and scored on CPU by the workers
     args.output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.output_dir)
     tokenizer.save_pretrained(args.output_dir)

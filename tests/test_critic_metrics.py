@@ -14,6 +14,7 @@ from app.critic.metrics import (
     evaluate,
     precision_at_recall,
     precision_recall_curve,
+    recall_at_precision,
     roc_auc,
     wilson_interval,
 )
@@ -124,3 +125,15 @@ def test_training_labels_come_from_human_ratings(engine, tmp_path) -> None:  # t
     with session_scope() as session:
         labels = training_labels(session)
     assert [(t.tail, t.acceptable) for t in labels] == [("happy", True), ("a table", False)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_recall_at_precision_is_the_best_recall_of_a_precise_enough_threshold(seed: int) -> None:
+    rng = random.Random(seed)
+    y = [rng.random() < 0.5 for _ in range(60)]
+    p = [round(rng.random() * (1.6 if label else 1.0), 2) for label in y]
+    points = [brute_point(y, p, t) for t in set(p)]
+    for level in (0.6, 0.8, 0.9):
+        best = max((r for precision, r in points if precision >= level), default=0.0)
+        assert recall_at_precision(y, p, level) == pytest.approx(best)
+    assert evaluate(y, p)["recall_at_precision_90"] == pytest.approx(recall_at_precision(y, p))

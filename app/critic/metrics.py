@@ -128,6 +128,16 @@ def precision_at_recall(
     return points
 
 
+def recall_at_precision(
+    labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray, level: float = 0.9
+) -> float:
+    """The most recall any threshold gives while its precision is at least ``level`` (how
+    much of the good material a filter that must be ``level`` precise keeps); 0 if none."""
+    curve = precision_recall_curve(labels, scores)
+    reached = curve.recall[curve.precision >= level - 1e-12]
+    return float(reached.max()) if len(reached) else 0.0
+
+
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     """95% interval (by default) for a proportion; used for the precision a threshold keeps,
     estimated from the labels of a uniform random sample (a calibration campaign)."""
@@ -160,6 +170,7 @@ def evaluate(
         "roc_auc": roc_auc(y, p),
         "average_precision": average_precision(y, p),
         "precision_at_recall": [point.as_dict() for point in precision_at_recall(y, p)],
+        "recall_at_precision_90": recall_at_precision(y, p, 0.9) if y.any() else float("nan"),
         "pr_curve": {
             "threshold": curve.thresholds[keep].round(6).tolist(),
             "precision": curve.precision[keep].round(6).tolist(),

@@ -259,4 +259,5 @@ def test_retrain_now_in_the_browser_runs_to_the_end(tmp_path, tiny_base, chromiu
             time.sleep(0.5)
         OUTPUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUTPUT / "e2e-retrain-now.png"), full_page=True)
-        assert "is active" in page.inner_text("body")
+        versions = client.get("/api/critic/versions").json()
+        assert [v["state"] for v in versions] == ["active"], versions

@@ -40,6 +40,32 @@
     target.click();
   });
 
+  // Guidelines: open on the first item, folded once the first answer is in; a reader who
+  // opens or folds them keeps that choice for this study (localStorage, per campaign).
+  const guidelines = document.getElementById("guidelines");
+  let storageOk = true;
+  function remembered() {
+    try { return guidelines ? window.localStorage.getItem(guidelines.dataset.remember) : null; }
+    catch (e) { storageOk = false; return null; }
+  }
+  if (guidelines) {
+    const choice = remembered();
+    if (choice === "open") guidelines.open = true;
+    if (choice === "closed") guidelines.open = false;
+    guidelines.querySelector("summary").addEventListener("click", function () {
+      // the toggle happens after the click: store the state it is about to take
+      const next = guidelines.open ? "closed" : "open";
+      if (storageOk) {
+        try { window.localStorage.setItem(guidelines.dataset.remember, next); } catch (e) { /* private mode */ }
+      }
+    });
+    document.addEventListener("htmx:afterSettle", function (event) {
+      if (event.target && event.target.id === "rater" && remembered() === null) {
+        guidelines.open = false;  // after the first answer, out of the way
+      }
+    });
+  }
+
   // The completion page's copy button (clipboard API where allowed, else select the text).
   document.addEventListener("click", function (event) {
     const button = event.target.closest ? event.target.closest("[data-copy]") : null;

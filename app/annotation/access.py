@@ -67,7 +67,7 @@ def finish_state(session: Session, campaign_id: int, annotator_id: int) -> str:
         ).where(Assignment.campaign_id == campaign_id, Assignment.annotator_id == annotator_id)
     ).one()
     quota = session.scalar(select(Campaign.quota_per_annotator).where(Campaign.id == campaign_id))
-    if quota is not None and answered >= quota:
+    if quota is not None and submitted >= quota:  # skips do not count toward the quota
         return "done"
     unseen_open = session.scalar(
         select(

@@ -73,8 +73,9 @@ _RULES = select(
     .label("admitted"),
 ).where(Campaign.id == _P("campaign_id"))
 
+# Answers given (a skip is no answer: it neither counts toward the quota nor moves "Item n").
 _MY_PROGRESS = select(
-    func.count().filter(Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped])),
+    func.count().filter(Assignment.state == AssignmentState.submitted),
     func.min(Assignment.id).filter(Assignment.state == AssignmentState.leased),
 ).where(Assignment.campaign_id == _P("campaign_id"), Assignment.annotator_id == _P("annotator_id"))
 

@@ -112,7 +112,9 @@ def import_files(
 ) -> ImportSummary:
     """Import triple files into the corpus, all or nothing.
 
-    Raises CorpusFormatError (file, line, field) on the first bad input, before any write.
+    Raises CorpusFormatError (file, line, field) on the first bad input, before any write;
+    a file without a single triple is bad input too. Lines and decompressed sizes beyond the
+    settings' limits are refused where they occur, so memory stays bounded.
     """
     settings = settings or get_settings()
     progress = progress or NullProgress()
@@ -151,6 +153,8 @@ def import_files(
             stats=stats,
             on_bytes=on_bytes,
             display_name=name,
+            max_line_bytes=settings.max_line_bytes,
+            max_decompressed_bytes=settings.max_decompressed_bytes,
         ):
             triples += 1
             key = triple_hash(triple.head, triple.relation, triple.tail)
@@ -170,6 +174,8 @@ def import_files(
                     triple.label,
                 )
             )
+        if triples == 0:  # an empty file is a mistake (wrong file, truncated copy), not a no-op
+            raise CorpusFormatError(name, None, None, f"no triples in {name}")
         summary.triples = triples
         summary.duplicates_in_import = duplicates
         summary.lines = stats.lines

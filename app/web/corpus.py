@@ -49,6 +49,14 @@ def queue_import(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "files: choose at least one file"
         )
+    limit = get_settings().max_upload_bytes
+    for upload in files:
+        if upload.size is not None and upload.size > limit:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"{upload.filename}: {upload.size:,} bytes is more than the upload limit of "
+                f"{limit:,} bytes (SKD_MAX_UPLOAD_BYTES); import it with `skd import` instead",
+            )
     folder = get_settings().data_dir.resolve() / "uploads" / secrets.token_hex(8)
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[str] = []

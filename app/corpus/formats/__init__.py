@@ -57,11 +57,13 @@ def detect_format(path: Path) -> str:
     if name.endswith(".csv"):
         return "csv"
     if name.endswith((".tsv", ".txt", ".tab")):
+        # Only the first 64 KiB are looked at: a file of one endless line must not be read
+        # into memory here (the reader refuses it later with its line number).
         with _open_binary(path) as (stream, _raw):
-            for raw_line in stream:
-                line = raw_line.decode("utf-8", errors="replace").strip()
-                if line:
-                    return "comet-tsv" if "@@" in line.split("\t", 1)[0] else "atomic-tsv"
+            start = stream.read(1 << 16).decode("utf-8", errors="replace")
+        for line in start.split("\n"):
+            if line.strip():
+                return "comet-tsv" if "@@" in line.split("\t", 1)[0] else "atomic-tsv"
         return "atomic-tsv"
     raise CorpusFormatError(
         str(path),
@@ -89,11 +91,15 @@ def read_triples(
     stats: ParseStats | None = None,
     on_bytes: Callable[[int], None] | None = None,
     display_name: str | None = None,
+    max_line_bytes: int | None = None,
+    max_decompressed_bytes: int | None = None,
 ) -> Iterator[ParsedTriple]:
     """Yield the triples of one file, validated; raise CorpusFormatError at the first bad line.
 
     ``on_bytes`` is called now and then with the number of (compressed) bytes consumed, for a
-    progress bar whose total is the file size.
+    progress bar whose total is the file size: every 20,000 triples and every block read, so
+    a long stretch without triples (blank lines) still reports. Lines longer than
+    ``max_line_bytes`` and text beyond ``max_decompressed_bytes`` are errors at their line.
     """
     file = display_name or str(path)
     if not path.is_file():
@@ -107,7 +113,14 @@ def read_triples(
         yield from _read_parquet(path, rows, on_bytes)
         return
     with _open_binary(path) as (stream, raw):
-        lines = _decoded_lines(stream, file, stats)
+        lines = _decoded_lines(
+            stream,
+            file,
+            stats,
+            max_line=max_line_bytes,
+            max_total=max_decompressed_bytes,
+            on_block=None if on_bytes is None else lambda: on_bytes(raw.tell()),
+        )
         for count, row in enumerate(_READERS[fmt](lines, rows), start=1):
             if on_bytes is not None and count % 20_000 == 0:
                 on_bytes(raw.tell())

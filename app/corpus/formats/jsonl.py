@@ -13,6 +13,28 @@ from app.corpus.formats.base import (
 )
 from app.corpus.formats.rows import _RowBuilder, parse_label
 
+# Metadata is kept as JSON and written again (app.corpus.load.meta_json): a value nested
+# deeper than this has no use in a corpus and would strain every later reader.
+MAX_NESTING = 64
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/objects more than ``limit`` levels (iteratively: no
+    recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
 
 def _read_jsonl(lines: Iterable[tuple[int, str]], rows: _RowBuilder) -> Iterator[ParsedTriple]:
     def records() -> Iterator[tuple[int, Any]]:
@@ -21,11 +43,23 @@ def _read_jsonl(lines: Iterable[tuple[int, str]], rows: _RowBuilder) -> Iterator
                 rows.stats.skipped["blank line"] += 1
                 continue
             try:
-                yield number, json.loads(text)
+                record = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise CorpusFormatError(
                     rows.file, number, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
                 ) from None
+            except RecursionError:
+                raise CorpusFormatError(
+                    rows.file, number, None, "invalid JSON (nested too deeply)"
+                ) from None
+            # Counting brackets is cheap; only a line with that many can nest that deep.
+            if text.count("[") + text.count("{") > MAX_NESTING and _depth_exceeds(
+                record, MAX_NESTING
+            ):
+                raise CorpusFormatError(
+                    rows.file, number, None, f"JSON nested more than {MAX_NESTING} levels deep"
+                )
+            yield number, record
 
     return _read_records(records(), rows)
 

@@ -225,3 +225,18 @@ def test_retry_from_the_job_page_records_who_retried(staff_client) -> None:  # t
     assert new_id != failed
     row = _row(staff_client.get("/jobs").text, new_id)
     assert "import of late.tsv" in row and "ada (web)" in row
+
+
+def test_json_api_lists_the_same_rows_with_filters(staff_client) -> None:  # type: ignore[no-untyped-def]
+    with origin("cli (carol)"):
+        failed = _job("import", {"names": ["x.tsv"]}, JobState.failed, error="bad line 3")
+    _job("import", {"names": ["y.tsv"]}, JobState.succeeded)
+    _job("export", {"export_id": 2}, JobState.failed)
+    rows = staff_client.get("/api/jobs?kind=import&state=failed").json()
+    assert [row["id"] for row in rows] == [failed]
+    assert rows[0]["label"] == "import of x.tsv" and rows[0]["started_by"] == "cli (carol)"
+    assert rows[0]["error"] == "bad line 3" and "duration_s" in rows[0]
+    one = staff_client.get(f"/api/jobs/{failed}").json()
+    assert one["label"] == "import of x.tsv" and one["state"] == "failed"
+    assert staff_client.get("/api/jobs?state=lost").status_code == 422
+    assert len(staff_client.get("/api/jobs").json()) == 3

@@ -354,3 +354,16 @@ def test_invitation_admits_to_the_campaigns_ticked(admin_client) -> None:  # typ
     assert missing.status_code == 422 and "no campaign 999999" in missing.text
     with session_scope() as session:
         assert session.scalar(select(User).where(User.display_name == "Max")) is None
+
+
+def test_own_password_reset_keeps_this_browser_signed_in(admin_client, client) -> None:  # type: ignore[no-untyped-def]
+    root = _id("root")
+    other = client.__class__(client.app)
+    assert _fresh_login(other, "root", "a long password") == 303
+    assert (
+        _post(admin_client, f"{PAGE}/{root}/password", password="a newer password").status_code
+        == 303
+    )
+    assert admin_client.get(PAGE).status_code == 200  # still signed in here
+    assert other.get(PAGE, follow_redirects=False).status_code == 303  # the other session ended
+    assert _fresh_login(other, "root", "a newer password") == 303

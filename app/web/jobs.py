@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 
-from app.core.jobs import job_as_dict, recent_jobs
-from app.core.models import Job
+from app.core.job_list import get_job_view
+from app.core.job_list import list_jobs as list_job_views
+from app.core.jobs import job_as_dict
+from app.core.models import Job, JobState
 from app.web.deps import SessionDep, StaffUser, templates
 
 router = APIRouter(tags=["jobs"])
@@ -23,14 +25,25 @@ def _get(session: SessionDep, job_id: int) -> Job:
 
 @router.get("/api/jobs")
 def list_jobs(
-    session: SessionDep, user: StaffUser, limit: Annotated[int, Query(ge=1, le=200)] = 20
+    session: SessionDep,
+    user: StaffUser,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    kind: Annotated[str | None, Query(max_length=50)] = None,
+    state: JobState | None = None,
 ) -> list[dict[str, Any]]:
-    return [job_as_dict(job) for job in recent_jobs(session, min(limit, 200))]
+    """Newest first, optionally of one kind and/or state: the rows of the jobs page (what each
+    works on, who started it through which door, rate, time left, duration) as JSON."""
+    return list_job_views(
+        session, kind=kind, state=state.value if state else None, limit=min(limit, 200)
+    )
 
 
 @router.get("/api/jobs/{job_id}")
 def get_job(job_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
-    return job_as_dict(_get(session, job_id))
+    _get(session, job_id)
+    view = get_job_view(session, job_id)
+    assert view is not None
+    return view
 
 
 @router.get("/jobs/{job_id}/progress", response_class=HTMLResponse)

@@ -120,6 +120,10 @@ def reset_password(
 ) -> Response:
     def change(write: Session) -> str:
         person = people.reset_password(write, user_id, password)
+        if person.id == admin.id:
+            # Other sessions of this account end; this browser stays signed in.
+            write.flush()
+            request.session["epoch"] = person.session_epoch
         return f"New password set for {people.describe(person)}."
 
     return _act(request, session, admin, "staff", change)

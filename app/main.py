@@ -35,6 +35,7 @@ from app.web import (
     people,
     quality,
     rate,
+    teacher,
 )
 from app.web.deps import LoginRequired, refuse_unstorable_input
 from app.web.docs import mount_offline_docs
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         critic_actions.router,
         exports.router,
         people.router,
+        teacher.router,
     ):
         application.include_router(router)
 

@@ -38,6 +38,7 @@ def fail_stale_jobs_task() -> dict[str, int]:
     no progress bar spins forever (``app.core.jobs.sweep_jobs``)."""
     from app.critic import queueing  # noqa: F401 - registers what critic jobs hold
     from app.export import run  # noqa: F401 - and export jobs
+    from app.teacher import runs as _teacher  # noqa: F401 - and teacher runs
 
     return sweep_jobs().as_dict()
 

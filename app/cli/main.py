@@ -13,6 +13,7 @@ from app.cli.campaigns import campaign_app
 from app.cli.critic import critic_app
 from app.cli.db import db_app
 from app.cli.export import export_app
+from app.cli.generate import generate_app
 from app.cli.jobs import jobs_app
 from app.cli.labels import labels_app, ratings_app
 from app.cli.users import users_app
@@ -31,6 +32,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(users_app, name="users")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(export_app, name="export")
+app.add_typer(generate_app, name="generate")
 app.add_typer(critic_app, name="critic")
 app.add_typer(ratings_app, name="ratings")
 app.add_typer(labels_app, name="labels")

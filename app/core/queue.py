@@ -32,6 +32,8 @@ CRITIC_SCORE_CHUNK = "skd.critic_score_chunk"
 CRITIC_TICK = "skd.critic_tick"
 FAIL_STALE_JOBS = "skd.fail_stale_jobs"
 RELEASE_EXPIRED_LEASES = "skd.release_expired_leases"
+TEACHER_RUN = "skd.teacher_run"
+TEACHER_CHUNK = "skd.teacher_chunk"
 
 # The task that runs a job of a given kind with the job id as its only argument: what a
 # plain retry sends. Kinds that need more (a training chain) register their own retry.
@@ -76,7 +78,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_max": 0.5,
         },
         "worker_hijack_root_logger": False,
-        "include": ["workers.tasks", "workers.critic_tasks", "workers.export_tasks"],
+        "include": [
+            "workers.tasks",
+            "workers.critic_tasks",
+            "workers.export_tasks",
+            "workers.teacher_tasks",
+        ],
         "beat_schedule": {
             "fail-stale-jobs": {"task": FAIL_STALE_JOBS, "schedule": 60.0},
             "release-expired-leases": {"task": RELEASE_EXPIRED_LEASES, "schedule": 30.0},

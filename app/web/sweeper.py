@@ -28,6 +28,7 @@ def start_sweeper(settings: Settings) -> Callable[[], None]:
         from app.core.jobs import sweep_jobs
         from app.critic import queueing  # noqa: F401 - registers what critic jobs hold
         from app.export import run  # noqa: F401 - and export jobs
+        from app.teacher import runs as _teacher  # noqa: F401 - and teacher runs
 
         while not stop.wait(every):
             try:

@@ -1,0 +1,420 @@
+"""The teacher for researchers: configure and start a run, watch it, read a sample of its output
+and its filter counts, and open a campaign on its triples in one click; and the JSON API.
+
+Thin doors onto ``app.teacher.runs``: a form or a JSON body becomes the run's parameters,
+``create_run`` checks them before any work (422 naming each bad field) and the job goes to the
+workers. An API key typed for one run travels with the task, never into the database.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData, UploadFile
+
+from app.annotation.campaigns import CampaignSpec, CampaignSpecError, create_campaign
+from app.core.db import session_scope
+from app.core.job_list import timing
+from app.core.jobs import dispatch, job_as_dict, set_celery_id
+from app.core.models import CampaignPurpose, Job, TeacherRun, Triple
+from app.core.queue import TEACHER_RUN, enqueue
+from app.corpus.relations import ATOMIC10X_RELATIONS, allowed_relations
+from app.teacher.params import TeacherParamsError
+from app.teacher.postprocess import FILTERS
+from app.teacher.prompts import DEFAULT_EVENTS, default_templates, read_example_pool
+from app.teacher.runs import (
+    create_run,
+    resume_run,
+    run_triples_count,
+    sample_output,
+    source_name,
+)
+from app.web.deps import CSRFChecked, SessionDep, StaffUser, csrf_token, templates
+
+router = APIRouter(tags=["teacher"])
+
+FILTER_WORDS = {
+    "empty": "empty",
+    "not_personx": "not starting with PersonX",
+    "too_short": "too short",
+    "too_long": "too long",
+    "charset": "odd characters",
+    "duplicate_in_run": "duplicate within the run",
+    "duplicate_in_corpus": "already in the corpus",
+    "low_logprob": "below the log-probability cut",
+}
+
+
+def _start(run_id: int, job_id: int, api_key: str | None) -> None:
+    if api_key:
+        set_celery_id(job_id, enqueue(TEACHER_RUN, job_id, api_key))
+    else:
+        dispatch(job_id, TEACHER_RUN)
+
+
+def run_view(session: Session, run: TeacherRun) -> dict[str, Any]:
+    """A run as the page and the API show it."""
+    job = session.get(Job, run.job_id) if run.job_id else None
+    counts = dict(run.counts or {})
+    return {
+        "id": run.id,
+        "name": (run.params or {}).get("name"),
+        "kind": run.kind,
+        "state": run.state.value,
+        "backend": run.backend,
+        "model": run.model,
+        "source": source_name(run.id),
+        "params": run.params,
+        "templates": run.templates,
+        "counts": {p: counts[p] for p in ("events", "inferences") if p in counts},
+        "http": counts.get("http"),
+        "phase": counts.get("phase"),
+        "triples": run_triples_count(session, run.id),
+        "error": run.error,
+        "created_at": run.created_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "job": job_as_dict(job) if job else None,
+        "timing": timing(job) if job else None,
+    }
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def _form_defaults() -> dict[str, Any]:
+    return {
+        "kind": "events",
+        "backend": "local",
+        "model": "",
+        "base_url": "",
+        "mode": "completions",
+        "api_key_env": "OPENAI_API_KEY",
+        "concurrency": "8",
+        "timeout": "60",
+        "max_retries": "5",
+        "batch_size": "",
+        "prompts": "4",
+        "n": "5",
+        "examples": "10",
+        "inference_n": "10",
+        "inference_examples": "5",
+        "relations": [],
+        "heads_kind": "source",
+        "heads_value": "",
+        "heads_text": "",
+        "heads_limit": "",
+        "top_p": "0.9",
+        "temperature": "1.0",
+        "max_tokens": "16",
+        "inference_top_p": "0.5",
+        "keep_top": "1",
+        "seed": "0",
+        "seed_events": "\n".join(DEFAULT_EVENTS),
+        "name": "",
+        "templates": default_templates(list(ATOMIC10X_RELATIONS)),
+    }
+
+
+def _page(
+    request: Request,
+    session: Session,
+    user: Any,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    runs = list(session.scalars(select(TeacherRun).order_by(TeacherRun.id.desc()).limit(30)))
+    sources = list(session.scalars(select(Triple.source).distinct().order_by(Triple.source)))
+    context = {
+        "user": user,
+        "csrf": csrf_token(request),
+        "values": values or _form_defaults(),
+        "errors": errors or {},
+        "runs": [run_view(session, r) for r in runs],
+        "relations": list(ATOMIC10X_RELATIONS),
+        "sources": sources,
+        "filters": FILTERS,
+        "filter_words": FILTER_WORDS,
+    }
+    return templates.TemplateResponse(request, "teacher.html", context, status_code=status_code)
+
+
+@router.get("/teacher", response_class=HTMLResponse)
+def teacher_page(request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
+    return _page(request, session, user)
+
+
+def _number(values: dict[str, Any], key: str) -> Any:
+    text = str(values.get(key) or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text  # the check names it
+
+
+async def _form_params(form: FormData) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(form values to show again, run parameters, typed API key)."""
+    values = _form_defaults()
+    for key in values:
+        if key == "relations":
+            values[key] = [str(v) for v in form.getlist("relations")]
+        elif key == "templates":
+            continue
+        elif key in form:
+            values[key] = str(form.get(key) or "")
+    templates_given: dict[str, dict[str, str]] = {}
+    for key, template in values["templates"].items():
+        edited = {
+            part: str(form.get(f"template.{key}.{part}", template[part]))
+            for part in ("instruction", "example", "query")
+        }
+        values["templates"][key] = {**template, **edited}
+        if any(edited[part] != template[part] for part in edited):
+            templates_given[key] = edited
+    backend: dict[str, Any] = {"type": values["backend"]}
+    if values["model"].strip():
+        backend["model"] = values["model"].strip()
+    if values["backend"] == "openai":
+        backend.update(
+            base_url=values["base_url"].strip(),
+            mode=values["mode"],
+            api_key_env=values["api_key_env"].strip() or None,
+            concurrency=_number(values, "concurrency"),
+            timeout=_number(values, "timeout"),
+            max_retries=_number(values, "max_retries"),
+        )
+    if _number(values, "batch_size") is not None:
+        backend["batch_size"] = _number(values, "batch_size")
+    backend = {k: v for k, v in backend.items() if v is not None}
+    pool: dict[str, Any] = {
+        "events": [line.strip() for line in values["seed_events"].splitlines() if line.strip()]
+    }
+    upload = form.get("pool_file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        import tempfile
+        from pathlib import Path
+
+        from app.core.config import get_settings
+
+        data = await upload.read()
+        with tempfile.NamedTemporaryFile("wb", suffix=".tsv", delete=False) as handle:
+            handle.write(data)
+            path = Path(handle.name)
+        try:
+            loaded = read_example_pool(path, allowed_relations(get_settings()))
+        except ValueError as exc:
+            raise TeacherParamsError(
+                {"pool": str(exc).replace(str(path), upload.filename)}
+            ) from None
+        finally:
+            path.unlink(missing_ok=True)
+        pool["inferences"] = {r: [list(p) for p in pairs] for r, pairs in loaded.items()}
+    params: dict[str, Any] = {
+        "kind": values["kind"],
+        "name": values["name"] or None,
+        "backend": backend,
+        "relations": values["relations"],
+        "seed": _number(values, "seed") or 0,
+        "pool": pool,
+        "templates": templates_given,
+        "events": {
+            k: v
+            for k, v in {
+                "n": _number(values, "n"),
+                "top_p": _number(values, "top_p"),
+                "temperature": _number(values, "temperature"),
+                "max_tokens": _number(values, "max_tokens"),
+            }.items()
+            if v is not None
+        },
+        "inferences": {
+            k: v
+            for k, v in {
+                "n": _number(values, "inference_n"),
+                "top_p": _number(values, "inference_top_p"),
+                "temperature": _number(values, "temperature"),
+                "max_tokens": _number(values, "max_tokens"),
+            }.items()
+            if v is not None
+        },
+        "filters": {"keep_top": _number(values, "keep_top")} if values["keep_top"] else {},
+    }
+    if values["kind"] == "events":
+        params["prompts"] = _number(values, "prompts")
+        params["examples"] = _number(values, "examples")
+    else:
+        params["inference_examples"] = _number(values, "inference_examples")
+        kind = values["heads_kind"]
+        heads: dict[str, Any] = {"kind": kind, "limit": _number(values, "heads_limit")}
+        if kind == "file":
+            heads["heads"] = [x.strip() for x in values["heads_text"].splitlines() if x.strip()]
+        else:
+            heads["value"] = (
+                _number(values, "heads_value")
+                if kind != "source"
+                else (values["heads_value"].strip())
+            )
+        params["heads"] = heads
+    api_key = str(form.get("api_key") or "").strip() or None
+    return values, params, api_key
+
+
+@router.post("/teacher/runs", dependencies=[CSRFChecked], response_model=None)
+async def start_from_form(request: Request, user: StaffUser) -> Response:
+    """Start a run; its page, or the form again with every message next to its field."""
+    form = await request.form()
+    values = _form_defaults()
+    try:
+        values, params, api_key = await _form_params(form)
+        run_id, job_id = create_run(params, created_by_id=user.id)
+    except TeacherParamsError as exc:
+        with session_scope() as session:
+            return _page(request, session, user, values, exc.errors, status_code=422)
+    _start(run_id, job_id, api_key)
+    return RedirectResponse(f"/teacher/runs/{run_id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _run_or_404(session: Session, run_id: int) -> TeacherRun:
+    run = session.get(TeacherRun, run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no teacher run {run_id}")
+    return run
+
+
+def _run_context(request: Request, session: Session, user: Any, run_id: int) -> dict[str, Any]:
+    run = _run_or_404(session, run_id)
+    sample = sample_output(session, run_id, limit=25)
+    return {
+        "user": user,
+        "csrf": csrf_token(request),
+        "run": run_view(session, run),
+        "events": sample["events"],
+        "triples": sample["triples"],
+        "filters": FILTERS,
+        "filter_words": FILTER_WORDS,
+        "job": run_view(session, run)["job"],
+    }
+
+
+@router.get("/teacher/runs/{run_id}", response_class=HTMLResponse)
+def run_page(run_id: int, request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
+    context = _run_context(request, session, user, run_id)
+    return templates.TemplateResponse(request, "teacher_run.html", context)
+
+
+@router.get("/teacher/runs/{run_id}/panel", response_class=HTMLResponse)
+def run_panel(run_id: int, request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
+    """The live part of a run's page (counts and sample), re-fetched while the run works."""
+    context = _run_context(request, session, user, run_id)
+    return templates.TemplateResponse(request, "_teacher_panel.html", context)
+
+
+@router.post("/teacher/runs/{run_id}/campaign", dependencies=[CSRFChecked], response_model=None)
+def campaign_from_run(run_id: int, session: SessionDep, user: StaffUser) -> Response:
+    """One click: an evaluation campaign on (a sample of up to 200 of) the run's triples."""
+    run = _run_or_404(session, run_id)
+    count = run_triples_count(session, run_id)
+    if not count:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"teacher run {run_id} has no triples yet")
+    name = (run.params or {}).get("name") or f"teacher run #{run_id}"
+    spec = CampaignSpec(
+        name=f"Rate {name}",
+        purpose=CampaignPurpose.evaluation,
+        sources=[source_name(run_id)],
+        sample_size=min(count, 200),
+    )
+    try:
+        campaign = create_campaign(session, spec, user.id)
+    except CampaignSpecError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, "; ".join(exc.errors.values())) from None
+    session.commit()
+    return RedirectResponse(f"/campaigns/{campaign.id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/teacher/runs/{run_id}/resume", dependencies=[CSRFChecked], response_model=None)
+def resume_from_page(run_id: int, user: StaffUser) -> Response:
+    try:
+        job_id = resume_run(run_id)
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    _start(run_id, job_id, None)
+    return RedirectResponse(f"/teacher/runs/{run_id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+# --- the JSON API ---------------------------------------------------------------------------
+
+
+def _unprocessable(errors: dict[str, str]) -> JSONResponse:
+    detail = [
+        {"loc": ["body", *name.split(".")], "msg": message, "type": "value_error"}
+        for name, message in errors.items()
+    ]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+@router.post(
+    "/api/teacher/runs",
+    dependencies=[CSRFChecked],
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+)
+def api_create(user: StaffUser, body: Annotated[dict[str, Any], Body()]) -> JSONResponse:
+    """Start a run from its parameters (the JSON a run's ``params`` holds; ``api_key`` is
+    used for this run only). 422 names each bad parameter, before any work."""
+    body = dict(body)
+    api_key = body.pop("api_key", None)
+    try:
+        run_id, job_id = create_run(body, created_by_id=user.id)
+    except TeacherParamsError as exc:
+        return _unprocessable(exc.errors)
+    _start(run_id, job_id, api_key if isinstance(api_key, str) else None)
+    return JSONResponse(
+        {
+            "run_id": run_id,
+            "job_id": job_id,
+            "source": source_name(run_id),
+            "status_url": f"/api/jobs/{job_id}",
+            "run_url": f"/api/teacher/runs/{run_id}",
+            "page_url": f"/teacher/runs/{run_id}",
+        },
+        status_code=status.HTTP_202_ACCEPTED,
+    )
+
+
+@router.get("/api/teacher/runs")
+def api_list(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
+    runs = session.scalars(select(TeacherRun).order_by(TeacherRun.id.desc()).limit(100))
+    return [run_view(session, r) for r in runs]
+
+
+@router.get("/api/teacher/runs/{run_id}")
+def api_get(run_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+    run = _run_or_404(session, run_id)
+    sample = sample_output(session, run_id, limit=20)
+    return {
+        **run_view(session, run),
+        "sample": {
+            "events": [{"text": e.text, "logprob": e.logprob} for e in sample["events"]],
+            "triples": [
+                {
+                    "id": t.id,
+                    "head": t.head,
+                    "relation": t.relation,
+                    "tail": t.tail,
+                    "logprob": (t.meta or {}).get("logprob"),
+                }  # fmt: skip
+                for t in sample["triples"]
+            ],
+        },
+    }

@@ -131,6 +131,24 @@ def test_cli_records_who_ran_it(staff_client, tmp_path: Path) -> None:  # type: 
         job = session.scalars(select(Job).where(Job.kind == "import")).one()
     assert job.started_by == "cli (carol)" and job.created_by_id is None
     assert "cli (carol)" in _row(staff_client.get("/jobs").text, job.id)
+    _job("export", {"export_id": 3}, JobState.failed)
+    listed = subprocess.run(
+        [str(ROOT / ".venv/bin/skd"), "jobs", "list", "--kind", "import"],
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "import of cli.tsv" in listed.stdout and "cli (carol)" in listed.stdout
+    assert "Export #3" not in listed.stdout
+    bad = subprocess.run(
+        [str(ROOT / ".venv/bin/skd"), "jobs", "list", "--state", "lost"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--state: use one of" in bad.stderr
 
 
 def test_tasks_record_beat_or_worker(settings, engine) -> None:  # type: ignore[no-untyped-def]

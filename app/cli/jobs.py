@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from app.cli.common import fail, follow, schema_ready
@@ -10,24 +12,35 @@ jobs_app = typer.Typer(help="Long-running jobs.", no_args_is_help=True)
 
 
 @jobs_app.command("list")
-def jobs_list(limit: int = 20) -> None:
-    """Recent jobs with their state and progress."""
+def jobs_list(
+    limit: int = 20,
+    kind: Annotated[
+        str | None, typer.Option(help="Only jobs of this kind (import, export...).")
+    ] = None,
+    state: Annotated[
+        str | None, typer.Option(help="Only jobs in this state (queued, running, failed...).")
+    ] = None,
+) -> None:
+    """Recent jobs: what each works on, who started it, state and progress (as /jobs shows)."""
     from rich.table import Table
 
     from app.cli.console import out
     from app.core.db import session_scope
-    from app.core.jobs import job_as_dict, recent_jobs
+    from app.core.job_list import STATES, list_jobs
 
+    if state is not None and state not in STATES:
+        raise fail(f"--state: use one of {', '.join(STATES)}", 2)
     schema_ready()
     table = Table()
-    for column in ("id", "kind", "state", "progress", "message"):
-        table.add_column(column)
+    for column in ("id", "works on", "started by", "state", "progress", "message"):
+        table.add_column(column, overflow="fold")
     with session_scope() as session:
-        for job in map(job_as_dict, recent_jobs(session, limit)):
+        for job in list_jobs(session, kind=kind, state=state, limit=limit):
             fraction = job["fraction"]
             table.add_row(
                 str(job["id"]),
-                job["kind"],
+                job["label"],
+                job["started_by"],
                 job["state"],
                 "" if fraction is None else f"{fraction:.0%}",
                 job["error"] or job["message"],

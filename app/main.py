@@ -35,6 +35,7 @@ from app.web import (
     people,
     quality,
     rate,
+    student,
     teacher,
 )
 from app.web.deps import LoginRequired, refuse_unstorable_input
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports.router,
         people.router,
         teacher.router,
+        student.router,
     ):
         application.include_router(router)
 

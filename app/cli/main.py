@@ -16,6 +16,7 @@ from app.cli.export import export_app
 from app.cli.generate import generate_app
 from app.cli.jobs import jobs_app
 from app.cli.labels import labels_app, ratings_app
+from app.cli.student import student_app
 from app.cli.users import users_app
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.add_typer(generate_app, name="generate")
 app.add_typer(critic_app, name="critic")
 app.add_typer(ratings_app, name="ratings")
 app.add_typer(labels_app, name="labels")
+app.add_typer(student_app, name="student")
 app.command("serve")(processes.serve)
 app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     processes.worker

@@ -485,6 +485,62 @@ class Export(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
 
+class StudentState(enum.StrEnum):
+    queued = "queued"
+    training = "training"
+    ready = "ready"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class StudentModel(Base):
+    """A student: a causal LM fine-tuned on an export's train split (``app.student``).
+
+    ``metrics`` holds what the model card says: the dev loss per epoch, the best epoch kept,
+    the training loss and the steps; ``args`` the training arguments exactly as run.
+    """
+
+    __tablename__ = "student_models"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    export_id: Mapped[int | None] = mapped_column(ForeignKey("exports.id", ondelete="SET NULL"))
+    base_model: Mapped[str] = mapped_column(String(500))
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[StudentState] = mapped_column(
+        _enum(StudentState, "student_state"), default=StudentState.queued
+    )
+    path: Mapped[str | None] = mapped_column(String(1000))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    wall_seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class EvaluationOutput(Base):
+    """Which system wrote which triple of an ``evaluation`` campaign.
+
+    A triple is rated once per campaign however many systems wrote it (the campaign item is
+    per triple); this table credits its ratings to each of them. Annotators never see it.
+    """
+
+    __tablename__ = "evaluation_outputs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    triple_id: Mapped[int] = mapped_column(ForeignKey("triples.id", ondelete="CASCADE"))
+    system: Mapped[str] = mapped_column(String(100))
+    # The system's own score of the inference (a student's mean token log-probability).
+    score: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "system", "triple_id"),
+        Index(None, "triple_id"),
+    )
+
+
 class TeacherRun(Base):
     """One generation run of the teacher model: which backend and prompts made which triples."""
 

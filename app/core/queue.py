@@ -34,6 +34,8 @@ FAIL_STALE_JOBS = "skd.fail_stale_jobs"
 RELEASE_EXPIRED_LEASES = "skd.release_expired_leases"
 TEACHER_RUN = "skd.teacher_run"
 TEACHER_CHUNK = "skd.teacher_chunk"
+STUDENT_TRAIN = "skd.student_train"
+STUDENT_EVALUATE = "skd.student_evaluate"
 
 # The task that runs a job of a given kind with the job id as its only argument: what a
 # plain retry sends. Kinds that need more (a training chain) register their own retry.
@@ -41,6 +43,7 @@ TASK_FOR_KIND: dict[str, str] = {
     "import": IMPORT_CORPUS,
     "export": EXPORT,
     "critic_score": CRITIC_SCORE,
+    "student_evaluate": STUDENT_EVALUATE,
 }
 
 
@@ -83,6 +86,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "workers.critic_tasks",
             "workers.export_tasks",
             "workers.teacher_tasks",
+            "workers.student_tasks",
         ],
         "beat_schedule": {
             "fail-stale-jobs": {"task": FAIL_STALE_JOBS, "schedule": 60.0},

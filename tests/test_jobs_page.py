@@ -258,3 +258,18 @@ def test_json_api_lists_the_same_rows_with_filters(staff_client) -> None:  # typ
     assert one["label"] == "import of x.tsv" and one["state"] == "failed"
     assert staff_client.get("/api/jobs?state=lost").status_code == 422
     assert len(staff_client.get("/api/jobs").json()) == 3
+
+
+def test_each_kind_is_named_by_its_own_number() -> None:
+    from app.core.job_list import Subject, job_subject
+
+    assert job_subject("export", {"export_id": 5}) == Subject("Export #5", "/exports/5")
+    assert job_subject("critic_evaluate", {"version_id": 2}).label == "critic v2 · evaluate"
+    assert job_subject("teacher", {"run_id": 4}) == Subject("teacher run #4", "/teacher/runs/4")
+    assert job_subject("student_train", {"student_model_id": 3, "export_id": 5}) == Subject(
+        "student #3 from Export #5",
+        "/student/runs/3",
+    )
+    names = {"names": ["a/x.tsv", "b.tsv", "c.tsv", "d.tsv", "e.tsv"]}
+    assert job_subject("import", names).label == "import of x.tsv, b.tsv, c.tsv and 2 more"
+    assert job_subject("something_new", {}).label == "something new"

@@ -41,7 +41,13 @@ def job_subject(kind: str, params: dict[str, Any] | None) -> Subject:
         names = [PurePath(str(name)).name for name in params.get("names") or []]
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         return Subject(f"import of {shown}" if shown else "import", "/")
-    # Kinds added later (teacher, student...): name the first id their params carry.
+    if kind == "teacher" and params.get("run_id") is not None:
+        return Subject(f"teacher run #{params['run_id']}", f"/teacher/runs/{params['run_id']}")
+    if kind == "student_train" and params.get("student_model_id") is not None:
+        model_id = params["student_model_id"]
+        source = f" from Export #{params['export_id']}" if params.get("export_id") else ""
+        return Subject(f"student #{model_id}{source}", f"/student/runs/{model_id}")
+    # Other kinds: name the first id their params carry.
     for key, word in (("run_id", "run"), ("version_id", "version"), ("export_id", "export")):
         if params.get(key) is not None:
             return Subject(f"{kind.replace('_', ' ')} · {word} #{params[key]}", None)

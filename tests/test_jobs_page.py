@@ -243,6 +243,7 @@ def test_retry_from_the_job_page_records_who_retried(staff_client) -> None:  # t
     assert new_id != failed
     row = _row(staff_client.get("/jobs").text, new_id)
     assert "import of late.tsv" in row and "ada (web)" in row
+    assert f'<a href="/jobs/{failed}">job {failed}</a>' in staff_client.get(f"/jobs/{new_id}").text
 
 
 def test_json_api_lists_the_same_rows_with_filters(staff_client) -> None:  # type: ignore[no-untyped-def]

@@ -62,6 +62,8 @@ def test_only_admins_reach_the_page_and_its_actions(client) -> None:  # type: ig
     make_staff("root", "a long password", "admin")
     token = login(client, "ada", "correct horse")
     assert client.get(PAGE).status_code == 403
+    jobs_page = client.get("/jobs").text  # researchers have the jobs page, not the people page
+    assert 'href="/jobs"' in jobs_page and 'href="/admin/users"' not in jobs_page
     root = _id("root")
     for url, data in (
         (PAGE, {"username": "eve", "password": "long enough", "role": "admin"}),

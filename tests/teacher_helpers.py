@@ -81,7 +81,8 @@ class FakeOpenAI:
                 length = int(self.headers.get("Content-Length", "0"))
                 request = json.loads(self.rfile.read(length) or b"{}")
                 with fake.lock:
-                    fake.requests.append({"path": self.path, **request})
+                    auth = self.headers.get("Authorization")
+                    fake.requests.append({"path": self.path, "auth": auth, **request})
                 behaviour = fake._next_behaviour()
                 if behaviour == "slow":
                     time.sleep(5)

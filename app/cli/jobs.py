@@ -60,6 +60,7 @@ def _register_kinds() -> None:
     # a training is retried.
     from app.critic import queueing  # noqa: F401
     from app.export import run  # noqa: F401
+    from app.teacher import runs as _teacher  # noqa: F401
 
 
 @jobs_app.command("cancel")

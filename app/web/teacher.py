@@ -60,11 +60,14 @@ def run_view(session: Session, run: TeacherRun) -> dict[str, Any]:
     """A run as the page and the API show it."""
     job = session.get(Job, run.job_id) if run.job_id else None
     counts = dict(run.counts or {})
+    state = run.state.value
+    if job is not None and job.state.finished and state in ("queued", "running"):
+        state = "failed" if job.state.value != "succeeded" else state  # ended by another door
     return {
         "id": run.id,
         "name": (run.params or {}).get("name"),
         "kind": run.kind,
-        "state": run.state.value,
+        "state": state,
         "backend": run.backend,
         "model": run.model,
         "source": source_name(run.id),

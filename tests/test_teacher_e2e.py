@@ -1,0 +1,114 @@
+"""The teacher through the real processes: `skd serve` and `skd worker` as subprocesses, an
+OpenAI-compatible server on a loopback port (in this test process), staff over HTTP.
+
+A run started over the JSON API goes to the worker in chunk tasks; its page shows the filter
+counts and a sample, and one click opens a campaign on its triples. A worker killed in the
+middle of a run (SIGKILL) loses nothing: `skd generate resume` finishes it without duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.live_stack import Stack, live_stack, wait_for_job
+from tests.teacher_helpers import FakeOpenAI
+
+
+def _params(server: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    return {
+        "backend": {
+            "type": "openai",
+            "base_url": server.base_url,
+            "model": "fake",
+            "concurrency": 4,
+        },  # fmt: skip
+        "prompts": 6,
+        "chunk_size": 2,
+        "relations": ["xWant", "xReact"],
+        "events": {"n": 2},
+        "inferences": {"n": 2},
+        **extra,
+    }
+
+
+def test_a_run_over_the_api_runs_on_the_worker_and_opens_a_campaign(tmp_path: Path) -> None:
+    with FakeOpenAI() as server, live_stack(tmp_path) as stack:
+        client = stack.login()
+        body = {**_params(server, name="first"), "api_key": "sk-typed-for-this-run"}
+        started = client.post("/api/teacher/runs", json=body)
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        job = wait_for_job(client, started.json()["job_id"], timeout=120)
+        assert job["state"] == "succeeded", (job["error"], job["message"])
+        run = client.get(f"/api/teacher/runs/{run_id}").json()
+        assert run["counts"]["events"]["kept"] == 12  # 6 prompts x 2 events, all distinct
+        assert run["counts"]["inferences"]["kept"] == 12 * 2 * 2 == run["triples"]
+        assert all("PersonX" in t["tail"] for t in run["sample"]["triples"])  # names mapped back
+        assert all(t["logprob"] is not None for t in run["sample"]["triples"])
+        # The triples are a corpus source like any import.
+        counts = client.get("/api/corpus").json()
+        assert counts["triples"] == 48
+        page = client.get(f"/teacher/runs/{run_id}")
+        assert page.status_code == 200
+        assert "already in the corpus" in page.text and "PersonX tries hobby" in page.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        opened = client.post(
+            f"/teacher/runs/{run_id}/campaign", data={"csrf_token": token.group(1)}
+        )
+        assert opened.status_code == 303, opened.text
+        campaign_id = int(opened.headers["location"].rsplit("/", 1)[1])
+        campaign = client.get(f"/api/campaigns/{campaign_id}").json()
+        assert campaign["selection"]["sources"] == [f"teacher-run-{run_id}"]
+        assert campaign["purpose"] == "evaluation"
+        assert campaign["progress"]["items"] == 48  # every triple of the run (up to 200)
+        # A key typed for the run reached the server, and is stored nowhere the API shows.
+        assert {r["auth"] for r in server.requests} == {"Bearer sk-typed-for-this-run"}
+        assert "sk-typed" not in str(run) and "sk-typed" not in page.text
+
+
+def _kill_worker(stack: Stack) -> None:
+    process = stack.processes.pop("worker")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_resume_finishes_it(tmp_path: Path) -> None:
+    with (
+        FakeOpenAI(delay=0.4) as server,
+        live_stack(tmp_path, job_stale_seconds="3", job_sweep_seconds="0") as stack,
+    ):
+        client = stack.login()
+        params = _params(server, prompts=12, relations=["xWant"])
+        params["backend"]["concurrency"] = 1
+        started = client.post("/api/teacher/runs", json=params)
+        assert started.status_code == 202, started.text
+        run_id, job_id = started.json()["run_id"], started.json()["job_id"]
+        deadline = time.monotonic() + 90
+        while True:  # until two chunks are stored, then kill the worker mid-run
+            run = client.get(f"/api/teacher/runs/{run_id}").json()
+            if run["counts"].get("events", {}).get("kept", 0) >= 8:
+                break
+            assert time.monotonic() < deadline, run
+            time.sleep(0.2)
+        _kill_worker(stack)
+        stored = client.get(f"/api/teacher/runs/{run_id}").json()["counts"]["events"]["kept"]
+        assert stored < 24, "the run finished before the worker was killed"
+        time.sleep(3.5)
+        swept = stack.skd("jobs", "sweep")
+        assert swept.returncode == 0, swept.stdout + swept.stderr
+        job = client.get(f"/api/jobs/{job_id}").json()
+        assert job["state"] == "failed" and "stopped responding" in job["error"]
+        assert client.get(f"/api/teacher/runs/{run_id}").json()["state"] == "failed"
+        resumed = stack.skd("generate", "resume", str(run_id), timeout=180)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        run = client.get(f"/api/teacher/runs/{run_id}").json()
+        assert run["state"] == "succeeded"
+        assert run["counts"]["events"]["kept"] == 24  # 12 prompts x 2: nothing lost or twice
+        assert run["counts"]["events"]["generated"] == 24
+        assert run["triples"] == 24 * 2 == run["counts"]["inferences"]["kept"]

@@ -36,7 +36,8 @@ COPY templates ./templates
 COPY static ./static
 
 # The project and Flower, then a guard that the torch above was kept (no CUDA build crept in).
-RUN pip install ".[flower]" \
+# [quality]: the critic's default encoder off the demo on CPU (all-mpnet-base-v2, ~420 MB).
+RUN pip install ".[flower,quality]" \
  && python -c "import sys, torch; sys.exit(f'CUDA build of torch installed: {torch.__version__}' if torch.version.cuda else 0)" \
  && skd --help > /dev/null
 

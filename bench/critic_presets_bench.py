@@ -14,8 +14,8 @@ preset (``SKD_CRITIC_PRESET``), what the product does, not a script's copy of it
 2. **Warm start.** That version is activated, the held-back labels arrive as new ratings,
    and a retrain is requested the normal way: it warm-starts from the active version (new
    labels plus a replayed sample of the old ones). Its AUC and time.
-3. **Full retrain on the same labels** (``full=True``, as ``--full``), unless
-   ``--no-full-retrain``: the AUC the warm start should match within 0.005.
+3. **Full retrain on the same labels** (``full=True``, as ``--full``), for the presets in
+   ``--full-retrain``: the AUC the warm start should match within 0.005.
 4. **Scoring rate** of the trained version on ``--score-n`` held-out pairs: ours (length-sorted
    batches, ``score_pairs``), ours with int8 weights (torchao), and a naive
    ``transformers.pipeline("text-classification")`` over the same pairs and model, one round
@@ -30,7 +30,7 @@ on a shared machine compare ratios, not minutes.
 How to run (from the repository root)::
 
     HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/critic_presets_bench.py
-    .venv/bin/python bench/critic_presets_bench.py --presets quality --no-full-retrain
+    .venv/bin/python bench/critic_presets_bench.py --presets quality,fast --full-retrain fast
     .venv/bin/python bench/critic_presets_bench.py --heads 200   # a quick subsample
 
 The results are written as JSON (``--out``) as each child finishes, so a run cut short keeps
@@ -242,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--heads", type=int, default=0, help="a subsample of this many heads")
     parser.add_argument("--new-labels", type=int, default=200)
-    parser.add_argument("--no-full-retrain", action="store_true")
+    parser.add_argument(
+        "--full-retrain",
+        default="fast,quality",
+        help="presets that also run a full retrain on the same labels (empty: none)",
+    )
+    parser.add_argument("--no-full-retrain", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--score-n", type=int, default=1000)
     parser.add_argument("--out", default="critic-presets-bench.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -255,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, __file__, "--child", preset, "--out", str(out)]
         for flag in ("data", "seed", "heads", "new_labels", "score_n"):
             command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-        if args.no_full_retrain:
+        if preset not in args.full_retrain.split(","):
             command.append("--no-full-retrain")
         code = subprocess.call(command)
         results[preset] = json.loads(out.read_text()) if out.exists() else {}

@@ -192,3 +192,61 @@ def test_warm_start_begins_from_the_active_versions_weights(
         assert "base model changed" in version.hyperparameters["full"]
         assert version.label_snapshot["start"]["mode"] == "full"
     assert _same(_weights(changed), base_weights)
+
+
+@pytest.fixture
+def dispatched(monkeypatch):  # type: ignore[no-untyped-def]
+    """Record the chains instead of sending them to a broker (the rows are what is checked)."""
+    from app.critic import queueing
+
+    calls: list[object] = []
+    monkeypatch.setattr(queueing, "dispatch_training", calls.append)
+    return calls
+
+
+def _release_lock() -> None:
+    from app.core.models import CriticState
+
+    with session_scope(write=True) as session:
+        for version in session.query(CriticVersion).filter_by(state=CriticState.training):
+            version.state = CriticState.failed
+
+
+def test_the_page_box_and_the_api_ask_for_a_full_retrain(client, dispatched) -> None:  # type: ignore[no-untyped-def]
+    from app.core.models import CriticState
+    from tests.test_critic_web import sign_in
+
+    sign_in(client, "root", "admin")
+    with session_scope(write=True) as session:
+        active = CriticVersion(
+            base_model="all-MiniLM-L6-v2",
+            state=CriticState.active,
+            path="/models/critic-1",
+            metrics={"roc_auc": 0.8},
+            hyperparameters={"base_name": "all-MiniLM-L6-v2", "preset": "fast"},
+            label_snapshot={"max_rating_id": 0},
+        )
+        session.add(active)
+        session.flush()
+        active_id = active.id
+    page = client.get("/critic")
+    assert 'name="full"' in page.text and "full retrain" in page.text
+    token = client.headers["X-CSRF-Token"]
+
+    def started() -> dict:  # type: ignore[type-arg]
+        with session_scope() as session:
+            newest = session.query(CriticVersion).order_by(CriticVersion.id.desc()).first()
+            assert newest is not None and newest.id != active_id
+            return dict(newest.hyperparameters)
+
+    assert client.post("/critic/train", data={"csrf_token": token}).status_code in (200, 303)
+    assert started()["warm_start"]["from_version"] == active_id  # no box: warm start
+    _release_lock()
+    form = {"csrf_token": token, "full": "1"}
+    assert client.post("/critic/train", data=form).status_code in (200, 303)
+    assert started()["full"] == "a full retrain was asked for"
+    _release_lock()
+    response = client.post("/api/critic/train", json={"full": True})
+    assert response.status_code == 202, response.text
+    assert started()["full"] == "a full retrain was asked for"
+    assert len(dispatched) == 3

@@ -7,12 +7,14 @@ leak working links). Passwords use argon2id with the library's current parameter
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.db import session_scope
 from app.core.models import Role, User, utcnow
 
 _hasher = PasswordHasher()
@@ -64,6 +66,45 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
         user.password_hash = hash_password(password)
     user.last_seen_at = utcnow()
     return user
+
+
+@dataclass(frozen=True)
+class LoginCheck:
+    """Right credentials: whose, the session epoch to sign, whether the hash needs renewing."""
+
+    user_id: int
+    session_epoch: int
+    rehash: bool
+
+
+def check_login(username: str, password: str) -> LoginCheck | None:
+    """The active staff account with these credentials, else None (one answer for every
+    failure). The account is read in a short transaction that ends before the deliberately
+    slow argon2 check, so no transaction (nor SQLite's lock) is held while hashing; what a
+    login writes goes through ``record_login`` in a write transaction of its own."""
+    with session_scope() as session:
+        row = session.execute(
+            select(
+                User.id, User.session_epoch, User.password_hash, User.is_active, User.role
+            ).where(User.username == username)
+        ).first()
+    if row is None:
+        _hasher.hash(password)  # spend the same time as a real check: no username probing
+        return None
+    if not row.is_active or row.role not in STAFF_ROLES:
+        return None
+    if not verify_password(row.password_hash, password):
+        return None
+    return LoginCheck(row.id, row.session_epoch, _hasher.check_needs_rehash(row.password_hash))
+
+
+def record_login(session: Session, check: LoginCheck, password: str) -> None:
+    user = session.get(User, check.user_id)
+    if user is None:
+        return
+    user.last_seen_at = utcnow()
+    if check.rehash:
+        user.password_hash = hash_password(password)
 
 
 def set_password(session: Session, user: User, password: str) -> None:

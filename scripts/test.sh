@@ -17,7 +17,12 @@ step "virtualenv and packages"
 # (sed drops pip's notes about this machine's local package mirrors; pipefail keeps pip's status.)
 pip_install() { .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 | sed '/WARNING: Location/d'; }
 pip_install "torch==2.13.0" || exit 1
-pip_install -e ".[test]" || exit 1
+# Then exactly the versions in requirements.lock (./scripts/lock.sh writes it from
+# pyproject.toml), and the project itself without resolving anything again; pip check fails
+# the run if pyproject.toml asks for something the lock lacks (run ./scripts/lock.sh).
+pip_install -r requirements.lock || exit 1
+pip_install -e . --no-deps || exit 1
+.venv/bin/pip check || { echo "requirements.lock is out of date: run ./scripts/lock.sh"; exit 1; }
 
 step "browser for the end-to-end tests"
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

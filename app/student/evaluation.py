@@ -237,11 +237,10 @@ def store_inferences(session: Session, rows: list[tuple[str, str, str]], source:
     unique = sorted(set(hashes))
     for start in range(0, len(unique), 1000):
         chunk = unique[start : start + 1000]
-        known.update(
-            session.execute(
-                select(Triple.norm_hash, Triple.id).where(Triple.norm_hash.in_(chunk))
-            ).tuples()
-        )
+        rows_found = session.execute(
+            select(Triple.norm_hash, Triple.id).where(Triple.norm_hash.in_(chunk))
+        ).all()
+        known.update({norm_hash: triple_id for norm_hash, triple_id in rows_found})
     for (head, relation, tail), key in zip(cleaned, hashes, strict=True):
         if key not in known:
             triple = Triple(head=head, relation=relation, tail=tail, norm_hash=key, source=source)

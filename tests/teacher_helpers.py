@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 _SITUATION = re.compile(r"Situation: (\w+)")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # the listen backlog: many clients connect at once
 
 
 class FakeOpenAI:
@@ -31,9 +37,7 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.counter = 0
         handler = self._handler()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 256
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -66,6 +70,14 @@ class FakeOpenAI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes: without this, Nagle's algorithm and
+                # the client's delayed ACK add ~40 ms to every keep-alive response.
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def log_message(self, *args: object) -> None:
                 return
 
@@ -187,3 +199,20 @@ def train_tiny_gpt2(folder: Path, steps: int = 40) -> Path:
     tokenizer.pad_token = None  # saved without one: the loader must add it
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def _serve_forever() -> None:
+    """``python -m tests.teacher_helpers --delay 0.2``: the fake server in its own process
+    (the benchmark keeps it off the client's interpreter); prints its base URL."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeOpenAI(delay=args.delay)
+    print(server.base_url, flush=True)
+    server.server.serve_forever()
+
+
+if __name__ == "__main__":
+    _serve_forever()

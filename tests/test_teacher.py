@@ -356,3 +356,23 @@ def test_packaged_smollm2_writes_events_that_start_with_personx(tmp_path: Path) 
     assert len(kept) >= 4, events
     assert all(e.startswith("PersonX ") for e in kept)
     assert converted_folder(name).is_dir()  # de-quantized once, loaded from there next time
+
+
+@pytest.mark.slow
+def test_the_demo_batch_with_the_packaged_model_lands_in_the_corpus(
+    settings: Any, engine: Any
+) -> None:
+    """`skd demo --teacher`'s run, here in-process: SmolLM2 events, then their inferences."""
+    from app.cli.demo_setup import DEMO_TEACHER_RUN
+    from app.core.db import session_scope
+    from app.core.models import TeacherEvent, Triple
+    from app.teacher.runs import create_run, run_inline
+
+    run_id, job_id = create_run(DEMO_TEACHER_RUN)
+    result = run_inline(job_id)
+    assert result["state"] == "succeeded"
+    with session_scope() as session:
+        events = list(session.scalars(select(TeacherEvent.text)))
+        triples = list(session.scalars(select(Triple).where(Triple.teacher_run_id == run_id)))
+    assert events and all(e.startswith("PersonX ") for e in events)
+    assert triples and {t.relation for t in triples} <= {"xWant", "xReact"}

@@ -266,3 +266,28 @@ def _stop_all(children: dict[str, subprocess.Popen[bytes]], grace: float = 15.0)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+DEMO_TEACHER_RUN: dict[str, Any] = {
+    "name": "demo batch",
+    "prompts": 4,
+    "examples": 6,
+    "relations": ["xWant", "xReact"],
+    "events": {"n": 3},
+    "inferences": {"n": 3},
+    "inference_examples": 4,
+    "chunk_size": 4,
+}
+
+
+def queue_demo_teacher_run() -> int:
+    """A small teacher run with the packaged SmolLM2 (the default local teacher), handed to the
+    worker: a few events and their xWant and xReact inferences, so the demo shows generated
+    triples without making its start wait for a model."""
+    from app.core.jobs import dispatch
+    from app.core.queue import TEACHER_RUN
+    from app.teacher.runs import create_run
+
+    run_id, job_id = create_run(DEMO_TEACHER_RUN)
+    dispatch(job_id, TEACHER_RUN)
+    return run_id

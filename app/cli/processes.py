@@ -77,6 +77,14 @@ def beat() -> None:
 def demo(
     port: Annotated[int | None, typer.Option(help="Default: SKD_PORT (8000).")] = None,
     start: Annotated[bool, typer.Option(help="Start the services after setting up.")] = True,
+    teacher: Annotated[
+        bool,
+        typer.Option(
+            help="Also queue a small teacher run with the packaged SmolLM2 (the worker "
+            "writes a few events and their inferences after start-up; the first one "
+            "converts the model, about a minute)."
+        ),
+    ] = False,
 ) -> None:
     """Set up the embedded demo (SQLite + Celery on SQLite) and run web, worker and beat."""
     from app.cli.console import RichProgress, console
@@ -90,6 +98,11 @@ def demo(
     with RichProgress("demo corpus") as bar:
         accounts = prepare_demo(settings, progress=bar)
     url = settings.public_url
+    teacher_run = None
+    if teacher:
+        from app.cli.demo_setup import queue_demo_teacher_run
+
+        teacher_run = queue_demo_teacher_run()
 
     def announce() -> None:
         # soft_wrap: long links stay one line, so they can be copied from any terminal width.
@@ -108,6 +121,8 @@ def demo(
                 f"  study link     {url}/c/{accounts.campaign_share}?PROLIFIC_PID=demo-worker-1"
                 "  (any PROLIFIC_PID is a new crowdworker)"
             )
+        if teacher_run is not None:
+            say(f"  teacher run    {url}/teacher/runs/{teacher_run}  (the worker writes it now)")
         say(f"  data           {settings.data_dir.resolve()}")
         say("  Ctrl-C stops the web server, the worker and beat.")
         console.rule()

@@ -1,0 +1,59 @@
+"""The teacher page in a real browser: a bad base URL is named next to the form; a run against
+an OpenAI-compatible server on a loopback port is started from the form, its page shows the
+progress, the filter counts and a sample, and one click opens a campaign on its triples.
+Screenshots go to test-output/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import OUTPUT, make_staff
+from tests.teacher_helpers import FakeOpenAI
+from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
+
+
+def test_researcher_configures_starts_watches_and_opens_a_campaign(
+    live_server: str,  # noqa: F811
+    browser: Any,  # noqa: F811
+    celery_worker: Any,
+) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    make_staff("ada", "correct horse")
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{live_server}/login")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "correct horse")
+    page.click("button.primary")
+    page.wait_for_url(f"{live_server}/")
+    page.click("nav a[href='/teacher']")
+    page.wait_for_url(f"{live_server}/teacher")
+    page.screenshot(path=str(OUTPUT / "teacher-form.png"), full_page=True)
+
+    page.check("input[name=backend][value=openai]")
+    page.fill("input[name=base_url]", "localhost:9/v1")
+    page.fill("input[name=model]", "fake")
+    page.click("#teacher-form button.primary")
+    error = page.locator("#teacher-errors")
+    error.wait_for()
+    assert "is not an http:// or https:// URL" in error.inner_text()
+    assert page.input_value("input[name=model]") == "fake"  # the form keeps what was typed
+
+    with FakeOpenAI() as server:
+        page.fill("input[name=base_url]", server.base_url)
+        page.fill("input[name=prompts]", "4")
+        page.fill("input[name=n]", "2")
+        page.fill("input[name=inference_n]", "2")
+        page.check("input[name=relations][value=xWant]")
+        page.fill("input[name=name]", "browser run")
+        page.click("#teacher-form button.primary")
+        page.wait_for_url(f"{live_server}/teacher/runs/*")
+        page.wait_for_selector("#teacher-panel[data-state=succeeded]", timeout=90_000)
+    counts = page.locator("#teacher-counts").inner_text()
+    assert "already in the corpus" in counts and "not starting with PersonX" in counts
+    sample = page.locator("#teacher-sample").inner_text()
+    assert "PersonX tries hobby" in sample and "to phone PersonX's friend" in sample
+    page.screenshot(path=str(OUTPUT / "teacher-run.png"), full_page=True)
+
+    page.click("text=Open a campaign on this run's triples")
+    page.wait_for_url(f"{live_server}/campaigns/*")
+    assert "Rate browser run" in page.content()

@@ -233,3 +233,27 @@ def test_excluding_an_annotator_refreshes_flags_and_agreement(live_server, brows
         arg=before,
     )
     page.screenshot(path=str(OUTPUT / f"exclude-refresh-{BACKEND}.png"), full_page=True)
+
+
+def test_critic_page_pr_click_previews_that_threshold_and_thin_numbers_say_so(
+    live_server, browser, engine
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_export import build_corpus
+
+    OUTPUT.mkdir(exist_ok=True)
+    corpus = build_corpus(heads=40, calibration=2)
+    with session_scope(write=True) as session:
+        from app.core.models import CriticVersion
+
+        version = session.get(CriticVersion, corpus.version_id)
+        version.metrics = {**version.metrics, "roc_auc": 0.5}  # no better than chance
+    make_staff("ada", "correct horse", role="researcher")
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    _log_in(page, live_server)
+    page.goto(f"{live_server}/critic?version={corpus.version_id}")
+    assert page.locator(".badge-weak").count() >= 1
+    page.locator("svg.pr-plot circle.pr-pick").nth(0).click()  # threshold 0.9 on PR_CURVE
+    page.wait_for_function("document.querySelector('#preview-threshold')?.innerText === '0.9000'")
+    assert page.locator("select[name=rule]").input_value() == "score"
+    assert "too few calibration labels (n = " in page.locator("#critic-preview").inner_text()
+    page.screenshot(path=str(OUTPUT / f"critic-pr-click-{BACKEND}.png"), full_page=True)

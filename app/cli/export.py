@@ -130,6 +130,10 @@ def export(
     background: Annotated[
         bool, typer.Option(help="Queue the job for a Celery worker and follow its progress.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Export even with a critic version no better than chance."),
+    ] = False,
 ) -> None:
     """Export the kept triples, split by head, with a dataset card (README.md)."""
     if ctx.invoked_subcommand is not None:
@@ -165,6 +169,14 @@ def export(
             plan = preview_export(params)
             stdout.print(_plan_table(plan.as_dict()))
             return
+        if not force:
+            from app.core.db import session_scope
+            from app.critic.estimates import weak_version_error
+
+            with session_scope() as session:
+                weak = weak_version_error(session, params.version)
+            if weak:
+                raise fail(f"{weak}; add --force to export with it anyway", 2)
         started = start_export(params, destination=out)
     except ExportParamError as exc:
         raise _param_errors(exc) from None
@@ -204,7 +216,14 @@ def _plan_table(plan: dict[str, Any]) -> Any:
     table.add_row("kept", f"{counts['kept']:,}")
     table.add_row("kept by human label", f"{counts['kept_by_label']:,}")
     table.add_row("dropped by human label", f"{counts['dropped_by_label']:,}")
-    if estimate["precision"] is not None:
+    from app.critic.estimates import too_few, too_few_text
+
+    if estimate["precision"] is not None and too_few(estimate["sample"]):
+        table.add_row(
+            "estimated precision",
+            too_few_text(estimate["sample"], estimate["sample_interval"] or estimate["interval"]),
+        )
+    elif estimate["precision"] is not None:
         low, high = estimate["interval"]
         table.add_row(
             "estimated precision",
@@ -238,7 +257,14 @@ def _print_result(export_id: int, result: dict[str, Any]) -> None:
     table.add_section()
     table.add_row("total", f"{counts['total']:,}", f"{sum(counts['heads'].values()):,}")
     estimate = export["estimate"] or {}
-    if estimate.get("precision") is not None:
+    from app.critic.estimates import too_few, too_few_text
+
+    if estimate.get("precision") is not None and too_few(estimate.get("sample")):
+        table.caption = (
+            f"threshold {export['threshold']:.6g}; estimated precision: "
+            + too_few_text(estimate.get("sample"), estimate.get("sample_interval"))
+        )
+    elif estimate.get("precision") is not None:
         low, high = estimate["interval"]
         table.caption = (
             f"threshold {export['threshold']:.6g}; estimated precision "

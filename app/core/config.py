@@ -221,6 +221,13 @@ class Settings(BaseSettings):
         description="Below this many calibration labels a precision estimate is shown as too "
         "few labels, with its interval, not as a headline figure.",
     )
+    critic_weak_auc: float = Field(
+        default=0.55,
+        ge=0.0,
+        le=1.0,
+        description="A critic version whose held-out ROC-AUC is at most this is flagged as no "
+        "better than chance; exporting with it needs an explicit confirmation.",
+    )
     import_batch_size: int = Field(default=50_000, description="Rows per bulk-insert batch.")
     # --- the teacher (app.teacher) ---
     teacher_model: str | None = Field(

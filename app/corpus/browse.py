@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select, tuple_
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.annotation.acceptability import acceptability, answer_labels, is_acceptable
@@ -238,7 +238,7 @@ def browse_triples(
 
     descending = filters.sort.startswith("-")
     if "score" in filters.sort:
-        key = tuple_(score_col, Triple.id)
+        key = score_col
         order = (score_col.desc(), Triple.id.desc()) if descending else (score_col, Triple.id)
     else:
         key = None
@@ -247,8 +247,13 @@ def browse_triples(
         values = decode_cursor(after)
         try:
             if key is not None:
-                bound = tuple_(float(values[0]), int(values[1]))
-                query = query.where(key < bound if descending else key > bound)
+                p, last_id = float(values[0]), int(values[1])
+                # Spelled out rather than a row comparison, so the first term is a range on
+                # the (version, p_accept) index and a deep page is an index seek.
+                if descending:
+                    query = query.where(score_col <= p, or_(score_col < p, Triple.id < last_id))
+                else:
+                    query = query.where(score_col >= p, or_(score_col > p, Triple.id > last_id))
             else:
                 query = query.where(
                     Triple.id < int(values[0]) if descending else Triple.id > int(values[0])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.critic.describe import label_snapshot_sentence, model_display_name
+from app.critic.estimates import min_labels, too_few, too_few_text
 from app.export.params import FORMAT_HELP, HUMAN_LABEL_RULES
 from app.export.plan import ExportPlan
 
@@ -138,7 +139,12 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
         f"{_n(plan.counts.candidates)} candidate triples by critic version {version['id']} at "
         f"threshold **{plan.threshold:.4f}** ({plan.threshold_reason()})."
     )
-    if estimate.precision is not None and estimate.interval is not None:
+    if estimate.precision is not None and too_few(estimate.sample):
+        summary += (
+            " Estimated precision of the kept triples: "
+            f"{too_few_text(estimate.sample, estimate.sample_interval)}; no headline figure."
+        )
+    elif estimate.precision is not None and estimate.interval is not None:
         summary += (
             f" Estimated precision of the kept triples: **{_f(estimate.precision)}** "
             f"(95% interval {_f(estimate.interval[0])}–{_f(estimate.interval[1])})."
@@ -276,7 +282,16 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
 
     say("## Estimated precision")
     say("")
-    if estimate.precision is not None and estimate.interval is not None:
+    if estimate.precision is not None and too_few(estimate.sample):
+        say(
+            f"**{too_few_text(estimate.sample, estimate.sample_interval).capitalize()}.** Only "
+            f"{_n(estimate.sample)} calibration triple(s) in the filters reach the threshold, "
+            f"fewer than the {min_labels()} a precision estimate needs here "
+            "(`SKD_CALIBRATION_MIN_LABELS`), so no point estimate is given. Rate a larger "
+            "calibration campaign for one."
+        )
+        say("")
+    elif estimate.precision is not None and estimate.interval is not None:
         assert estimate.sample_interval is not None
         say(
             f"Of the {_n(estimate.sample)} triples of calibration campaigns (uniform random "

@@ -29,6 +29,7 @@ from app.core.jobs import job_as_dict
 from app.core.models import CriticState, CriticVersion, Job, Role, User
 from app.critic import filtering, loop
 from app.critic.describe import label_snapshot_sentence, model_display_name
+from app.critic.histogram import Histogram, adaptive_histogram
 from app.critic.score import score_histogram, unscored_count
 from app.web.critic_plots import histogram_plot, pr_plot
 from app.web.deps import SessionDep, StaffUser, csrf_token, templates
@@ -40,6 +41,7 @@ RULES: dict[str, str] = {
     "recall": "target recall (rec_X)",
     "precision": "target precision",
     "kept": "fraction of the corpus kept",
+    "score": "a score threshold (or click the PR curve)",
 }
 # The versions table compares versions at one operating point: the paper's rec_0.8 filter.
 TABLE_RECALL = 0.8
@@ -233,12 +235,12 @@ def _pick(
     return default_version(versions)
 
 
-def corpus_scores(session: Session, version: CriticVersion) -> tuple[list[int], int | None]:
+def corpus_scores(session: Session, version: CriticVersion) -> tuple[Histogram, int | None]:
     """The version's score histogram and how many triples it has not scored (None for a
     version with no model, which cannot score)."""
-    counts = score_histogram(session, version.id, bins=HISTOGRAM_BINS)
+    histogram = adaptive_histogram(session, version.id, bins=HISTOGRAM_BINS)
     unscored = unscored_count(session, version.id) if version.path else None
-    return counts, unscored
+    return histogram, unscored
 
 
 def recent_critic_jobs(session: Session, limit: int = RECENT_JOBS) -> list[Job]:
@@ -262,6 +264,10 @@ def run_preview(
     fragment and the API. Raises ValueError (unreachable target, bad value) and LookupError."""
     if rule not in RULES:
         raise ValueError(f"rule: {rule!r} is not one of {', '.join(RULES)}")
+    if rule == "score":  # a threshold picked on the PR curve, or typed
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"value: a score threshold is in [0, 1], not {value:g}")
+        return value, filtering.preview(session, version_id, value)
     threshold = filtering.choose_threshold(session, version_id, rule, value)  # type: ignore[arg-type]
     return threshold, filtering.preview(session, version_id, threshold)
 
@@ -340,11 +346,11 @@ def critic_page(
         "table_recall": TABLE_RECALL,
     }
     if selected is not None:
-        counts, unscored = corpus_scores(session, selected)
+        scores, unscored = corpus_scores(session, selected)
         context.update(
             selected_row=version_row(selected),
             pr=pr_plot(selected.metrics or {}, selected.threshold),
-            histogram=histogram_plot(counts, selected.threshold),
+            histogram=histogram_plot(scores.counts, selected.threshold, scores.low, scores.high),
             unscored=unscored,
             calibration=calibration_rows(selected),
             calibration_meta=(selected.metrics or {}).get("calibration") or {},
@@ -421,7 +427,8 @@ def api_versions(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
 def api_version(version_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     """One version with its PR curve and its corpus scores (histogram over [0, 1])."""
     version = _version_or_404(session, version_id)
-    counts, unscored = corpus_scores(session, version)
+    counts = score_histogram(session, version.id, bins=HISTOGRAM_BINS)  # fixed [0, 1] bins
+    unscored = unscored_count(session, version.id) if version.path else None
     return version_as_dict(version) | {
         "histogram": {"bins": len(counts), "counts": counts},
         "scored": sum(counts),

@@ -67,6 +67,17 @@ class Mark:
     label: str
     title: str
     chosen: bool
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A point of the PR curve a click can choose: its threshold goes to the preview."""
+
+    x: float
+    y: float
+    threshold: float
+    title: str
 
 
 @dataclass
@@ -76,6 +87,7 @@ class PRPlot:
     x_ticks: list[Tick]
     y_ticks: list[Tick]
     marks: list[Mark]
+    picks: list[Pick] = field(default_factory=list)
     # The precision of keeping everything (the share of acceptable held-out labels): a
     # critic no better than chance lies on this line.
     baseline_y: float | None = None
@@ -103,6 +115,30 @@ class HistogramPlot:
     threshold_x: float | None = None
     threshold_label: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def range_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """Round tick values inside [low, high]: 0, 0.2, ... on the whole unit range."""
+    span = high - low
+    if span <= 0:
+        return [low]
+    step = next(
+        (s for s in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5) if span / s <= most - 1),
+        1.0,
+    )
+    first = math.ceil(low / step - 1e-9) * step
+    ticks = []
+    value = first
+    while value <= high + 1e-9:
+        ticks.append(round(value, 6))
+        value += step
+    return ticks
+
+
+def range_label(value: float, span: float) -> str:
+    """As many decimals as the range needs (0.52, 0.536), no trailing zeros."""
+    digits = 2 if span >= 0.1 else 3 if span >= 0.01 else 4
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".") or "0"
 
 
 def unit_label(value: float) -> str:
@@ -134,6 +170,24 @@ def _finite(value: Any) -> float | None:
     if isinstance(value, int | float) and math.isfinite(value):
         return float(value)
     return None
+
+
+def _picks(frame: Frame, curve: dict[str, Any], most: int = 60) -> list[Pick]:
+    """Up to ``most`` evenly spaced curve points with their thresholds (clickable)."""
+    thresholds = curve.get("threshold") or []
+    recall = curve.get("recall") or []
+    precision = curve.get("precision") or []
+    if not (len(thresholds) == len(recall) == len(precision)) or not thresholds:
+        return []
+    stride = max(1, math.ceil(len(thresholds) / most))
+    picks = []
+    for i in range(0, len(thresholds), stride):
+        t, r, p = _finite(thresholds[i]), _finite(recall[i]), _finite(precision[i])
+        if t is None or r is None or p is None:
+            continue
+        title = f"threshold {t:.3f}: precision {p:.3f}, recall {r:.3f} (click to preview)"
+        picks.append(Pick(frame.x(r), frame.y(p), t, title))
+    return picks
 
 
 def pr_plot(metrics: dict[str, Any], chosen_threshold: float | None = None) -> PRPlot | None:
@@ -175,13 +229,14 @@ def pr_plot(metrics: dict[str, Any], chosen_threshold: float | None = None) -> P
             if threshold is not None
             else f"rec_{unit_label(target)}"
         )
-        marks.append(Mark(frame.x(r), frame.y(p), unit_label(target), title, chosen))
+        marks.append(Mark(frame.x(r), frame.y(p), unit_label(target), title, chosen, threshold))
     plot = PRPlot(
         frame=frame,
         path=path,
         x_ticks=[Tick(frame.x(v), unit_label(v)) for v in UNIT_TICKS],
         y_ticks=[Tick(frame.y(v), unit_label(v)) for v in UNIT_TICKS],
         marks=marks,
+        picks=_picks(frame, curve),
     )
     n, acceptable = _finite(metrics.get("n")), _finite(metrics.get("acceptable"))
     if n and acceptable is not None:
@@ -191,11 +246,15 @@ def pr_plot(metrics: dict[str, Any], chosen_threshold: float | None = None) -> P
     return plot
 
 
-def histogram_plot(counts: list[int], threshold: float | None = None) -> HistogramPlot:
-    """Bars for equal bins over [0, 1] (the counts of ``score_histogram``), the y axis in
-    1-2-5 steps, and the threshold as a vertical line."""
+def histogram_plot(
+    counts: list[int], threshold: float | None = None, low: float = 0.0, high: float = 1.0
+) -> HistogramPlot:
+    """Bars for equal bins over [low, high] (the scores' own range, see
+    ``app.critic.histogram``), the y axis in 1-2-5 steps, and the threshold as a vertical
+    line (at the edge, and said so, when it lies outside the range)."""
     frame = Frame()
     bins = len(counts) or 1
+    span = (high - low) or 1.0
     top = max(counts, default=0)
     step = nice_step(top)
     y_max = max(step, math.ceil(top / step) * step) if top else 1.0
@@ -211,8 +270,8 @@ def histogram_plot(counts: list[int], threshold: float | None = None) -> Histogr
                 width=round(slot - gap, 2),
                 height=round(frame.y0 - y, 2),
                 count=count,
-                low=i / bins,
-                high=(i + 1) / bins,
+                low=low + i * span / bins,
+                high=low + (i + 1) * span / bins,
             )
         )
     ticks = int(round(y_max / step)) if top else 0
@@ -220,12 +279,18 @@ def histogram_plot(counts: list[int], threshold: float | None = None) -> Histogr
     plot = HistogramPlot(
         frame=frame,
         bars=bars,
-        x_ticks=[Tick(frame.x(v), unit_label(v)) for v in UNIT_TICKS],
+        x_ticks=[
+            Tick(frame.x(v - low, span), range_label(v, span)) for v in range_ticks(low, high)
+        ],
         y_ticks=y_ticks,
         total=sum(counts),
     )
     value = _finite(threshold)
     if value is not None:
-        plot.threshold_x = frame.x(value)
+        plot.threshold_x = frame.x(value - low, span)
         plot.threshold_label = f"threshold {value:.3f}"
+        if value < low:
+            plot.threshold_label += " (below every score)"
+        elif value > high:
+            plot.threshold_label += " (above every score)"
     return plot

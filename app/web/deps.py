@@ -20,8 +20,11 @@ from app.core.accounts import STAFF_ROLES
 from app.core.db import session_scope
 from app.core.models import Role, User
 from app.core.paths import TEMPLATES_DIR
+from app.critic.estimates import is_weak, too_few, too_few_text
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+# Honest numbers in every template (app.critic.estimates): thin estimates and weak critics.
+templates.env.globals.update(too_few=too_few, too_few_text=too_few_text, is_weak_critic=is_weak)
 
 
 def get_db() -> Iterator[Session]:

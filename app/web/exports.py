@@ -23,6 +23,7 @@ from app.core.db import session_scope
 from app.core.jobs import job_as_dict
 from app.core.models import CriticVersion, Job
 from app.corpus.stats import corpus_counts
+from app.critic.estimates import weak_version_error
 from app.export.params import (
     DEFAULT_SPLITS,
     FORMAT_HELP,
@@ -113,7 +114,20 @@ def form_values(form: FormData) -> dict[str, Any]:
             values[f"split_{name}"] = text.strip()
     for name in ("relations", "sources", "formats"):
         values[name] = [v for v in form.getlist(name) if isinstance(v, str)]
+    values["confirm_weak_critic"] = form.get("confirm_weak_critic") == "1"
     return values
+
+
+def refuse_weak_critic(params: ExportParams, confirmed: bool) -> None:
+    """Exporting with a critic no better than chance needs an explicit confirmation."""
+    if confirmed:
+        return
+    with session_scope() as session:
+        weak = weak_version_error(session, params.version)
+    if weak:
+        raise ExportParamError(
+            {"version": f"{weak}; confirm to export with it anyway (confirm_weak_critic)"}
+        )
 
 
 def params_from_values(values: dict[str, Any]) -> ExportParams:
@@ -219,7 +233,9 @@ def create_from_form(
     values = form_values(form)
     htmx = bool(request.headers.get("hx-request"))
     try:
-        started = queue_export(params_from_values(values), user.id)
+        params = params_from_values(values)
+        refuse_weak_critic(params, values["confirm_weak_critic"])
+        started = queue_export(params, user.id)
     except ExportParamError as exc:
         errors = form_errors(exc.errors)
         if htmx:
@@ -362,6 +378,8 @@ class ExportIn(BaseModel):
     split_by: str = "head"
     seed: int = 0
     formats: list[str] | None = None
+    # Needed to export with a version whose held-out AUC is no better than chance.
+    confirm_weak_critic: bool = False
 
 
 def _unprocessable(errors: dict[str, str]) -> JSONResponse:
@@ -374,7 +392,9 @@ def _unprocessable(errors: dict[str, str]) -> JSONResponse:
 
 
 def _params(body: ExportIn) -> ExportParams:
-    return ExportParams.from_dict(body.model_dump(exclude_none=True))
+    return ExportParams.from_dict(
+        body.model_dump(exclude_none=True, exclude={"confirm_weak_critic"})
+    )
 
 
 @router.get("/api/exports")
@@ -407,7 +427,9 @@ def api_create(body: ExportIn, user: StaffUser) -> JSONResponse:
     """Check the parameters (422 naming each bad one, before any work) and queue the export;
     follow ``status_url``, then download ``download_url``."""
     try:
-        started = queue_export(_params(body), user.id)
+        params = _params(body)
+        refuse_weak_critic(params, body.confirm_weak_critic)
+        started = queue_export(params, user.id)
     except ExportParamError as exc:
         return _unprocessable(exc.errors)
     with session_scope() as session:

@@ -21,7 +21,15 @@ the result (measured in ``bench/README.md``, section Critic):
 * the forward and backward passes run under bfloat16 autocast where the CPU has native
   bfloat16 (AVX512-BF16 or AMX; ``bf16``, auto by default): 1.4x faster per epoch with the
   packaged MiniLM, the same held-out AUC. The weights, the optimizer and the held-out scoring
-  stay in float32, so a saved critic scores the same on any machine.
+  stay in float32, so a saved critic scores the same on any machine;
+* for a larger encoder (the ``quality`` preset, ``app/critic/presets.py``), the lower
+  ``freeze_layers`` encoder layers can be kept fixed: no gradient, no update, and the backward
+  pass stops at the first trainable layer. ``layer_decay`` < 1 gives each layer a smaller rate
+  than the one above it, so the layers nearest the pretrained features move least.
+
+``init_from`` warm-starts from a saved critic (the active version) instead of the base model:
+the loop then trains it on the new labels plus a replayed sample of the old ones. On a CUDA
+device (the ``paper`` preset) training runs there, under bfloat16 where the GPU has it.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def one_run(version_id: int, k: int, threads: int, n: int, timeout: float) -> di
     from app.core.db import session_scope
     from app.core.models import Job, JobState, Score
     from app.critic import scoring_jobs
-    from workers.critic_tasks import dispatch_scoring
+    from app.critic.queueing import dispatch_scoring
 
     with session_scope(write=True) as session:
         session.execute(delete(Score).where(Score.critic_version_id == version_id))

@@ -78,6 +78,9 @@ class Stack:
             "--without-mingle",
         )
 
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        return self.start("beat", "beat")
+
     def wait_for_worker(self, timeout: float = 60) -> None:
         """Until `skd worker` says it is ready to take tasks."""
         deadline = time.monotonic() + timeout

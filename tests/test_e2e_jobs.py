@@ -112,6 +112,13 @@ def test_jobs_started_over_http_and_the_cli_all_run_on_the_worker(  # type: igno
         done = stack.skd("import", "--background", str(more))
         assert done.returncode == 0, done.stdout + done.stderr
         assert client.get("/api/corpus").json()["triples"] == 8 * 20 + 8
+        # ...and the import task starts a score job of its own (a task that starts a task):
+        # the active version scores what arrived.
+        deadline = time.monotonic() + 90
+        url = f"/api/critic/versions/{version['id']}"
+        while client.get(url).json()["unscored"]:
+            assert time.monotonic() < deadline, client.get("/api/jobs").json()[:3]
+            time.sleep(0.5)
 
 
 def test_a_job_no_worker_takes_is_failed_with_the_reason_and_can_be_retried(  # type: ignore[no-untyped-def]
@@ -213,6 +220,28 @@ def test_cancel_a_running_training_releases_the_lock_and_retry_starts_again(  # 
         )
         assert form.status_code == 303 and form.headers["location"] == "/critic"
         assert client.get(f"/api/jobs/{third}").json()["state"] == "cancelled"
+
+
+def test_beat_starts_a_retraining_that_the_worker_runs(tmp_path, tiny_base) -> None:  # type: ignore[no-untyped-def]
+    """The scheduler's door: `skd beat` sends critic ticks; enough fresh labels start a
+    training chain (sent from inside a task), which the worker runs to an active version."""
+    path = labelled_file(tmp_path, 1)
+    settings = critic_env(tiny_base, critic_retrain_labels="10", critic_check_seconds="2")
+    with live_stack(tmp_path, **settings) as stack:
+        client = stack.login()
+        succeeded(client, upload(client, path).json()["job_id"])
+        stack.start_beat()
+        deadline = time.monotonic() + 150
+        while True:
+            versions = client.get("/api/critic/versions").json()
+            if versions and versions[0]["state"] in ("active", "failed"):
+                break
+            assert time.monotonic() < deadline, (versions, stack.log("beat"))
+            time.sleep(1)
+        assert versions[0]["state"] == "active", versions
+        jobs = client.get("/api/jobs").json()
+        train = next(job for job in jobs if job["kind"] == "critic_train")
+        assert train["state"] == "succeeded"  # nobody asked: beat did
 
 
 @pytest.fixture

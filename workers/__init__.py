@@ -1,7 +1,7 @@
-"""Celery: the app, its beat schedule, and thin task wrappers over functions in ``app``.
+"""Celery's worker side: the tasks, thin doors onto functions in ``app``.
 
-Importing the package loads the configured app (Celery's convention), so ``shared_task``s sent
-from the web process go to the configured broker, not to Celery's built-in default.
+They are declared on the one app of ``app.core.queue`` (by name), which every door sends
+through; ``workers.celery_app`` is what ``celery -A`` and ``skd worker``/``skd beat`` load.
 """
 
 from workers.celery_app import celery_app

@@ -266,8 +266,9 @@ class Settings(BaseSettings):
     )
     job_sweep_seconds: float = Field(
         default=60.0,
-        description="How often the web server sweeps stale and never-started jobs (beat does "
-        "it too; 0 leaves it to beat and `skd jobs sweep`).",
+        description="How often beat and each web server sweep stale and never-started jobs "
+        "(0: the web server leaves it to beat, which then sweeps every minute, and to "
+        "`skd jobs sweep`).",
     )
     celery_queue: str = Field(
         default="celery",

@@ -89,7 +89,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "workers.student_tasks",
         ],
         "beat_schedule": {
-            "fail-stale-jobs": {"task": FAIL_STALE_JOBS, "schedule": 60.0},
+            "fail-stale-jobs": {
+                "task": FAIL_STALE_JOBS,
+                "schedule": settings.job_sweep_seconds if settings.job_sweep_seconds > 0 else 60.0,
+            },
             "release-expired-leases": {"task": RELEASE_EXPIRED_LEASES, "schedule": 30.0},
             "critic-tick": {"task": CRITIC_TICK, "schedule": settings.critic_check_seconds},
         },

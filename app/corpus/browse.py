@@ -255,9 +255,14 @@ def browse_triples(
                 else:
                     query = query.where(score_col >= p, or_(score_col > p, Triple.id > last_id))
             else:
-                query = query.where(
-                    Triple.id < int(values[0]) if descending else Triple.id > int(values[0])
-                )
+                last_id = int(values[0])
+                query = query.where(Triple.id < last_id if descending else Triple.id > last_id)
+                if filters.needs_scores:
+                    # The same bound on the scores side, so a merge join starts there too
+                    # instead of reading every score below the cursor.
+                    query = query.where(
+                        Score.triple_id < last_id if descending else Score.triple_id > last_id
+                    )
         except (TypeError, ValueError, IndexError):
             raise BrowseError("after", "not a cursor this page handed out") from None
     results = session.execute(query.order_by(*order).limit(limit + 1)).all()

@@ -259,6 +259,8 @@ def main() -> None:
                 "SKD_DATA_DIR": tmp,
                 "SKD_SECRET_KEY": "bench-" + "0" * 32,
                 "PYTHONPATH": str(ROOT),
+                # Every simulated annotator is a new worker id from one address.
+                "SKD_CROWD_ACCOUNTS_PER_ADDRESS": "0",
             }
             # One single-process uvicorn per web worker, each on its own port, with the
             # annotators spread evenly over them, as a reverse proxy would. (uvicorn's own

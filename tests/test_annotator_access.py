@@ -201,3 +201,22 @@ def test_earlier_answers_only_from_the_browser_session_that_gave_them(app) -> No
             json={"item_id": first["item_id"], "answer": -1, "submission_id": "o2"},
         )
         assert changed.status_code == 200 and changed.json()["saved"]["changed"] is True
+
+
+def test_logging_out_ends_every_copy_of_an_annotators_session(app) -> None:  # type: ignore[no-untyped-def]
+    add_triples(4)
+    campaign, share = make_campaign("Out", ratings_per_item=1)
+    with TestClient(app) as worker, TestClient(app) as copy:
+        enter(worker, share, "leaving")
+        copy.cookies.set("skd_session", worker.cookies.get("skd_session"))
+        assert copy.get(f"/api/annotate/{campaign}/next").status_code == 200
+        page = worker.get(f"/annotate/{campaign}").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf is not None
+        worker.post("/logout", data={"csrf_token": csrf.group(1)}, follow_redirects=False)
+        assert copy.get(f"/api/annotate/{campaign}/next").status_code == 401
+        body = {"item_id": 1, "answer": 2, "submission_id": "late"}
+        assert copy.post(f"/api/annotate/{campaign}/submit", json=body).status_code == 401
+        # The study link still brings the worker back, with a new session.
+        enter(worker, share, "leaving")
+        assert worker.get(f"/api/annotate/{campaign}/next").json()["item"] is not None

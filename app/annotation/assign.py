@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Integer, Row, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.models import (
@@ -38,6 +38,10 @@ from app.core.models import (
     utcnow,
 )
 from app.corpus.relations import relation_phrase
+
+# A door that knows the signed-in session's epoch puts it in ``session.info`` under this key;
+# the rules query then also checks it (see ``campaign_rules``).
+SESSION_EPOCH = "skd_session_epoch"
 
 
 class AssignmentError(Exception):
@@ -57,6 +61,8 @@ class AssignmentError(Exception):
 # cache then reuses the SQL and psycopg prepares it on the server.
 _P = bindparam
 
+_EPOCH = _P("epoch", type_=Integer)
+
 _RULES = select(
     Campaign.id,
     Campaign.state,
@@ -64,7 +70,15 @@ _RULES = select(
     Campaign.quota_per_annotator,
     Campaign.gold_rate,
     Campaign.answer_scale,
-    select(User.is_active).where(User.id == _P("annotator_id")).scalar_subquery().label("active"),
+    # Active, and (when the door says which) signed in under the account's current session
+    # epoch: a session ended by logging out does not rate on through a copied cookie.
+    select(User.is_active)
+    .where(
+        User.id == _P("annotator_id"),
+        or_(_EPOCH.is_(None), User.session_epoch == _EPOCH),
+    )
+    .scalar_subquery()
+    .label("active"),
     exists()
     .where(
         AnnotatorCampaign.campaign_id == Campaign.id,
@@ -283,7 +297,14 @@ def campaign_rules(
     if rules is None:
         row = (
             session.connection()
-            .execute(_RULES, {"campaign_id": campaign_id, "annotator_id": annotator_id})
+            .execute(
+                _RULES,
+                {
+                    "campaign_id": campaign_id,
+                    "annotator_id": annotator_id,
+                    "epoch": session.info.get(SESSION_EPOCH),
+                },
+            )
             .first()
         )
         if row is None:

@@ -19,7 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.annotation.access import admit, finish_state
-from app.annotation.assign import AssignmentError, count_rating, next_item, skip_item, submit_rating
+from app.annotation.assign import (
+    SESSION_EPOCH,
+    AssignmentError,
+    count_rating,
+    next_item,
+    skip_item,
+    submit_rating,
+)
 from app.annotation.crowd import is_mturk_preview, platform_ids, record_visit
 from app.core import throttle
 from app.core.accounts import annotator_by_token, find_worker, recognize_worker
@@ -30,6 +37,7 @@ from app.corpus.relations import sentence_lead
 from app.web.deps import (
     CampaignId,
     NoNulStr,
+    RaterEpoch,
     RaterId,
     RaterNonce,
     RowId,
@@ -203,14 +211,15 @@ def _next_payload(session: Session, campaign_id: int, user_id: int) -> dict[str,
     }
 
 
-def _run(user_id: int, work):  # type: ignore[no-untyped-def]
+def _run(user_id: int, work, epoch: int | None = None):  # type: ignore[no-untyped-def]
     """One write transaction; rule violations become their HTTP status (after committing
     what the rules say to keep, such as a released lease). Whether ``user_id`` is still an
-    active user is checked by the first query of the work
-    (``app.annotation.assign.campaign_rules``)."""
+    active user, signed in under the account's current session ``epoch``, is checked by the
+    first query of the work (``app.annotation.assign.campaign_rules``)."""
     failure: AssignmentError | None = None
     try:
         with session_scope(write=True) as session:
+            session.info[SESSION_EPOCH] = epoch
             try:
                 return work(session)
             except AssignmentError as exc:
@@ -227,13 +236,17 @@ def _run(user_id: int, work):  # type: ignore[no-untyped-def]
 
 
 @router.get("/api/annotate/{campaign_id}/next")
-def api_next(campaign_id: CampaignId, user_id: RaterId) -> dict[str, Any]:
-    return _run(user_id, lambda session: _next_payload(session, campaign_id, user_id))
+def api_next(campaign_id: CampaignId, user_id: RaterId, epoch: RaterEpoch) -> dict[str, Any]:
+    return _run(user_id, lambda session: _next_payload(session, campaign_id, user_id), epoch)
 
 
 @router.post("/api/annotate/{campaign_id}/submit")
 def api_submit(
-    campaign_id: CampaignId, body: Submission, user_id: RaterId, nonce: RaterNonce
+    campaign_id: CampaignId,
+    body: Submission,
+    user_id: RaterId,
+    nonce: RaterNonce,
+    epoch: RaterEpoch,
 ) -> dict[str, Any]:
     """Store the answer and (unless ``next`` is false) lease the next item, in one short
     transaction whose last statement is the rated item's counter, so that shared row is
@@ -260,13 +273,15 @@ def api_submit(
         count_rating(session, result.pending)
         return {"saved": saved, **following}
 
-    return _run(user_id, work)
+    return _run(user_id, work, epoch)
 
 
 @router.post("/api/annotate/{campaign_id}/skip")
-def api_skip(campaign_id: CampaignId, body: Skip, user_id: RaterId) -> dict[str, Any]:
+def api_skip(
+    campaign_id: CampaignId, body: Skip, user_id: RaterId, epoch: RaterEpoch
+) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         skip_item(session, campaign_id, user_id, body.item_id)
         return _following(session, campaign_id, user_id)
 
-    return _run(user_id, work)
+    return _run(user_id, work, epoch)

@@ -234,6 +234,15 @@ async def rater_nonce(request: Request) -> str:
 RaterNonce = Annotated[str, Depends(rater_nonce)]
 
 
+async def rater_epoch(request: Request) -> int:
+    """The session epoch the signed-in annotator's cookie was issued under (checked against the
+    account inside the hot path's first query, so logging out ends copies of the cookie)."""
+    return int(request.session.get("epoch", 0))
+
+
+RaterEpoch = Annotated[int, Depends(rater_epoch)]
+
+
 def client_address(request: Request) -> str:
     """The client's address for rate limits (behind a proxy: uvicorn's forwarded-for, when
     ``FORWARDED_ALLOW_IPS`` trusts the proxy)."""

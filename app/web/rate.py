@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.annotation.access import finish_state, is_admitted
 from app.annotation.assign import (
+    SESSION_EPOCH,
     AssignmentError,
     lease_started,
     next_item,
@@ -37,6 +38,7 @@ from app.web.deps import (
     CSRFChecked,
     NoNulStr,
     OptionalUser,
+    RaterEpoch,
     RaterId,
     RaterNonce,
     RowId,
@@ -211,6 +213,7 @@ def answer(
     request: Request,
     annotator_id: RaterId,
     nonce: RaterNonce,
+    epoch: RaterEpoch,
     item_id: Annotated[RowId, Form()],
     submission_id: Annotated[NoNulStr, Form(min_length=1, max_length=100)],
     answer: Annotated[int | None, Form(ge=-100, le=100)] = None,
@@ -225,6 +228,7 @@ def answer(
     notice = None
     try:
         with session_scope(write=True) as session:
+            session.info[SESSION_EPOCH] = epoch
             _campaign(session, campaign_id, annotator_id)
             try:
                 if skip:

@@ -376,3 +376,27 @@ def test_the_demo_batch_with_the_packaged_model_lands_in_the_corpus(
         triples = list(session.scalars(select(Triple).where(Triple.teacher_run_id == run_id)))
     assert events and all(e.startswith("PersonX ") for e in events)
     assert triples and {t.relation for t in triples} <= {"xWant", "xReact"}
+
+
+def test_a_cancelled_run_stops_at_its_next_chunk(settings: Any, engine: Any) -> None:
+    from app.core.db import session_scope
+    from app.core.jobs import cancel_job
+    from app.core.models import TeacherChunk, TeacherRun
+    from app.teacher.runs import begin_run, create_run, run_chunk
+
+    with FakeOpenAI() as server:
+        run_id, job_id = create_run({
+            "backend": {"type": "openai", "base_url": server.base_url, "model": "fake"},
+            "prompts": 6, "chunk_size": 2,
+        })  # fmt: skip
+        chunks = begin_run(job_id)
+        assert not run_chunk(chunks[0]).skipped
+        cancel_job(job_id, by="ada")
+        assert run_chunk(chunks[1]).skipped
+        requests = len(server.requests)
+        assert run_chunk(chunks[2]).skipped and len(server.requests) == requests
+    with session_scope() as session:
+        run = session.get(TeacherRun, run_id)
+        assert run is not None and run.state.value == "failed"
+        assert "cancelled by ada" in (run.error or "")
+        assert session.scalar(select(func.count()).select_from(TeacherChunk)) == 1

@@ -252,8 +252,8 @@ def test_critic_page_pr_click_previews_that_threshold_and_thin_numbers_say_so(
     _log_in(page, live_server)
     page.goto(f"{live_server}/critic?version={corpus.version_id}")
     assert page.locator(".badge-weak").count() >= 1
-    page.locator("svg.pr-plot circle.pr-pick").nth(0).click()  # threshold 0.9 on PR_CURVE
-    page.wait_for_function("document.querySelector('#preview-threshold')?.innerText === '0.9000'")
+    page.locator("svg.pr-plot circle.pr-pick").nth(4).click()  # threshold 0.1 on PR_CURVE
+    page.wait_for_function("document.querySelector('#preview-threshold')?.innerText === '0.1000'")
     assert page.locator("select[name=rule]").input_value() == "score"
     assert "too few calibration labels (n = " in page.locator("#critic-preview").inner_text()
     page.screenshot(path=str(OUTPUT / f"critic-pr-click-{BACKEND}.png"), full_page=True)

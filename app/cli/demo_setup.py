@@ -270,11 +270,11 @@ def _stop_all(children: dict[str, subprocess.Popen[bytes]], grace: float = 15.0)
 
 DEMO_TEACHER_RUN: dict[str, Any] = {
     "name": "demo batch",
-    "prompts": 4,
+    "prompts": 2,
     "examples": 6,
     "relations": ["xWant", "xReact"],
     "events": {"n": 3},
-    "inferences": {"n": 3},
+    "inferences": {"n": 2},
     "inference_examples": 4,
     "chunk_size": 4,
 }

@@ -25,7 +25,7 @@ from app.corpus.browse import (
     campaign_items_page,
 )
 from app.corpus.stats import corpus_counts
-from app.web.deps import SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import RowId, SessionDep, StaffUser, csrf_token, templates
 
 router = APIRouter(tags=["browse"])
 
@@ -204,7 +204,7 @@ def _items(
 
 @router.get("/api/campaigns/{campaign_id}/items")
 def api_campaign_items(
-    campaign_id: int,
+    campaign_id: RowId,
     session: SessionDep,
     user: StaffUser,
     after: str | None = None,
@@ -218,7 +218,7 @@ def api_campaign_items(
 
 @router.get("/campaigns/{campaign_id}/items", response_class=HTMLResponse)
 def campaign_items(
-    campaign_id: int,
+    campaign_id: RowId,
     request: Request,
     session: SessionDep,
     user: StaffUser,

@@ -41,7 +41,7 @@ from app.web.campaign_form import (
     form_errors,
     parse_campaign_form,
 )
-from app.web.deps import CSRFChecked, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import CSRFChecked, RowId, SessionDep, StaffUser, csrf_token, templates
 from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["campaigns"])
@@ -225,7 +225,7 @@ def _head_context(
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
 def campaign_detail(
-    campaign_id: int, request: Request, session: SessionDep, user: StaffUser
+    campaign_id: RowId, request: Request, session: SessionDep, user: StaffUser
 ) -> HTMLResponse:
     campaign = _campaign_or_404(session, campaign_id)
     link = share_url(campaign, _base_url(request))
@@ -248,7 +248,7 @@ def campaign_detail(
 
 @router.post("/campaigns/{campaign_id}/state", dependencies=[CSRFChecked], response_model=None)
 def change_state(
-    campaign_id: int,
+    campaign_id: RowId,
     request: Request,
     user: StaffUser,
     state: Annotated[str, Form()],
@@ -319,7 +319,7 @@ def api_list_campaigns(
 
 @router.get("/api/campaigns/{campaign_id}")
 def api_get_campaign(
-    campaign_id: int, request: Request, session: SessionDep, user: StaffUser
+    campaign_id: RowId, request: Request, session: SessionDep, user: StaffUser
 ) -> dict[str, Any]:
     campaign = _campaign_or_404(session, campaign_id)
     progress = campaign_progress(session, [campaign.id])[campaign.id]
@@ -365,7 +365,7 @@ class StateIn(BaseModel):
 
 @router.post("/api/campaigns/{campaign_id}/state", dependencies=[CSRFChecked])
 def api_change_state(
-    campaign_id: int, body: StateIn, request: Request, user: StaffUser
+    campaign_id: RowId, body: StateIn, request: Request, user: StaffUser
 ) -> dict[str, Any]:
     """Open, pause or close from a script; 409 for reopening a closed campaign."""
     campaign, progress = _change_state(campaign_id, body.state)

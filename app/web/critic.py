@@ -32,7 +32,7 @@ from app.critic.describe import label_snapshot_sentence, model_display_name
 from app.critic.histogram import Histogram, adaptive_histogram
 from app.critic.score import score_histogram, unscored_count
 from app.web.critic_plots import histogram_plot, pr_plot
-from app.web.deps import SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import RowId, SessionDep, StaffUser, csrf_token, templates
 
 router = APIRouter(tags=["critic"])
 
@@ -325,7 +325,7 @@ def critic_page(
     request: Request,
     session: SessionDep,
     user: StaffUser,
-    version: int | None = None,
+    version: RowId | None = None,
     rule: str | None = None,
     value: str | None = None,
 ) -> HTMLResponse:
@@ -397,7 +397,7 @@ def critic_preview_fragment(
     request: Request,
     session: SessionDep,
     user: StaffUser,
-    version: int | None = None,
+    version: RowId | None = None,
     rule: str | None = None,
     value: str | None = None,
 ) -> HTMLResponse:
@@ -424,7 +424,7 @@ def api_versions(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
 
 
 @router.get("/api/critic/versions/{version_id}")
-def api_version(version_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+def api_version(version_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     """One version with its PR curve and its corpus scores (histogram over [0, 1])."""
     version = _version_or_404(session, version_id)
     counts = score_histogram(session, version.id, bins=HISTOGRAM_BINS)  # fixed [0, 1] bins
@@ -442,7 +442,7 @@ def api_preview(
     user: StaffUser,
     rule: Annotated[Rule, Query(description="recall, precision or kept")],
     value: Annotated[float, Query(description="the target, a fraction in (0, 1]")],
-    version: int | None = None,
+    version: RowId | None = None,
 ) -> dict[str, Any]:
     """The threshold a rule picks and what it keeps: counts per relation and the precision
     estimated from calibration labels (with its 95% interval). 422 when the target cannot

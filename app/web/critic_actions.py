@@ -14,7 +14,7 @@ from app.core.models import CriticVersion, User
 from app.critic import loop, queueing, registry, scoring_jobs
 from app.critic.presets import ModelMissing
 from app.web.critic import FLASH_KEY, version_as_dict
-from app.web.deps import AdminUser, CSRFChecked, templates
+from app.web.deps import AdminUser, CSRFChecked, RowId, templates
 
 router = APIRouter(tags=["critic"])
 
@@ -148,7 +148,7 @@ def score_from_page(
 @router.post(
     "/critic/versions/{version_id}/activate", dependencies=[CSRFChecked], response_model=None
 )
-def activate_from_page(version_id: int, request: Request, admin: AdminUser) -> Response:
+def activate_from_page(version_id: RowId, request: Request, admin: AdminUser) -> Response:
     """The "Activate" / "Roll back to this" buttons: a plain form, back to the page with a
     message (the whole page changes, so there is nothing smaller to swap)."""
     back = f"/critic?version={version_id}"
@@ -218,7 +218,7 @@ def api_score(admin: AdminUser, body: ScoreIn | None = None) -> JSONResponse:
 
 
 @router.post("/api/critic/versions/{version_id}/activate", dependencies=[CSRFChecked])
-def api_activate(version_id: int, admin: AdminUser) -> dict[str, Any]:
+def api_activate(version_id: RowId, admin: AdminUser) -> dict[str, Any]:
     """Activate or roll back to a version; a re-score with it is queued (``score_job_id``,
     null when one was already queued). 404 for an unknown version, 409 for a failed or
     training one."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -42,7 +42,7 @@ from app.export.run import (
     preview_export,
     queue_export,
 )
-from app.web.deps import CSRFChecked, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import CSRFChecked, RowId, SessionDep, StaffUser, csrf_token, templates
 from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["exports"])
@@ -283,7 +283,7 @@ def _card_html(session: Session, export_id: int) -> Any:
 
 @router.get("/exports/{export_id}", response_class=HTMLResponse)
 def export_page(
-    export_id: int, request: Request, session: SessionDep, user: StaffUser
+    export_id: RowId, request: Request, session: SessionDep, user: StaffUser
 ) -> HTMLResponse:
     export = _export_or_404(session, export_id)
     context = {
@@ -311,7 +311,7 @@ def _delete(export_id: int) -> dict[str, Any]:
 
 
 @router.post("/exports/{export_id}/delete", dependencies=[CSRFChecked], response_model=None)
-def delete_from_page(export_id: int, request: Request, user: StaffUser) -> Response:
+def delete_from_page(export_id: RowId, request: Request, user: StaffUser) -> Response:
     """The export page's Delete button: files and row go, then back to the list (htmx follows
     ``HX-Redirect``; a plain form follows the 303)."""
     result = _delete(export_id)
@@ -345,13 +345,15 @@ def _download(session: Session, export_id: int, name: str | None) -> FileRespons
 
 
 @router.get("/exports/{export_id}/download")
-def download_archive(export_id: int, session: SessionDep, user: StaffUser) -> FileResponse:
+def download_archive(export_id: RowId, session: SessionDep, user: StaffUser) -> FileResponse:
     """The export's .tar.gz (it unpacks into one folder named after the parameters)."""
     return _download(session, export_id, None)
 
 
 @router.get("/exports/{export_id}/files/{name:path}")
-def download_file(export_id: int, name: str, session: SessionDep, user: StaffUser) -> FileResponse:
+def download_file(
+    export_id: RowId, name: str, session: SessionDep, user: StaffUser
+) -> FileResponse:
     """One file of the export, e.g. ``jsonl/train.jsonl`` or ``README.md``."""
     return _download(session, export_id, name)
 
@@ -398,12 +400,14 @@ def _params(body: ExportIn) -> ExportParams:
 
 
 @router.get("/api/exports")
-def api_list(session: SessionDep, user: StaffUser, limit: int = 50) -> list[dict[str, Any]]:
+def api_list(
+    session: SessionDep, user: StaffUser, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[dict[str, Any]]:
     return list_exports(session, min(max(limit, 1), 500))
 
 
 @router.get("/api/exports/{export_id}")
-def api_get(export_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+def api_get(export_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     return _export_or_404(session, export_id)
 
 
@@ -450,18 +454,18 @@ def api_create(body: ExportIn, user: StaffUser) -> JSONResponse:
 
 
 @router.delete("/api/exports/{export_id}", dependencies=[CSRFChecked])
-def api_delete(export_id: int, user: StaffUser) -> dict[str, Any]:
+def api_delete(export_id: RowId, user: StaffUser) -> dict[str, Any]:
     """Delete the export's folder, archive and row (404 unknown, 409 while its job runs)."""
     return _delete(export_id)
 
 
 @router.get("/api/exports/{export_id}/download")
-def api_download(export_id: int, session: SessionDep, user: StaffUser) -> FileResponse:
+def api_download(export_id: RowId, session: SessionDep, user: StaffUser) -> FileResponse:
     return _download(session, export_id, None)
 
 
 @router.get("/api/exports/{export_id}/files/{name:path}")
 def api_download_file(
-    export_id: int, name: str, session: SessionDep, user: StaffUser
+    export_id: RowId, name: str, session: SessionDep, user: StaffUser
 ) -> FileResponse:
     return _download(session, export_id, name)

@@ -21,7 +21,7 @@ from app.core.db import session_scope
 from app.core.models import Job, User
 from app.critic import queueing as _critic_jobs  # noqa: F401
 from app.export import run as _export_jobs  # noqa: F401
-from app.web.deps import CSRFChecked, StaffUser
+from app.web.deps import CSRFChecked, RowId, StaffUser
 
 router = APIRouter(tags=["jobs"])
 
@@ -62,7 +62,7 @@ def sweep_api(user: StaffUser) -> dict[str, int]:
 
 
 @router.post("/api/jobs/{job_id}/cancel", dependencies=[CSRFChecked])
-def cancel_api(job_id: int, user: StaffUser) -> dict[str, Any]:
+def cancel_api(job_id: RowId, user: StaffUser) -> dict[str, Any]:
     """Cancel a queued or running job; its JSON, now ``cancelled``."""
     return cancel(job_id, user)
 
@@ -70,7 +70,7 @@ def cancel_api(job_id: int, user: StaffUser) -> dict[str, Any]:
 @router.post(
     "/api/jobs/{job_id}/retry", dependencies=[CSRFChecked], status_code=status.HTTP_202_ACCEPTED
 )
-def retry_api(job_id: int, user: StaffUser) -> dict[str, Any]:
+def retry_api(job_id: RowId, user: StaffUser) -> dict[str, Any]:
     """Run a failed or cancelled job again with the same parameters, as a new job."""
     new_id = retry(job_id)
     return {
@@ -95,13 +95,13 @@ NextField = Annotated[str | None, Form(alias="next")]
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[CSRFChecked])
-def cancel_form(job_id: int, user: StaffUser, next_url: NextField = None) -> RedirectResponse:
+def cancel_form(job_id: RowId, user: StaffUser, next_url: NextField = None) -> RedirectResponse:
     cancel(job_id, user)
     return _back(next_url, f"/jobs/{job_id}")
 
 
 @router.post("/jobs/{job_id}/retry", dependencies=[CSRFChecked])
-def retry_form(job_id: int, user: StaffUser, next_url: NextField = None) -> RedirectResponse:
+def retry_form(job_id: RowId, user: StaffUser, next_url: NextField = None) -> RedirectResponse:
     new_id = retry(job_id)
     return _back(next_url, f"/jobs/{new_id}")
 

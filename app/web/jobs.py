@@ -11,7 +11,7 @@ from app.core.job_list import get_job_view
 from app.core.job_list import list_jobs as list_job_views
 from app.core.jobs import job_as_dict
 from app.core.models import Job, JobState
-from app.web.deps import SessionDep, StaffUser, templates
+from app.web.deps import RowId, SessionDep, StaffUser, templates
 
 router = APIRouter(tags=["jobs"])
 
@@ -39,7 +39,7 @@ def list_jobs(
 
 
 @router.get("/api/jobs/{job_id}")
-def get_job(job_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+def get_job(job_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     _get(session, job_id)
     view = get_job_view(session, job_id)
     assert view is not None
@@ -47,7 +47,7 @@ def get_job(job_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]
 
 
 @router.get("/jobs/{job_id}/progress", response_class=HTMLResponse)
-def job_progress(job_id: int, request: Request, session: SessionDep, user: StaffUser) -> Any:
+def job_progress(job_id: RowId, request: Request, session: SessionDep, user: StaffUser) -> Any:
     job = job_as_dict(_get(session, job_id))
     response = templates.TemplateResponse(request, "_job.html", {"job": job})
     if job["finished"]:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
 from app.core.job_list import STATES, get_job_view, job_kinds, list_jobs, state_counts
-from app.web.deps import SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import RowId, SessionDep, StaffUser, csrf_token, templates
 
 router = APIRouter(tags=["jobs"])
 
@@ -106,7 +106,7 @@ def jobs_table(
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(job_id: int, request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
+def job_page(job_id: RowId, request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
     job = get_job_view(session, job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")

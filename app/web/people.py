@@ -20,7 +20,7 @@ from app.annotation.people import annotator_rows
 from app.core import people
 from app.core.db import session_scope
 from app.core.models import Campaign, CampaignState, User
-from app.web.deps import AdminUser, CSRFChecked, SessionDep, csrf_token, templates
+from app.web.deps import AdminUser, CSRFChecked, RowId, SessionDep, csrf_token, templates
 
 router = APIRouter(tags=["people"])
 
@@ -116,7 +116,7 @@ def create_staff_account(
 
 @router.post(PAGE + "/{user_id}/password", dependencies=[CSRFChecked], response_model=None)
 def reset_password(
-    user_id: int, request: Request, session: SessionDep, admin: AdminUser, password: Text = ""
+    user_id: RowId, request: Request, session: SessionDep, admin: AdminUser, password: Text = ""
 ) -> Response:
     def change(write: Session) -> str:
         person = people.reset_password(write, user_id, password)
@@ -131,7 +131,7 @@ def reset_password(
 
 @router.post(PAGE + "/{user_id}/role", dependencies=[CSRFChecked], response_model=None)
 def change_role(
-    user_id: int, request: Request, session: SessionDep, admin: AdminUser, role: Text = ""
+    user_id: RowId, request: Request, session: SessionDep, admin: AdminUser, role: Text = ""
 ) -> Response:
     def change(write: Session) -> str:
         person = people.set_role(write, user_id, role, by=admin)
@@ -148,7 +148,7 @@ def _section_of(session: Session, user_id: int) -> str:
 
 
 @router.post(PAGE + "/{user_id}/deactivate", dependencies=[CSRFChecked], response_model=None)
-def deactivate(user_id: int, request: Request, session: SessionDep, admin: AdminUser) -> Response:
+def deactivate(user_id: RowId, request: Request, session: SessionDep, admin: AdminUser) -> Response:
     """No more signing in or rating; the ratings stay."""
 
     def change(write: Session) -> str:
@@ -159,7 +159,7 @@ def deactivate(user_id: int, request: Request, session: SessionDep, admin: Admin
 
 
 @router.post(PAGE + "/{user_id}/activate", dependencies=[CSRFChecked], response_model=None)
-def activate(user_id: int, request: Request, session: SessionDep, admin: AdminUser) -> Response:
+def activate(user_id: RowId, request: Request, session: SessionDep, admin: AdminUser) -> Response:
     def change(write: Session) -> str:
         person = people.reactivate(write, user_id)
         return f"{people.describe(person)} is active again."
@@ -192,7 +192,7 @@ def create_invitation(
 
 @router.post("/admin/invitations/{user_id}/link", dependencies=[CSRFChecked], response_model=None)
 def new_invitation_link(
-    user_id: int, request: Request, session: SessionDep, admin: AdminUser
+    user_id: RowId, request: Request, session: SessionDep, admin: AdminUser
 ) -> Response:
     """A fresh link; the old one stops working (for a link that went to the wrong place)."""
 
@@ -208,7 +208,7 @@ def new_invitation_link(
 
 @router.post("/admin/invitations/{user_id}/revoke", dependencies=[CSRFChecked], response_model=None)
 def revoke_invitation(
-    user_id: int, request: Request, session: SessionDep, admin: AdminUser
+    user_id: RowId, request: Request, session: SessionDep, admin: AdminUser
 ) -> Response:
     def change(write: Session) -> str:
         person = people.revoke_invitation(write, user_id)

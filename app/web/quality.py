@@ -21,7 +21,7 @@ from app.annotation.quality import LABEL_FIELDS, iter_item_labels
 from app.annotation.rating_rows import RATING_FIELDS, iter_campaign_ratings
 from app.core.db import session_scope
 from app.core.models import Campaign, User
-from app.web.deps import AdminUser, CSRFChecked, SessionDep, StaffUser, templates
+from app.web.deps import AdminUser, CSRFChecked, RowId, SessionDep, StaffUser, templates
 
 router = APIRouter(tags=["quality"])
 
@@ -53,7 +53,7 @@ def _require_campaign(session: Session, campaign_id: int) -> None:
 
 @router.get("/campaigns/{campaign_id}/ratings.{fmt}")
 def download_ratings(
-    campaign_id: int, fmt: Fmt, session: SessionDep, user: StaffUser
+    campaign_id: RowId, fmt: Fmt, session: SessionDep, user: StaffUser
 ) -> StreamingResponse:
     """Every rating of the campaign, gold and excluded annotators included (and flagged)."""
     _require_campaign(session, campaign_id)
@@ -72,7 +72,7 @@ def _label_rows(session: Session, campaign_id: int | None) -> Iterator[dict[str,
 
 @router.get("/campaigns/{campaign_id}/labels.{fmt}")
 def download_campaign_labels(
-    campaign_id: int, fmt: Fmt, session: SessionDep, user: StaffUser
+    campaign_id: RowId, fmt: Fmt, session: SessionDep, user: StaffUser
 ) -> StreamingResponse:
     """The aggregated label of each non-gold item of the campaign."""
     _require_campaign(session, campaign_id)
@@ -117,7 +117,7 @@ def _set(request: Request, user_id: int, excluded: bool) -> JSONResponse | HTMLR
 
 @router.post("/admin/annotators/{user_id}/exclude", dependencies=[CSRFChecked], response_model=None)
 def exclude_annotator(
-    user_id: int, request: Request, admin: AdminUser
+    user_id: RowId, request: Request, admin: AdminUser
 ) -> JSONResponse | HTMLResponse:
     """Leave this person's ratings out of labels, agreement and leave-one-out majorities."""
     return _set(request, user_id, True)
@@ -125,7 +125,7 @@ def exclude_annotator(
 
 @router.post("/admin/annotators/{user_id}/include", dependencies=[CSRFChecked], response_model=None)
 def include_annotator(
-    user_id: int, request: Request, admin: AdminUser
+    user_id: RowId, request: Request, admin: AdminUser
 ) -> JSONResponse | HTMLResponse:
     """Count this person's ratings again."""
     return _set(request, user_id, False)

@@ -35,7 +35,7 @@ from app.student.runs import (
     queue_training,
 )
 from app.student.table import evaluation_table, table_csv
-from app.web.deps import CSRFChecked, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import CSRFChecked, RowId, SessionDep, StaffUser, csrf_token, templates
 from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["student"])
@@ -173,7 +173,7 @@ def train_form(
 
 @router.get("/student/runs/{model_id}", response_class=HTMLResponse)
 def model_page(
-    model_id: int, request: Request, session: SessionDep, user: StaffUser
+    model_id: RowId, request: Request, session: SessionDep, user: StaffUser
 ) -> HTMLResponse:
     try:
         model = get_model(session, model_id)
@@ -278,7 +278,7 @@ def _table_or_error(session: Session, campaign_id: int) -> dict[str, Any]:
 
 @router.get("/student/evaluations/{campaign_id}", response_class=HTMLResponse)
 def evaluation_page(
-    campaign_id: int, request: Request, session: SessionDep, user: StaffUser
+    campaign_id: RowId, request: Request, session: SessionDep, user: StaffUser
 ) -> HTMLResponse:
     table = _table_or_error(session, campaign_id)
     return templates.TemplateResponse(
@@ -290,7 +290,7 @@ def evaluation_page(
 
 @router.get("/student/evaluations/{campaign_id}/table", response_class=HTMLResponse)
 def evaluation_fragment(
-    campaign_id: int, request: Request, session: SessionDep, user: StaffUser
+    campaign_id: RowId, request: Request, session: SessionDep, user: StaffUser
 ) -> HTMLResponse:
     """The table alone, for the campaign page to load in place."""
     table = _table_or_error(session, campaign_id)
@@ -299,7 +299,7 @@ def evaluation_fragment(
 
 @router.get("/student/evaluations/{campaign_id}/table.csv")
 @router.get("/api/student/evaluations/{campaign_id}/table.csv")
-def evaluation_csv(campaign_id: int, session: SessionDep, user: StaffUser) -> Response:
+def evaluation_csv(campaign_id: RowId, session: SessionDep, user: StaffUser) -> Response:
     table = _table_or_error(session, campaign_id)
     return Response(
         table_csv(table),
@@ -362,7 +362,7 @@ def api_models(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
 
 
 @router.get("/api/student/runs/{model_id}")
-def api_model(model_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+def api_model(model_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     try:
         model = get_model(session, model_id)
     except LookupError as exc:
@@ -394,5 +394,5 @@ def api_evaluate(body: dict[str, Any], user: StaffUser) -> JSONResponse:
 
 
 @router.get("/api/student/evaluations/{campaign_id}")
-def api_table(campaign_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+def api_table(campaign_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     return _table_or_error(session, campaign_id)

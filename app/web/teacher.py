@@ -33,7 +33,7 @@ from app.teacher.runs import (
     sample_output,
     source_name,
 )
-from app.web.deps import CSRFChecked, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import CSRFChecked, RowId, SessionDep, StaffUser, csrf_token, templates
 
 router = APIRouter(tags=["teacher"])
 
@@ -309,20 +309,22 @@ def _run_context(request: Request, session: Session, user: Any, run_id: int) -> 
 
 
 @router.get("/teacher/runs/{run_id}", response_class=HTMLResponse)
-def run_page(run_id: int, request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
+def run_page(run_id: RowId, request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
     context = _run_context(request, session, user, run_id)
     return templates.TemplateResponse(request, "teacher_run.html", context)
 
 
 @router.get("/teacher/runs/{run_id}/panel", response_class=HTMLResponse)
-def run_panel(run_id: int, request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
+def run_panel(
+    run_id: RowId, request: Request, session: SessionDep, user: StaffUser
+) -> HTMLResponse:
     """The live part of a run's page (counts and sample), re-fetched while the run works."""
     context = _run_context(request, session, user, run_id)
     return templates.TemplateResponse(request, "_teacher_panel.html", context)
 
 
 @router.post("/teacher/runs/{run_id}/campaign", dependencies=[CSRFChecked], response_model=None)
-def campaign_from_run(run_id: int, session: SessionDep, user: StaffUser) -> Response:
+def campaign_from_run(run_id: RowId, session: SessionDep, user: StaffUser) -> Response:
     """One click: an evaluation campaign on (a sample of up to 200 of) the run's triples."""
     run = _run_or_404(session, run_id)
     count = run_triples_count(session, run_id)
@@ -344,7 +346,7 @@ def campaign_from_run(run_id: int, session: SessionDep, user: StaffUser) -> Resp
 
 
 @router.post("/teacher/runs/{run_id}/resume", dependencies=[CSRFChecked], response_model=None)
-def resume_from_page(run_id: int, user: StaffUser) -> Response:
+def resume_from_page(run_id: RowId, user: StaffUser) -> Response:
     try:
         job_id = resume_run(run_id)
     except LookupError as exc:
@@ -402,7 +404,7 @@ def api_list(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
 
 
 @router.get("/api/teacher/runs/{run_id}")
-def api_get(run_id: int, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+def api_get(run_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     run = _run_or_404(session, run_id)
     sample = sample_output(session, run_id, limit=20)
     return {

@@ -220,3 +220,48 @@ def test_logging_out_ends_every_copy_of_an_annotators_session(app) -> None:  # t
         # The study link still brings the worker back, with a new session.
         enter(worker, share, "leaving")
         assert worker.get(f"/api/annotate/{campaign}/next").json()["item"] is not None
+
+
+def test_skd_users_invite_admits_to_the_named_campaign(client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    add_triples(4)
+    named, _ = make_campaign("Named", ratings_per_item=1, sample_size=2)
+    other, _ = make_campaign("Other", ratings_per_item=1, sample_size=2)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "users",
+            "invite",
+            "--name",
+            "ann",
+            "--campaign",
+            str(named),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    link = result.stdout.strip().splitlines()[-1]
+    token = link.rsplit("/i/", 1)[1]
+    assert client.get(f"/i/{token}", follow_redirects=False).status_code == 303
+    assert client.get(f"/api/annotate/{named}/next").json()["item"] is not None
+    assert client.get(f"/api/annotate/{other}/next").status_code == 404
+    missing = subprocess.run(
+        [sys.executable, "-m", "app.cli", "users", "invite", "--campaign", "999999"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "no campaign 999999" in missing.stderr

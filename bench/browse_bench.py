@@ -1,6 +1,6 @@
 """Corpus browser benchmark: does a deep page cost what the first page costs on 1M triples?
 
-Why: the browser (``app.corpus.browse``) pages by keyset, never by OFFSET, so page 20,000 should
+Why: the browser (``app.annotation.browse``) pages by keyset, never by OFFSET, so page 20,000 should
 be as fast as page 1. Target: first page and a deep page under 200 ms on PostgreSQL with a
 million triples.
 
@@ -107,10 +107,10 @@ def main() -> int:
     try:
         os.environ["SKD_DATABASE_URL"] = url
         os.environ.setdefault("SKD_DATA_DIR", f"/tmp/{name}")
+        from app.annotation.browse import BrowseFilters, browse_triples, encode_cursor
         from app.core import db
         from app.core.config import get_settings
         from app.core.migrate import upgrade
-        from app.corpus.browse import BrowseFilters, browse_triples, encode_cursor
 
         upgrade(url)
         start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The corpus browser and a campaign's items, as pages and as JSON (``app.corpus.browse``).
+"""The corpus browser and a campaign's items, as pages and as JSON (``app.annotation.browse``).
 
 Both pages pick gold items: each row has a "gold" choice, and the form is a plain GET to
 ``/campaigns/new`` that fills the new campaign's gold list with the chosen triple ids.
@@ -13,9 +13,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.annotation.campaigns import DEFAULT_SCALE
-from app.core.models import Campaign, CriticState, CriticVersion
-from app.corpus.browse import (
+from app.annotation.browse import (
     CAMPAIGN_FILTERS,
     LABELS,
     SORTS,
@@ -24,6 +22,8 @@ from app.corpus.browse import (
     browse_triples,
     campaign_items_page,
 )
+from app.annotation.campaigns import DEFAULT_SCALE
+from app.core.models import Campaign, CriticState, CriticVersion
 from app.corpus.stats import corpus_counts
 from app.web.deps import RowId, SessionDep, StaffUser, csrf_token, templates
 

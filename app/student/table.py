@@ -179,7 +179,7 @@ def evaluation_table(session: Session, campaign_id: int) -> dict[str, Any]:
         "name": campaign.name,
         "systems": systems,
         "rated_items": sum(1 for n in ratings.values() if n),
-        "items": len(label_of),
+        "item_count": len(label_of),
         "shared_triples": shared,
         "per_system": per_system,
         "per_relation": per_relation,

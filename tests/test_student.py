@@ -418,3 +418,44 @@ def test_bad_export_and_a_base_that_cannot_load_fail_clearly(  # type: ignore[no
         assert model.state.value == "failed" and "cannot load the base model" in model.error
     assert not Path(started.path).exists()
     assert not started.path.with_name(f".{started.path.name}.partial").exists()
+
+
+def test_cancel_stops_training_at_the_next_step_and_leaves_no_folder(  # type: ignore[no-untyped-def]
+    engine, tiny_causal, tmp_path
+) -> None:
+    import threading
+
+    from app.core.jobs import JobCancelled, cancel_job
+    from app.student.runs import run_training_job, start_training
+
+    build_corpus(heads=40)
+    export({"threshold": 0.0, "formats": ["student"]}, tmp_path / "graph")
+    started = start_training(_export_id(), str(tiny_causal), epochs=500, batch_size=2)
+    shutil.rmtree(started.path, ignore_errors=True)
+    outcome: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            run_job(started.job_id, run_training_job)
+        except BaseException as exc:  # noqa: BLE001 - the thread reports what ended it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            if session.get(Job, started.job_id).done >= 2:
+                break
+        time.sleep(0.2)
+    cancel_job(started.job_id, by="test")
+    thread.join(60)
+    assert not thread.is_alive(), "training went on after the cancel"
+    assert outcome and isinstance(outcome[0], JobCancelled)
+    with session_scope() as session:
+        job = session.get(Job, started.job_id)
+        model = session.get(StudentModel, started.model_id)
+        assert job.state.value == "cancelled" and job.done < job.total
+        assert model.state.value == "cancelled"
+    assert not started.path.exists()
+    assert not started.path.with_name(f".{started.path.name}.partial").exists()

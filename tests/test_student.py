@@ -34,7 +34,7 @@ from app.core.models import (
     Triple,
 )
 from app.export.writers import student_source
-from tests.conftest import ROOT
+from tests.conftest import ROOT, csrf_of
 from tests.student_helpers import build_tiny_causal_lm
 from tests.test_export import RELATIONS, build_corpus, export
 
@@ -399,6 +399,15 @@ def test_bad_export_and_a_base_that_cannot_load_fail_clearly(  # type: ignore[no
     assert reply.json()["detail"] == [
         {"loc": ["body", "export_id"], "msg": "there is no export 999"}
     ]
+    form = staff_client.post(
+        "/student/evaluations",
+        data={"export_id": "999", "heads": "0", "n": "1", "csrf_token": csrf_of(staff_client)},
+    )
+    assert form.status_code == 422
+    assert 'id="err-export_id"' in form.text and "there is no export 999" in form.text
+    assert "must be at least 1" in form.text  # heads, next to its field
+    reply = staff_client.post("/api/student/evaluations", json={"name": "x", "export_id": 999})
+    assert reply.status_code == 422 and "export_id" in str(reply.json()["detail"])
     cli = _skd("student", "train", "--export", "999")
     assert cli.returncode == 2 and "--export: there is no export 999" in cli.stderr
 

@@ -35,7 +35,16 @@ from app.student.runs import (
     queue_training,
 )
 from app.student.table import evaluation_table, table_csv
-from app.web.deps import CSRFChecked, RowId, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import (
+    MAX_ROW_ID,
+    CSRFChecked,
+    NoNulStr,
+    RowId,
+    SessionDep,
+    StaffUser,
+    csrf_token,
+    templates,
+)
 from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["student"])
@@ -129,10 +138,14 @@ def _number(values: dict[str, Any], name: str, kind: type, errors: dict[str, str
     if not text:
         return None
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         errors[name] = f"{text!r} is not a{'n integer' if kind is int else ' number'}"
         return None
+    if kind is int and not 0 <= value <= MAX_ROW_ID:
+        errors[name] = f"must be between 0 and {MAX_ROW_ID}"
+        return None
+    return value
 
 
 @router.post("/student/runs", dependencies=[CSRFChecked], response_model=None)
@@ -314,8 +327,10 @@ def evaluation_csv(campaign_id: RowId, session: SessionDep, user: StaffUser) -> 
 class TrainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    export_id: int
-    base_model: str | None = Field(default=None, description="hub name or folder")
+    export_id: RowId
+    base_model: NoNulStr | None = Field(
+        default=None, max_length=500, description="hub name, folder or .gguf file"
+    )
     epochs: int | None = None
     learning_rate: float | None = None
     batch_size: int | None = None
@@ -325,6 +340,28 @@ class TrainIn(BaseModel):
     max_steps: int | None = None
     seed: int | None = None
     bf16: bool | None = None
+
+
+class EvaluationIn(BaseModel):
+    """The fields of ``app.student.evaluation.EvaluationSpec``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: NoNulStr = Field(max_length=200)
+    export_id: RowId
+    student_model_ids: list[RowId] = Field(default_factory=list, max_length=20)
+    heads: int | None = Field(default=100, ge=1, le=1_000_000)
+    relations: list[NoNulStr] = Field(default_factory=list, max_length=100)
+    n: int = Field(default=1, ge=1, le=20)
+    decoding: NoNulStr = "greedy"
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    num_beams: int = Field(default=5, ge=1, le=64)
+    teacher: bool = True
+    teacher_sources: list[NoNulStr] = Field(default_factory=list, max_length=100)
+    reference_sources: list[NoNulStr] = Field(default_factory=list, max_length=100)
+    ratings_per_item: int = Field(default=3, ge=1, le=50)
+    guidelines: NoNulStr = Field(default="", max_length=100_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 def _unprocessable(errors: dict[str, str]) -> JSONResponse:
@@ -377,13 +414,11 @@ def api_model(model_id: RowId, session: SessionDep, user: StaffUser) -> dict[str
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,
 )
-def api_evaluate(body: dict[str, Any], user: StaffUser) -> JSONResponse:
-    """Body: the fields of ``EvaluationSpec`` (``name``, ``export_id``, ``student_model_ids``,
-    ``heads``, ``relations``, ``n``, ``decoding``, ``teacher``, ``teacher_sources``,
-    ``reference_sources``, ``ratings_per_item``, ``seed``). The job's result names the
-    campaign (``result.campaign_id``)."""
+def api_evaluate(body: EvaluationIn, user: StaffUser) -> JSONResponse:
+    """Check the spec (422 naming the field) and queue the job that generates and opens the
+    campaign; the job's result names it (``result.campaign_id``)."""
     try:
-        spec = EvaluationSpec.from_dict(body)
+        spec = EvaluationSpec.from_dict(body.model_dump())
         job_id = queue_evaluation(spec, user.id)
     except EvaluationSpecError as exc:
         return _unprocessable(exc.errors)

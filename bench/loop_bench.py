@@ -738,13 +738,14 @@ def build_report(bench: Bench) -> tuple[str, dict[str, Any]]:
     lines += ["", "Teacher generation time: its whole run on the held-out heads (model load "
               f"included, {bench.args.inferences_per_pair} samples per query); students: greedy, "
               "one per query, model load included.", "", "## Wall time per stage", "",
-              "| stage | seconds |", "|---|---|"]  # fmt: skip
+              "| stage | wall s | CPU s | load (1 min) |", "|---|---|---|---|"]  # fmt: skip
     stage_seconds = {}
     for stage in STAGES:
         if stage in r:
             stage_seconds[stage] = r[stage].get("seconds")
-            value = r[stage].get("seconds")
-            lines.append(f"| {stage} | {'–' if value is None else f'{value:.1f}'} |")
+            cells = [r[stage].get(k) for k in ("seconds", "cpu_seconds", "load1")]
+            text_cells = ["–" if c is None else f"{c:.1f}" for c in cells]
+            lines.append(f"| {stage} | " + " | ".join(text_cells) + " |")
     text = "\n".join(lines) + "\n"
     data = {"corpora": corpora_rows, "systems": system_rows, "stage_seconds": stage_seconds,
             "campaign_id": r["evaluation"]["campaign_id"]}  # fmt: skip
@@ -800,9 +801,13 @@ def main(argv: list[str] | None = None) -> int:
             say(f"[{stage}] done before; skipped")
             continue
         say(f"[{stage}]")
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         result = work[stage](bench)
         result.setdefault("seconds", time.perf_counter() - began)
+        # CPU seconds of this process (all its threads): on a shared machine the wall time
+        # says how busy the others were; this says what the stage cost.
+        result["cpu_seconds"] = time.process_time() - cpu
+        result["load1"] = os.getloadavg()[0]
         bench.path(stage).write_text(json.dumps(result, indent=2, default=str))
         say(f"[{stage}] {result['seconds']:.1f} s")
     text, data = build_report(bench)

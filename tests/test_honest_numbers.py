@@ -29,7 +29,9 @@ def test_one_calibration_label_is_no_headline_anywhere(engine, client, tmp_path:
     page = client.get(f"/critic/preview?version={corpus.version_id}&rule=score&value=0").text
     assert TOO_FEW.search(page) and TOO_FEW.search(page).group(1) == "1"
     assert 'id="preview-precision">–<' in page  # no point estimate shown
-    preview = client.post("/exports/preview", data={"rule": "threshold", "value": "0", "formats": "jsonl"}).text
+    preview = client.post(
+        "/exports/preview", data={"rule": "threshold", "value": "0", "formats": "jsonl"}
+    ).text
     assert TOO_FEW.search(preview), preview
     dry = skd("export", "--dry-run", "--threshold", "0")
     assert dry.returncode == 0, dry.stderr
@@ -42,7 +44,9 @@ def test_one_calibration_label_is_no_headline_anywhere(engine, client, tmp_path:
 def test_many_calibration_labels_still_give_the_figure(engine, client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     build_corpus(heads=60, calibration=80)
     _staff(client)
-    preview = client.post("/exports/preview", data={"rule": "threshold", "value": "0", "formats": "jsonl"}).text
+    preview = client.post(
+        "/exports/preview", data={"rule": "threshold", "value": "0", "formats": "jsonl"}
+    ).text
     assert not TOO_FEW.search(preview) and "est. precision, 95%" in preview
 
 

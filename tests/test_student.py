@@ -292,6 +292,10 @@ def test_train_generate_evaluate_rate_and_the_table_by_hand(  # type: ignore[no-
     for row in table["per_system"]:
         line = next(r for r in parsed if r["table"] == "system" and r["system"] == row["system"])
         assert int(line["accepted"]) == row["accepted"] and int(line["decided"]) == row["decided"]
+    printed = _skd("student", "table", str(campaign_id), "--csv", str(tmp_path / "t.csv"))
+    assert printed.returncode == 0, printed.stderr
+    assert f"student-{model_id}" in printed.stdout and "Newcombe" in printed.stdout
+    assert (tmp_path / "t.csv").read_text() == download.text
     page = staff_client.get(f"/student/evaluations/{campaign_id}")
     assert page.status_code == 200 and f"student-{model_id}" in page.text
     assert "Wilson" in page.text and "Download CSV" in page.text

@@ -16,7 +16,10 @@ TORCH=${TORCH:-torch==2.13.0+cpu}
 [ -x .venv/bin/python ] || python3 -m venv .venv
 [ -x .venv/bin/uv ] || .venv/bin/pip install -q --disable-pip-version-check uv
 
-work=$(mktemp -d)
+# A fixed scratch folder (ignored by git), so the lock's "via" notes name the same path on
+# every run and a re-lock shows only real changes.
+work=build/lock
+mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 # torch is resolved as its CPU build (so the lock holds its dependencies, not CUDA's), but
 # not written to the lock.

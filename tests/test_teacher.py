@@ -160,6 +160,10 @@ def test_local_backend_batches_with_left_padding(tiny_gpt2: Path) -> None:
     alone = backend.generate(prompts[:1], greedy)[0][0].text
     batched = backend.generate(prompts, greedy)
     assert batched[0][0].text == alone
+    # With n > 1 each prompt is read once and its cache repeated: the same greedy text.
+    twice = backend.generate(prompts, Sampling(n=2, temperature=0, max_tokens=8))
+    assert [[g.text for g in gens] for gens in twice] == [[g[0].text] * 2 for g in batched]
+    assert twice[1][0].logprob == pytest.approx(batched[1][0].logprob, abs=1e-4)
     sampled = backend.generate(prompts, Sampling(n=4, top_p=0.9, max_tokens=8, seed=1))
     assert [len(g) for g in sampled] == [4, 4, 4]
     assert all(g.logprob is not None and g.logprob <= 0 for gens in sampled for g in gens)

@@ -321,8 +321,11 @@ class LocalBackend:
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
         with torch.inference_mode():
-            result = model.generate(**encoded, **kwargs)
-            new_tokens = result.sequences[:, encoded["input_ids"].shape[1] :]
+            inputs = _shared_prefill(model, encoded, sampling.n)
+            if _cache_key() in inputs:
+                kwargs["num_return_sequences"] = 1  # the rows are already repeated
+            result = model.generate(**inputs, **kwargs)
+            new_tokens = result.sequences[:, inputs["input_ids"].shape[1] :]
             # The model's own log-probability of each chosen token (raw logits, before top-p).
             logits = torch.stack(result.logits, dim=1).float()
             chosen = torch.log_softmax(logits, dim=-1).gather(-1, new_tokens.unsqueeze(-1))
@@ -334,6 +337,45 @@ class LocalBackend:
             logprob = _mean(token_logprobs[row][:used]) if used else None
             generations[row // sampling.n].append(Generation(text, logprob))
         return generations
+
+
+@lru_cache(maxsize=1)
+def _cache_key() -> str:
+    """What ``generate`` calls a cache it is handed: ``cache`` in recent transformers 5
+    (``past_key_values`` is deprecated there), ``past_key_values`` before."""
+    try:
+        from transformers.generation.utils import ALL_CACHE_NAMES
+    except ImportError:
+        return "past_key_values"
+    return str(ALL_CACHE_NAMES[0])
+
+
+def _shared_prefill(model: Any, encoded: Any, n: int) -> dict[str, Any]:
+    """Read each prompt once, not ``n`` times: the prompts (all but their last token) go
+    through the model once, the key/value cache is repeated ``n`` times, and ``generate``
+    continues every copy from there. ``num_return_sequences`` alone would repeat the prompts
+    before reading them, and few-shot prompts are long beside the dozen tokens they ask for.
+    Falls back to the plain inputs for a cache that cannot be repeated."""
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    if n <= 1 or ids.shape[1] < 2:
+        return {"input_ids": ids, "attention_mask": mask}
+    # Left padding: positions count real tokens only, as generate() itself computes them.
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=ids[:, :-1],
+        attention_mask=mask[:, :-1],
+        position_ids=positions[:, :-1],
+        use_cache=True,
+    )
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        return {"input_ids": ids, "attention_mask": mask}
+    cache.batch_repeat_interleave(n)
+    return {
+        "input_ids": ids.repeat_interleave(n, dim=0),
+        "attention_mask": mask.repeat_interleave(n, dim=0),
+        _cache_key(): cache,
+    }
 
 
 def _decode_until_stop(

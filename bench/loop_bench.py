@@ -554,7 +554,12 @@ def stage_evaluation(bench: Bench) -> dict[str, Any]:
     for name, _ in CORPORA:
         span = timer.spans.get(f"student #{students[name]['model_id']}")
         generation[name] = span[1] - span[0] if span else None
+    # No student may have seen an evaluation head (the teacher could write one as an event).
+    eval_heads = {_key(h) for h in bench.result("prepare")["eval_heads"]}
+    unfiltered = bench.result("exports")["exports"]["unfiltered"]["path"]
+    seen = sorted({h for h, _r, _t in _read_export_triples(unfiltered) if _key(h) in eval_heads})
     return {**result, "heldout_export": heldout, "generation_seconds": generation,
+            "eval_heads_in_training": seen,
             "seconds": time.perf_counter() - began}  # fmt: skip
 
 
@@ -692,7 +697,9 @@ def build_report(bench: Bench) -> tuple[str, dict[str, Any]]:
         f"{(r['critic']['roc_auc'] or 0):.3f}); judge: {Path(judge['base']).name} "
         f"({judge['labels']} labels from {judge['heads']} heads, held-out AUC "
         f"{(judge['held_out_auc'] or 0):.3f}); evaluation campaign #{evaluation['campaign_id']} "
-        f"({evaluation['items']} items, {evaluation['queries']} queries), open for ratings.",
+        f"({evaluation['items']} items, {evaluation['queries']} queries), open for ratings; "
+        f"held-out heads also in a training export: "
+        f"{len(evaluation.get('eval_heads_in_training', [])) or 'none'}.",
         "",
         "## Corpora",
         "",

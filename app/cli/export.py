@@ -67,6 +67,14 @@ def export(
             "--version", "--critic-version", help="Critic version id (default: the active one)."
         ),
     ] = None,
+    no_critic: Annotated[
+        bool,
+        typer.Option(
+            "--no-critic",
+            help="No critic filters the export: every triple in the filters, less what "
+            "--human-labels drops (accepted-only: the human-accepted ones alone).",
+        ),
+    ] = False,
     threshold: Annotated[
         float | None, typer.Option(help="Keep triples scored at least this (0 to 1).")
     ] = None,
@@ -92,7 +100,7 @@ def export(
         str | None,
         typer.Option(
             help="override (default: accepted always kept, rejected always dropped), "
-            "drop-rejected, or ignore."
+            "drop-rejected, ignore, or accepted-only (only human-accepted triples)."
         ),
     ] = None,
     split: Annotated[
@@ -159,6 +167,10 @@ def export(
         value = options[option]
         if value is not None and value != []:
             given[name] = value
+    if no_critic:
+        given["critic"] = "none"
+        if version is None:
+            given.pop("version", None)  # a --params file's version gives way to --no-critic
     try:
         params = ExportParams.from_dict(given)
     except ExportParamError as exc:
@@ -169,7 +181,7 @@ def export(
             plan = preview_export(params)
             stdout.print(_plan_table(plan.as_dict()))
             return
-        if not force:
+        if not force and not params.no_critic:
             from app.core.db import session_scope
             from app.critic.estimates import weak_version_error
 
@@ -210,9 +222,15 @@ def _plan_table(plan: dict[str, Any]) -> Any:
     table = Table(title="What the export would keep", title_justify="left", show_header=False)
     table.add_column("")
     table.add_column("")
-    table.add_row("critic version", f"{plan['version']['id']} ({plan['version']['state']})")
-    table.add_row("threshold", f"{plan['threshold']:.4f}: {plan['threshold_reason']}")
-    table.add_row("candidates", f"{counts['candidates']:,} ({counts['scored']:,} scored)")
+    if plan["version"] is None:
+        table.add_row("critic", "none: no critic filtered this export")
+        table.add_row("threshold", f"none ({plan['threshold_reason']})")
+        table.add_row("candidates", f"{counts['candidates']:,} (in the filters)")
+    else:
+        version = plan["version"]
+        table.add_row("critic version", f"{version['id']} ({version['state']})")
+        table.add_row("threshold", f"{plan['threshold']:.4f}: {plan['threshold_reason']}")
+        table.add_row("candidates", f"{counts['candidates']:,} ({counts['scored']:,} scored)")
     table.add_row("kept", f"{counts['kept']:,}")
     table.add_row("kept by human label", f"{counts['kept_by_label']:,}")
     table.add_row("dropped by human label", f"{counts['dropped_by_label']:,}")
@@ -259,19 +277,21 @@ def _print_result(export_id: int, result: dict[str, Any]) -> None:
     estimate = export["estimate"] or {}
     from app.critic.estimates import too_few, too_few_text
 
+    if export["threshold"] is None:
+        critic = "no critic filtered this export"
+    else:
+        critic = f"threshold {export['threshold']:.6g}"
     if estimate.get("precision") is not None and too_few(estimate.get("sample")):
-        table.caption = (
-            f"threshold {export['threshold']:.6g}; estimated precision: "
-            + too_few_text(estimate.get("sample"), estimate.get("sample_interval"))
+        table.caption = f"{critic}; estimated precision: " + too_few_text(
+            estimate.get("sample"), estimate.get("sample_interval")
         )
     elif estimate.get("precision") is not None:
         low, high = estimate["interval"]
         table.caption = (
-            f"threshold {export['threshold']:.6g}; estimated precision "
-            f"{estimate['precision']:.3f} (95% {low:.3f}–{high:.3f})"
+            f"{critic}; estimated precision {estimate['precision']:.3f} (95% {low:.3f}–{high:.3f})"
         )
     else:
-        table.caption = f"threshold {export['threshold']:.6g}; precision not estimated"
+        table.caption = f"{critic}; precision not estimated"
     stdout.print(table)
     stdout.print(f"folder   {result['path']}", highlight=False)
     stdout.print(f"archive  {result['archive']}", highlight=False)
@@ -313,7 +333,7 @@ def list_command(limit: Annotated[int, typer.Option(help="How many, newest first
             str(row["id"]),
             row["created_at"][:16].replace("T", " "),
             row["state"],
-            str(row["critic_version_id"]),
+            "no critic" if row["no_critic"] else str(row["critic_version_id"]),
             f"{row['threshold']:.4f}" if row["threshold"] is not None else "",
             f"{total:,}" if total is not None else "",
             f"{precision:.3f}" if precision is not None else "",

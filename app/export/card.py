@@ -20,7 +20,7 @@ from typing import Any
 
 from app.critic.describe import label_snapshot_sentence, model_display_name
 from app.critic.estimates import min_labels, too_few, too_few_text
-from app.export.params import FORMAT_HELP, HUMAN_LABEL_RULES
+from app.export.params import FORMAT_HELP, HUMAN_LABEL_RULES, NO_CRITIC_RULES
 from app.export.plan import ExportPlan
 
 
@@ -82,10 +82,13 @@ def _yaml_header(plan: ExportPlan, counts: WrittenCounts) -> list[str]:
     # formats cannot sit side by side (a "student" JSONL config next to Parquet fails).
     main = next((fmt for fmt in ("parquet", "jsonl", "student") if fmt in formats), None)
     configs = [("default", main)] if main else []
-    title = (
-        f"SKD Studio filtered knowledge graph (critic version {plan.version['id']}, "
-        f"threshold {plan.threshold:.4g})"
-    )
+    if plan.version is None or plan.threshold is None:
+        title = "SKD Studio knowledge graph (no critic filter)"
+    else:
+        title = (
+            f"SKD Studio filtered knowledge graph (critic version {plan.version['id']}, "
+            f"threshold {plan.threshold:.4g})"
+        )
     lines = [
         "---",
         f"pretty_name: {json.dumps(title)}",
@@ -120,6 +123,8 @@ def configs_note(formats: tuple[str, ...]) -> str:
 
 def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str]) -> str:
     """The README.md of an export (Markdown with a YAML header)."""
+    if plan.version is None or plan.threshold is None:
+        return _render_no_critic_card(plan, counts, software)
     params = plan.params
     version = plan.version
     metrics = version["metrics"]
@@ -156,59 +161,7 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
     say(f"Data as of {plan.data_as_of.strftime('%Y-%m-%d %H:%M:%S UTC')}. Made with SKD Studio.")
     say("")
 
-    say("## Splits")
-    say("")
-    if params.split_by == "corpus":
-        say(
-            "The corpus's own splits, kept as imported: each triple is in the split its import "
-            "gave it (the `split` field), whatever its head. Heads may be in several splits if "
-            "the corpus had them so (the warnings below say how many)."
-        )
-    else:
-        say(
-            "Split by head: no head is in two splits (heads compared ignoring case, spacing "
-            f"and a final period). Heads are ordered by a hash seeded with {params.seed} and "
-            "cut where each split's share of triples comes closest to the share asked."
-        )
-    say("")
-    say("| split | asked | triples | share | heads |")
-    say("|---|---:|---:|---:|---:|")
-    for split in splits:
-        share = counts.by_split[split] / counts.total if counts.total else 0.0
-        wanted = f"{asked[split]:.3f}" if split in asked else "as imported"
-        say(
-            f"| {split} | {wanted} | {_n(counts.by_split[split])} | {share:.3f} | "
-            f"{_n(counts.heads[split])} |"
-        )
-    total_asked = "1.000" if asked else "–"
-    say(
-        f"| **total** | {total_asked} | {_n(counts.total)} | 1.000 | "
-        f"{_n(sum(counts.heads.values()))} |"
-    )
-    say("")
-
-    say("## Counts per relation")
-    say("")
-    say("| relation | " + " | ".join(splits) + " | total |")
-    say("|---|" + "---:|" * (len(splits) + 1))
-    for relation in sorted(counts.by_relation):
-        row = counts.by_relation[relation]
-        cells = [_n(row.get(split, 0)) for split in splits]
-        say(f"| {relation} | " + " | ".join(cells) + f" | {_n(sum(row.values()))} |")
-    totals = [_n(counts.by_split[split]) for split in splits]
-    say("| **total** | " + " | ".join(totals) + f" | {_n(counts.total)} |")
-    say("")
-
-    say("## Sources")
-    say("")
-    filtered = ", ".join(params.sources) if params.sources else "all sources"
-    say(f"Sources asked for: {filtered}.")
-    say("")
-    say("| source | triples |")
-    say("|---|---:|")
-    for source in sorted(counts.by_source):
-        say(f"| {source} | {_n(counts.by_source[source])} |")
-    say("")
+    _splits_counts_sources(plan, counts, say, splits, asked)
 
     say("## The critic")
     say("")
@@ -312,6 +265,17 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
         )
     say("")
 
+    _files_and_provenance(plan, counts, software, say)
+    return "\n".join(out)
+
+
+def _files_and_provenance(
+    plan: ExportPlan, counts: WrittenCounts, software: dict[str, str], say: Any
+) -> None:
+    """The card's last sections, the same with and without a critic: files, how to load
+    them, the parameters, how to reproduce, provenance and warnings."""
+    params = plan.params
+    splits = counts.split_names
     say("## Files")
     say("")
     say("| file | format | triples |")
@@ -322,12 +286,21 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
     say("")
     for fmt in params.formats:
         say(f"- `{fmt}`: {FORMAT_HELP[fmt]}.")
-    say(
+    valid = (
         "- `valid`: 1 when the majority of human raters found the triple acceptable, -1 when "
-        "they did not, null without a decided label. `p_valid_model`: the critic's score "
-        "(null for a human-accepted triple the version did not score). `rec_X`: the score "
-        "reaches the threshold at which the critic's held-out recall is X."
+        "they did not, null without a decided label. "
     )
+    if plan.version is None:
+        say(
+            valid + "`p_valid_model` and `rec_X`: null throughout, since no critic scored "
+            "these triples (the columns are kept so the schema is ATOMIC-10X's)."
+        )
+    else:
+        say(
+            valid + "`p_valid_model`: the critic's score (null for a human-accepted triple "
+            "the version did not score). `rec_X`: the score reaches the threshold at which "
+            "the critic's held-out recall is X."
+        )
     say(
         '- `student`: train a causal LM on `source + " " + target`; at inference give `source` '
         "and generate the tail."
@@ -377,18 +350,194 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
     say("")
     say("## Provenance")
     say("")
+    newest = "the newest of the critic version's creation, " if plan.version else "the newest of "
     say(
-        f"- Data as of {plan.data_as_of.isoformat()}: the newest of the critic version's "
-        "creation, the newest human rating and the newest kept triple. The card holds no "
+        f"- Data as of {plan.data_as_of.isoformat()}: {newest}"
+        "the newest human rating and the newest kept triple. The card holds no "
         "wall-clock time, so that it stays byte-identical; SKD Studio's export list records "
         "when each export was made."
     )
     say("- Software: " + ", ".join(f"{name} {value}" for name, value in software.items()) + ".")
-    say(
-        "- Method: Symbolic Knowledge Distillation (West et al., NAACL 2022): a critic trained "
-        "on human acceptability judgements filters a teacher-generated knowledge graph."
-    )
+    if plan.version is None:
+        say(
+            "- Method: Symbolic Knowledge Distillation (West et al., NAACL 2022) filters a "
+            "teacher-generated knowledge graph with a critic; this export skipped that filter "
+            "and kept the triples as the human-label rule left them."
+        )
+    else:
+        say(
+            "- Method: Symbolic Knowledge Distillation (West et al., NAACL 2022): a critic "
+            "trained on human acceptability judgements filters a teacher-generated knowledge "
+            "graph."
+        )
     for warning in plan.warnings:
         say(f"- Warning: {warning}.")
     say("")
+
+
+def _render_no_critic_card(
+    plan: ExportPlan, counts: WrittenCounts, software: dict[str, str]
+) -> str:
+    """The card of an export no critic filtered: it says so first, and instead of the critic,
+    threshold and held-out figures it says what the human-label rule kept and dropped."""
+    params = plan.params
+    estimate = plan.estimate
+    splits = counts.split_names
+    asked = dict(params.splits)
+    rule = params.human_labels
+    out = _yaml_header(plan, counts)
+    say = out.append
+
+    say("")
+    say("# Commonsense knowledge graph (no critic filter)")
+    say("")
+    relations = len(counts.by_relation)
+    say(
+        f"**No critic filtered this export.** **{_n(counts.total)} triples** "
+        f"({_n(sum(counts.heads.values()))} heads, {relations} "
+        f"relation{'s' if relations != 1 else ''}) kept from {_n(plan.counts.candidates)} "
+        f"triples in the filters: {NO_CRITIC_RULES[rule]} (human-label rule `{rule}`)."
+        + _estimate_headline(plan)
+    )
+    say("")
+    say(f"Data as of {plan.data_as_of.strftime('%Y-%m-%d %H:%M:%S UTC')}. Made with SKD Studio.")
+    say("")
+    _splits_counts_sources(plan, counts, say, splits, asked)
+
+    say("## The critic")
+    say("")
+    say(
+        "No critic filtered this export: there is no critic score, no threshold and no "
+        "held-out precision or recall for these triples. The `p_valid_model` and `rec_X` "
+        "columns are null throughout."
+    )
+    say("")
+
+    say("## Human labels")
+    say("")
+    say(f"Rule `{rule}`: without a critic it keeps {NO_CRITIC_RULES[rule]}.")
+    say("")
+    say(
+        f"The corpus has {_n(plan.labels.accepted)} majority-accepted and "
+        f"{_n(plan.labels.rejected)} majority-rejected triples (a tie is no label). In this "
+        f"export {_n(counts.labelled.get('accepted', 0))} kept triples carry an accepting label "
+        f"(`valid` = 1), {_n(counts.labelled.get('rejected', 0))} a rejecting one "
+        f"(`valid` = -1) and {_n(plan.counts.kept_unlabelled)} none; "
+        f"{_n(plan.counts.candidates - plan.counts.kept)} triples in the filters were left out "
+        "by the rule."
+    )
+    say("")
+
+    say("## Estimated precision")
+    say("")
+    say("There is no critic estimate: no critic filtered this export.")
+    say("")
+    if estimate.precision is not None and too_few(estimate.sample):
+        say(
+            f"**{too_few_text(estimate.sample, estimate.sample_interval).capitalize()}.** Only "
+            f"{_n(estimate.sample)} calibration triple(s) are in the filters, fewer than the "
+            f"{min_labels()} a precision estimate needs here (`SKD_CALIBRATION_MIN_LABELS`), "
+            "so no point estimate is given. Rate a larger calibration campaign for one."
+        )
+    elif estimate.precision is not None and estimate.interval is not None:
+        assert estimate.sample_interval is not None
+        say(
+            f"From human labels alone: of the {_n(estimate.sample)} triples of calibration "
+            "campaigns (uniform random samples) in the filters, "
+            f"{_n(estimate.sample_acceptable)} were judged acceptable: "
+            f"{_f(estimate.sample_precision)} (Wilson 95% interval "
+            f"{_f(estimate.sample_interval[0])}–{_f(estimate.sample_interval[1])}). Counting "
+            "the labelled kept triples as they were judged and the "
+            f"{_n(plan.counts.kept_unlabelled)} unlabelled ones at that rate, the kept "
+            f"triples' precision is **{_f(estimate.precision)}** "
+            f"(95% interval {_f(estimate.interval[0])}–{_f(estimate.interval[1])})."
+        )
+    else:
+        say(
+            "Nor an estimate from human labels: no calibration-campaign label falls in the "
+            f"filters ({_n(estimate.calibration_labels)} calibration labels in the corpus). "
+            "Open a calibration campaign (a uniform random sample) to measure it."
+        )
+    say("")
+    _files_and_provenance(plan, counts, software, say)
     return "\n".join(out)
+
+
+def _estimate_headline(plan: ExportPlan) -> str:
+    """The estimate's sentence in the first paragraph of a card without a critic."""
+    estimate = plan.estimate
+    if estimate.precision is not None and too_few(estimate.sample):
+        return (
+            " Estimated precision from calibration labels: "
+            f"{too_few_text(estimate.sample, estimate.sample_interval)}; no headline figure."
+        )
+    if estimate.precision is not None and estimate.interval is not None:
+        return (
+            f" Estimated precision from calibration labels: **{_f(estimate.precision)}** "
+            f"(95% interval {_f(estimate.interval[0])}–{_f(estimate.interval[1])})."
+        )
+    return " There is no critic estimate, and no calibration labels to estimate the precision."
+
+
+def _splits_counts_sources(
+    plan: ExportPlan,
+    counts: WrittenCounts,
+    say: Any,
+    splits: tuple[str, ...],
+    asked: dict[str, float],
+) -> None:
+    """The splits, the counts per relation and per source (with and without a critic)."""
+    params = plan.params
+    say("## Splits")
+    say("")
+    if params.split_by == "corpus":
+        say(
+            "The corpus's own splits, kept as imported: each triple is in the split its import "
+            "gave it (the `split` field), whatever its head. Heads may be in several splits if "
+            "the corpus had them so (the warnings below say how many)."
+        )
+    else:
+        say(
+            "Split by head: no head is in two splits (heads compared ignoring case, spacing "
+            f"and a final period). Heads are ordered by a hash seeded with {params.seed} and "
+            "cut where each split's share of triples comes closest to the share asked."
+        )
+    say("")
+    say("| split | asked | triples | share | heads |")
+    say("|---|---:|---:|---:|---:|")
+    for split in splits:
+        share = counts.by_split[split] / counts.total if counts.total else 0.0
+        wanted = f"{asked[split]:.3f}" if split in asked else "as imported"
+        say(
+            f"| {split} | {wanted} | {_n(counts.by_split[split])} | {share:.3f} | "
+            f"{_n(counts.heads[split])} |"
+        )
+    total_asked = "1.000" if asked else "–"
+    say(
+        f"| **total** | {total_asked} | {_n(counts.total)} | 1.000 | "
+        f"{_n(sum(counts.heads.values()))} |"
+    )
+    say("")
+
+    say("## Counts per relation")
+    say("")
+    say("| relation | " + " | ".join(splits) + " | total |")
+    say("|---|" + "---:|" * (len(splits) + 1))
+    for relation in sorted(counts.by_relation):
+        row = counts.by_relation[relation]
+        cells = [_n(row.get(split, 0)) for split in splits]
+        say(f"| {relation} | " + " | ".join(cells) + f" | {_n(sum(row.values()))} |")
+    totals = [_n(counts.by_split[split]) for split in splits]
+    say("| **total** | " + " | ".join(totals) + f" | {_n(counts.total)} |")
+    say("")
+
+    say("## Sources")
+    say("")
+    filtered = ", ".join(params.sources) if params.sources else "all sources"
+    say(f"Sources asked for: {filtered}.")
+    say("")
+    say("| source | triples |")
+    say("|---|---:|")
+    for source in sorted(counts.by_source):
+        say(f"| {source} | {_n(counts.by_source[source])} |")
+    say("")

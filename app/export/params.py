@@ -37,6 +37,22 @@ HUMAN_LABEL_RULES: dict[str, str] = {
     "drop-rejected": "majority-rejected triples are dropped; accepted ones must pass the "
     "threshold like the rest",
     "ignore": "the critic's score alone decides",
+    "accepted-only": "only majority-accepted triples are kept, whatever their score (the "
+    "corpus filtered by people alone)",
+}
+
+# Whether a critic filters the export. "none": no score, no threshold; every triple in the
+# relation and source filters is a candidate and only the human-label rule drops any.
+CRITIC_CHOICES: dict[str, str] = {
+    "version": "a critic version's scores and threshold decide (with the human-label rule)",
+    "none": "no critic: every triple in the filters, less what the human-label rule drops",
+}
+# What each human-label rule keeps when no critic filters the export.
+NO_CRITIC_RULES: dict[str, str] = {
+    "override": "every triple in the filters except the majority-rejected ones",
+    "drop-rejected": "every triple in the filters except the majority-rejected ones",
+    "ignore": "every triple in the filters",
+    "accepted-only": "only the majority-accepted triples in the filters",
 }
 
 DEFAULT_SPLITS: tuple[tuple[str, float], ...] = (("train", 0.8), ("val", 0.1), ("test", 0.1))
@@ -65,6 +81,7 @@ _FIELDS = (
     "split_by",
     "seed",
     "formats",
+    "critic",
 )
 # The four ways to set the threshold; at most one is given (none: see app.export.plan).
 THRESHOLD_FIELDS = ("threshold", "target_precision", "target_recall", "kept_fraction")
@@ -91,7 +108,8 @@ class ExportParamError(ValueError):
 
 @dataclass(frozen=True)
 class ExportParams:
-    """One export, as asked. ``version=None`` means the active critic version."""
+    """One export, as asked. ``version=None`` means the active critic version, unless
+    ``critic`` is "none": then no critic filters the export (see ``CRITIC_CHOICES``)."""
 
     version: int | None = None
     threshold: float | None = None
@@ -105,6 +123,7 @@ class ExportParams:
     seed: int = 0
     formats: tuple[str, ...] = FORMATS
     split_by: str = "head"
+    critic: str = "version"
 
     # --- building -------------------------------------------------------------------------
 
@@ -127,7 +146,11 @@ class ExportParams:
                 errors[name] = str(exc)
                 return default
 
+        raw_version = data.get("version")
+        if isinstance(raw_version, str) and raw_version.strip().lower() in _NO_CRITIC_WORDS:
+            data = {**data, "version": None, "critic": "none"}  # the page's "no critic" choice
         version = take("version", _version, None)
+        critic = take("critic", _choice(CRITIC_CHOICES), "version")
         numbers = {name: take(name, _fraction, None) for name in THRESHOLD_FIELDS}
         relations = take("relations", _names, ())
         sources = take("sources", _names, ())
@@ -153,10 +176,24 @@ class ExportParams:
             seed=seed,
             formats=formats,
             split_by=split_by,
+            critic=critic,
             **numbers,
         )
         given = [name for name in THRESHOLD_FIELDS if getattr(params, name) is not None]
-        if len(given) > 1:
+        if critic == "none":
+            if version is not None:
+                errors.setdefault(
+                    "version",
+                    f"critic version {version} is given, but no critic is chosen; give one or "
+                    "the other",
+                )
+            for name in given:
+                errors.setdefault(
+                    name,
+                    "needs a critic's score, and no critic filters this export: leave it out "
+                    "(the human-label rule alone decides), or choose a critic version",
+                )
+        elif len(given) > 1:
             errors.setdefault(
                 given[1], f"give one way to set the threshold, not {' and '.join(given)}"
             )
@@ -189,13 +226,21 @@ class ExportParams:
     def as_dict(self) -> dict[str, Any]:
         """The canonical JSON form (stored with the export and written to ``params.json``).
 
-        ``split_by`` appears only when it is not the default, so the params (and so the
-        archive's name and bytes) of a split-by-head export are what they always were."""
+        ``split_by`` and ``critic`` appear only when they are not the default, so the params
+        (and so the archive's name and bytes) of a split-by-head export with a critic are what
+        they always were."""
+        data = self._as_dict()
         if self.split_by != "head":
-            data = self._as_dict()
             data.pop("splits")
-            return data | {"split_by": self.split_by}
-        return self._as_dict()
+            data["split_by"] = self.split_by
+        if self.critic != "version":
+            data["critic"] = self.critic
+        return data
+
+    @property
+    def no_critic(self) -> bool:
+        """No critic filters this export (only the filters and the human-label rule)."""
+        return self.critic == "none"
 
     def _as_dict(self) -> dict[str, Any]:
         return {
@@ -215,6 +260,8 @@ class ExportParams:
     def command(self, program: str = "skd export") -> str:
         """The command line that runs this export again (arguments shell-quoted)."""
         parts: list[str] = []
+        if self.no_critic:
+            parts.append("--no-critic")
         if self.version is not None:
             parts += ["--version", str(self.version)]
         for name in THRESHOLD_FIELDS:
@@ -244,10 +291,13 @@ def _number(value: float) -> str:
 # --- parsers: each raises ValueError with a message for a person --------------------------------
 
 
+_NO_CRITIC_WORDS = ("none", "no-critic", "no critic")
+
+
 def _version(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().lower() in ("active", "default"):
         return None
-    number = _integer(value, "a critic version id (a whole number) or 'active'")
+    number = _integer(value, "a critic version id (a whole number), 'active' or 'none'")
     if number < 1:
         raise ValueError(f"{value!r} is not a critic version id")
     return number

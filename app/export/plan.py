@@ -14,6 +14,11 @@ score reaches the threshold, the share judged acceptable, with a Wilson 95% inte
 export's precision is then (acceptable labelled + unlabelled x p) / kept, and its interval the
 same expression at the ends of p's interval. With no calibration labels there is no estimate,
 and the card says so (the held-out precision at the threshold is shown in any case).
+
+Without a critic (``critic="none"``) there is no version, no threshold, no held-out metric and
+no rec_X threshold; the candidates are every triple in the filters and the human-label rule
+alone drops any. The calibration estimate then measures the kept triples as they are (a
+uniform sample needs no score to be unbiased).
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ def threshold_reason(rule: str, value: float | None) -> str:
     Only the chosen rule's sentence is formatted: the version's own threshold has no value,
     and formatting every rule's sentence with it raised a TypeError on every default export.
     """
+    if rule == "none":
+        return "no critic: no score and no threshold; only the human-label rule drops triples"
     if rule == "version" or value is None:
         return "the threshold chosen for this critic version"
     if rule == "score":
@@ -98,9 +105,9 @@ def threshold_reason(rule: str, value: float | None) -> str:
 @dataclass
 class ExportPlan:
     params: ExportParams  # the version resolved
-    version: dict[str, Any]  # id, state, base model, created_at, metrics, label snapshot
-    threshold: float
-    threshold_rule: str  # score | precision | recall | kept | version
+    version: dict[str, Any] | None  # id, state, base model, created_at, metrics, label snapshot
+    threshold: float | None  # None (and version None): no critic filters the export
+    threshold_rule: str  # score | precision | recall | kept | version | none
     threshold_value: float | None
     rec_thresholds: dict[str, float | None]  # "rec_0.8" -> threshold (None: not reached)
     heldout_at_threshold: dict[str, float] | None  # precision and recall on the held-out set
@@ -112,9 +119,13 @@ class ExportPlan:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def no_critic(self) -> bool:
+        return self.version is None
+
+    @property
     def selection(self) -> Selection:
         return Selection(
-            version_id=self.version["id"],
+            version_id=None if self.version is None else self.version["id"],
             threshold=self.threshold,
             relations=self.params.relations,
             sources=self.params.sources,
@@ -148,15 +159,15 @@ class CheckedExport:
     """Parameters that passed every check: the version resolved, the threshold chosen."""
 
     params: ExportParams
-    version: CriticVersion
-    threshold: float
+    version: CriticVersion | None  # None: no critic
+    threshold: float | None
     threshold_rule: str
     threshold_value: float | None
 
     @property
     def selection(self) -> Selection:
         return Selection(
-            version_id=self.version.id,
+            version_id=None if self.version is None else self.version.id,
             threshold=self.threshold,
             relations=self.params.relations,
             sources=self.params.sources,
@@ -174,14 +185,18 @@ def check_export(session: Session, params: ExportParams) -> CheckedExport:
 def _checked(session: Session, params: ExportParams) -> CheckedExport:
     """The checks; the label table must be live (the human-label rule decides what is kept)."""
     params = params.checked()
-    version = _version(session, params)
-    params = params.with_version(version.id)
-    _check_filters(session, params)
-    threshold, rule, value = _threshold(session, params, version)
-    checked = CheckedExport(params, version, threshold, rule, value)
+    if params.no_critic:
+        _check_filters(session, params)
+        checked = CheckedExport(params, None, None, "none", None)
+    else:
+        version = _version(session, params)
+        params = params.with_version(version.id)
+        _check_filters(session, params)
+        threshold, rule, value = _threshold(session, params, version)
+        checked = CheckedExport(params, version, threshold, rule, value)
     if not keeps_anything(session, checked.selection):
         counts = count_selection(session, checked.selection)  # only to say why
-        raise ExportParamError({"result": _nothing_kept(counts, threshold)})
+        raise ExportParamError({"result": _nothing_kept(counts, checked.selection)})
     if params.split_by == "corpus":
         _check_corpus_splits(session, checked.selection)
     return checked
@@ -225,25 +240,34 @@ def planned(session: Session, params: ExportParams) -> Iterator[ExportPlan]:
         selection = checked.selection
         counts = count_selection(session, selection)
         if counts.kept == 0:  # (the data changed since the check)
-            raise ExportParamError({"result": _nothing_kept(counts, threshold)})
+            raise ExportParamError({"result": _nothing_kept(counts, selection)})
         estimate = _estimate(session, selection, counts)
         newest_rating = session.scalar(select(func.max(Rating.created_at)))
-        moments = [version.created_at, newest_rating, counts.newest_triple]
+        created = None if version is None else version.created_at
+        moments = [created, newest_rating, counts.newest_triple]
         plan = ExportPlan(
             params=params,
-            version=_version_facts(version),
+            version=None if version is None else _version_facts(version),
             threshold=threshold,
             threshold_rule=checked.threshold_rule,
             threshold_value=checked.threshold_value,
-            rec_thresholds=_rec_thresholds(session, version.id),
-            heldout_at_threshold=_heldout_at(version.metrics, threshold),
+            rec_thresholds=(
+                {f"rec_{level:g}": None for level in REC_LEVELS}  # columns kept, all null
+                if version is None
+                else _rec_thresholds(session, version.id)
+            ),
+            heldout_at_threshold=(
+                None
+                if version is None or threshold is None
+                else _heldout_at(version.metrics, threshold)
+            ),
             counts=counts,
             kept_by_relation=counts.kept_by_relation,
             labels=label_totals,
             estimate=estimate,
             data_as_of=max(moment for moment in moments if moment is not None),
         )
-        if counts.scored < counts.candidates:
+        if version is not None and counts.scored < counts.candidates:
             plan.warnings.append(
                 f"critic version {version.id} scored {counts.scored:,} of the "
                 f"{counts.candidates:,} triples in the filters; unscored triples are left out"
@@ -269,7 +293,11 @@ def _version(session: Session, params: ExportParams) -> CriticVersion:
         version = active_version(session)
         if version is None:
             raise ExportParamError(
-                {"version": "no critic version is active; give a version id" + _known(session)}
+                {
+                    "version": "no critic version is active; give a version id"
+                    + _known(session)
+                    + ', or choose no critic (--no-critic; "critic": "none")'
+                }
             )
     else:
         version = session.get(CriticVersion, params.version)
@@ -463,9 +491,25 @@ def _estimate(session: Session, selection: Selection, counts: SelectionCounts) -
     )
 
 
-def _nothing_kept(counts: SelectionCounts, threshold: float) -> str:
+def _nothing_kept(counts: SelectionCounts, selection: Selection) -> str:
+    threshold = selection.threshold
     if counts.candidates == 0:
         return "no triple is in the chosen relations and sources"
+    if selection.no_critic or threshold is None:
+        if selection.human_labels == "accepted-only":
+            return (
+                f"none of the {counts.candidates:,} triples in the filters has a "
+                "majority-accepted human label"
+            )
+        return (
+            f"human labels rejected all {counts.candidates:,} triples in the filters "
+            "(no critic was chosen)"
+        )
+    if selection.human_labels == "accepted-only":
+        return (
+            f"none of the {counts.candidates:,} triples in the filters has a "
+            "majority-accepted human label"
+        )
     if counts.scored == 0:
         return (
             f"the critic version scored none of the {counts.candidates:,} triples in the "

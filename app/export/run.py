@@ -90,7 +90,8 @@ def export_slug(params: ExportParams) -> str:
     """A name that depends only on the parameters: the archive's top folder, so two runs of
     the same export give the same archive bytes."""
     canonical = json.dumps(params.as_dict(), sort_keys=True, separators=(",", ":"))
-    return f"skd-kg-v{params.version}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
+    critic = "nocritic" if params.no_critic else f"v{params.version}"
+    return f"skd-kg-{critic}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
 
 
 def archive_path(folder: Path) -> Path:
@@ -136,7 +137,7 @@ def start_export(
     settings.ensure_dirs()
     with session_scope(write=True) as session:
         export = Export(
-            critic_version_id=checked.version.id,
+            critic_version_id=None if checked.version is None else checked.version.id,
             threshold=checked.threshold,
             filters={
                 "relations": list(params.relations),
@@ -414,6 +415,8 @@ def export_as_dict(export: Export, job: Job | None, creator: str | None = None) 
         "created_at": export.created_at.isoformat(),
         "created_by": creator,
         "critic_version_id": export.critic_version_id,
+        # No critic filtered it (asked so), as opposed to a version deleted since (id None).
+        "no_critic": (export.params or {}).get("critic") == "none",
         "threshold": export.threshold,
         "threshold_reason": summary.get("threshold_reason"),
         "params": export.params,

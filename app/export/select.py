@@ -13,10 +13,16 @@ A triple is a candidate when it is in the relation and source filters. It is kep
 
 - ``override``: its label is "accepted", or it has no label and its score >= the threshold;
 - ``drop-rejected``: its score >= the threshold and its label is not "rejected";
-- ``ignore``: its score >= the threshold.
+- ``ignore``: its score >= the threshold;
+- ``accepted-only``: its label is "accepted" (the score plays no part).
 
-Triples the critic version did not score have no score: only ``override`` can keep them
-(when humans accepted them).
+Triples the critic version did not score have no score: only ``override`` and
+``accepted-only`` can keep them (when humans accepted them).
+
+Without a critic (``version_id`` None) there is no score and no threshold: every candidate
+counts as "reaching the threshold", so ``override`` and ``drop-rejected`` keep everything but
+the rejected, ``ignore`` everything, ``accepted-only`` the accepted. The scores table is then
+not joined at all, and the score column is a typed NULL.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ColumnElement,
+    Float,
     MetaData,
     Select,
     Table,
@@ -40,8 +47,10 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    null,
     or_,
     select,
+    true,
     type_coerce,
 )
 from sqlalchemy.engine import Connection
@@ -121,21 +130,42 @@ def _fill(connection: Connection, rows: Iterator[tuple[int, bool]]) -> None:
 
 @dataclass(frozen=True)
 class Selection:
-    """The filters and the rule, as the queries need them."""
+    """The filters and the rule, as the queries need them. ``version_id`` None: no critic."""
 
-    version_id: int
-    threshold: float
+    version_id: int | None
+    threshold: float | None
     relations: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     human_labels: str = "override"
 
     # --- SQL pieces -----------------------------------------------------------------------
 
+    @property
+    def no_critic(self) -> bool:
+        return self.version_id is None
+
+    @property
+    def score(self) -> ColumnElement[Any]:
+        """The critic's score of a candidate (a typed NULL without a critic)."""
+        if self.version_id is None:
+            return type_coerce(null(), Float())
+        return Score.p_accept  # type: ignore[return-value]
+
     def above(self) -> ColumnElement[bool]:
+        if self.version_id is None or self.threshold is None:
+            return true()  # no critic: nothing is below a threshold
         return Score.p_accept >= self.threshold
+
+    def below_or_unscored(self) -> ColumnElement[bool]:
+        """Not reaching the threshold (no critic: nothing is, there is no threshold)."""
+        if self.version_id is None or self.threshold is None:
+            return literal(False)
+        return or_(Score.p_accept.is_(None), Score.p_accept < self.threshold)
 
     def keep(self) -> ColumnElement[bool]:
         accepted = LABELS.c.accepted
+        if self.human_labels == "accepted-only":
+            return accepted.is_(True)
         if self.human_labels == "override":
             return or_(accepted.is_(True), and_(accepted.is_(None), self.above()))
         if self.human_labels == "drop-rejected":
@@ -144,15 +174,13 @@ class Selection:
 
     def candidates(self, *columns: Any) -> Select[Any]:
         """SELECT columns FROM the candidates (filters applied) with score and label joined."""
-        query = (
-            select(*columns)
-            .select_from(Triple)
-            .outerjoin(
+        query = select(*columns).select_from(Triple)
+        if self.version_id is not None:
+            query = query.outerjoin(
                 Score,
                 and_(Score.triple_id == Triple.id, Score.critic_version_id == self.version_id),
             )
-            .outerjoin(LABELS, LABELS.c.triple_id == Triple.id)
-        )
+        query = query.outerjoin(LABELS, LABELS.c.triple_id == Triple.id)
         if self.relations:
             query = query.where(Triple.relation.in_(self.relations))
         if self.sources:
@@ -205,13 +233,13 @@ def count_selection(session: Session, selection: Selection) -> SelectionCounts:
     query = selection.candidates(
         Triple.relation,
         func.count(),
-        func.count(Score.p_accept),
+        func.count(selection.score),
         n(above),
         n(keep),
         n(and_(keep, accepted.is_(True))),
         n(and_(keep, accepted.is_(False))),
         n(and_(keep, accepted.is_(None))),
-        n(and_(keep, or_(Score.p_accept.is_(None), Score.p_accept < selection.threshold))),
+        n(and_(keep, selection.below_or_unscored())),
         n(and_(above, accepted.is_(False))) if selection.human_labels != "ignore" else literal(0),
         type_coerce(func.max(case((keep, Triple.created_at))), UTCDateTime()),
     )
@@ -313,7 +341,7 @@ def kept_rows(session: Session, selection: Selection, yield_per: int = 10000) ->
         Triple.relation,
         Triple.tail,
         Triple.source,
-        Score.p_accept,
+        selection.score,
         LABELS.c.accepted,
         Triple.split,
     )

@@ -120,7 +120,7 @@ def form_values(form: FormData) -> dict[str, Any]:
 
 def refuse_weak_critic(params: ExportParams, confirmed: bool) -> None:
     """Exporting with a critic no better than chance needs an explicit confirmation."""
-    if confirmed:
+    if confirmed or params.no_critic:
         return
     with session_scope() as session:
         weak = weak_version_error(session, params.version)
@@ -363,12 +363,14 @@ def download_file(
 
 class ExportIn(BaseModel):
     """``POST /api/exports``: every field optional. ``version``: an id or "active" (default);
-    at most one of ``threshold``, ``target_precision``, ``target_recall``, ``kept_fraction``
+    ``critic``: "none" for an export no critic filters (``version`` null or left out, no
+    threshold rule; ``human_labels`` alone drops triples), else "version"; at most one of ``threshold``, ``target_precision``, ``target_recall``, ``kept_fraction``
     (none: the version's threshold, else recall 0.8); ``splits``: ``{"train": 0.8, ...}``;
     ``split_by``: "head" (default) or "corpus" (keep each triple's imported split)."""
 
     model_config = ConfigDict(extra="forbid")
     version: int | str | None = None
+    critic: str | None = None
     threshold: float | None = None
     target_precision: float | None = None
     target_recall: float | None = None

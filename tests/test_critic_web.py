@@ -535,11 +535,18 @@ def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None
     page.wait_for_url(f"{live_server}/")
     page.goto(f"{live_server}/critic")
     assert page.locator("#critic-jobs .job").count() == 0
+    page.check("#retrain-full")  # the box: a full retrain, not a warm start
     page.click("#retrain")
     page.wait_for_selector(".critic-flash.notice-ok")
     page.wait_for_function("document.querySelectorAll('#critic-jobs .job').length === 3")
     page.wait_for_selector("#critic-versions .badge-training")
     assert len(dispatched["training"]) == 1
+    with session_scope() as session:
+        started = session.scalars(
+            select(CriticVersion).where(CriticVersion.state == CriticState.training)
+        ).one()
+        assert started.hyperparameters["full"] == "a full retrain was asked for"
+    page.screenshot(path=str(OUTPUT / "critic-page-retrain-full.png"))
     page.click("#retrain")
     page.wait_for_selector(".critic-flash.alert")
     assert "already training" in page.inner_text(".critic-flash")

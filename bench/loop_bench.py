@@ -307,7 +307,7 @@ def _teacher_run(bench: Bench, stage: str, params: dict[str, Any]) -> dict[str, 
 
     from app.core.db import session_scope
     from app.core.models import TeacherEvent, TeacherRun, TeacherRunState, Triple
-    from app.teacher.runs import create_run, resume_run, run_inline
+    from app.teacher.runs import create_run, fail_run, resume_run, run_inline
 
     began = time.perf_counter()
     started = bench.started(stage)
@@ -315,10 +315,13 @@ def _teacher_run(bench: Bench, stage: str, params: dict[str, Any]) -> dict[str, 
         with session_scope() as session:
             run = session.get(TeacherRun, started["run_id"])
             state = run.state if run else None
+            old_job = run.job_id if run else None
         run_id = started["run_id"]
         if state == TeacherRunState.succeeded:
             job_id = None
         else:
+            if old_job is not None:
+                fail_run(old_job, "the bench stopped before the run finished")  # if running
             job_id = resume_run(run_id)
             say(f"  resuming teacher run {run_id} (job #{job_id})")
     else:
@@ -781,11 +784,13 @@ def main(argv: list[str] | None = None) -> int:
     params_path = out / "params.json"
     if params_path.is_file():
         before = json.loads(params_path.read_text())
-        changed = sorted(k for k in set(before) | set(params) if before.get(k) != params.get(k))
+        # A parameter the folder's run does not name came with a later version of the bench.
+        changed = sorted(k for k in set(before) if before.get(k) != params.get(k))
         if changed:
             raise SystemExit(f"{out} holds a run with other parameters ({', '.join(changed)}); "
                              "choose a new --out")  # fmt: skip
-    params_path.write_text(json.dumps(params, indent=2))
+    else:
+        params_path.write_text(json.dumps(params, indent=2))
 
     from transformers.utils import logging as hf_logging
 

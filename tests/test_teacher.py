@@ -404,3 +404,26 @@ def test_a_cancelled_run_stops_at_its_next_chunk(settings: Any, engine: Any) -> 
         assert run is not None and run.state.value == "failed"
         assert "cancelled by ada" in (run.error or "")
         assert session.scalar(select(func.count()).select_from(TeacherChunk)) == 1
+
+
+def test_a_run_the_broker_cannot_take_fails_at_once_with_the_reason(
+    settings: Any, engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.core import queue
+    from app.core.db import session_scope
+    from app.core.models import Job, TeacherRun
+    from app.teacher.runs import create_run, dispatch_run
+
+    def refuse(*_args: Any, **_kwargs: Any) -> str:
+        raise queue.BrokerUnavailable("could not queue skd.teacher_run: the broker is down")
+
+    monkeypatch.setattr(queue, "enqueue", refuse)
+    run_id, job_id = create_run({"prompts": 1})
+    with pytest.raises(queue.BrokerUnavailable):
+        dispatch_run(job_id, api_key="sk-typed")
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        run = session.get(TeacherRun, run_id)
+        assert job is not None and job.state.value == "failed"
+        assert "broker is down" in (job.error or "")
+        assert run is not None and run.state.value == "failed"

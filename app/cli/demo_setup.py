@@ -284,10 +284,8 @@ def queue_demo_teacher_run() -> int:
     """A small teacher run with the packaged SmolLM2 (the default local teacher), handed to the
     worker: a few events and their xWant and xReact inferences, so the demo shows generated
     triples without making its start wait for a model."""
-    from app.core.jobs import dispatch
-    from app.core.queue import TEACHER_RUN
-    from app.teacher.runs import create_run
+    from app.teacher.runs import create_run, dispatch_run
 
     run_id, job_id = create_run(DEMO_TEACHER_RUN)
-    dispatch(job_id, TEACHER_RUN)
+    dispatch_run(job_id)
     return run_id

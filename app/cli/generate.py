@@ -116,16 +116,11 @@ def _start(data: dict[str, Any], background: bool, api_key: str | None) -> None:
         raise fail("\n".join(f"{k}: {v}" for k, v in exc.errors.items()), 2) from None
     stdout.print(f"teacher run #{run_id} (job #{job_id}), source teacher-run-{run_id}")
     if background:
-        from app.core.jobs import dispatch
-        from app.core.queue import TEACHER_RUN, BrokerUnavailable, enqueue
+        from app.core.queue import BrokerUnavailable
+        from app.teacher.runs import dispatch_run
 
         try:
-            if api_key:
-                from app.core.jobs import set_celery_id
-
-                set_celery_id(job_id, enqueue(TEACHER_RUN, job_id, api_key))
-            else:
-                dispatch(job_id, TEACHER_RUN)
+            dispatch_run(job_id, api_key)
         except BrokerUnavailable as exc:
             raise fail(str(exc)) from None
         follow(job_id)
@@ -420,10 +415,13 @@ def resume_command(
         raise fail(str(exc), 2) from None
     api_key = _api_key(ask_api_key)
     if background:
-        from app.core.jobs import set_celery_id
-        from app.core.queue import TEACHER_RUN, enqueue
+        from app.core.queue import BrokerUnavailable
+        from app.teacher.runs import dispatch_run
 
-        set_celery_id(job_id, enqueue(TEACHER_RUN, job_id, api_key))
+        try:
+            dispatch_run(job_id, api_key)
+        except BrokerUnavailable as exc:
+            raise fail(str(exc)) from None
         follow(job_id)
     else:
         with RichProgress(f"teacher run #{run_id}") as bar:

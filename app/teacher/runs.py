@@ -639,16 +639,31 @@ def resume_run(run_id: int) -> int:
         return job.id
 
 
-def _retry(job_id: int) -> int:
-    from app.core.jobs import dispatch
-    from app.core.queue import TEACHER_RUN
+def dispatch_run(job_id: int, api_key: str | None = None) -> None:
+    """Send a run's job to the workers. A key typed for this run goes with the task (in the
+    broker's message, never the database). A broker that cannot take it fails the job at
+    once, with the reason (``BrokerUnavailable`` is re-raised for the door to answer)."""
+    from app.core.jobs import dispatch, fail_unsent, set_celery_id
+    from app.core.queue import TEACHER_RUN, BrokerUnavailable, enqueue
 
+    if not api_key:
+        dispatch(job_id, TEACHER_RUN)
+        return
+    try:
+        celery_id = enqueue(TEACHER_RUN, job_id, api_key)
+    except BrokerUnavailable as exc:
+        fail_unsent(job_id, str(exc))
+        raise
+    set_celery_id(job_id, celery_id)
+
+
+def _retry(job_id: int) -> int:
     with session_scope() as session:
         job = session.get(Job, job_id)
         assert job is not None
         run_id = int((job.params or {})["run_id"])
     new_id = resume_run(run_id)
-    dispatch(new_id, TEACHER_RUN)
+    dispatch_run(new_id)
     return new_id
 
 

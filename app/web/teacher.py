@@ -19,15 +19,15 @@ from starlette.datastructures import FormData, UploadFile
 from app.annotation.campaigns import CampaignSpec, CampaignSpecError, create_campaign
 from app.core.db import session_scope
 from app.core.job_list import timing
-from app.core.jobs import dispatch, job_as_dict, set_celery_id
+from app.core.jobs import job_as_dict
 from app.core.models import CampaignPurpose, Job, TeacherRun, Triple
-from app.core.queue import TEACHER_RUN, enqueue
 from app.corpus.relations import ATOMIC10X_RELATIONS, allowed_relations
 from app.teacher.params import TeacherParamsError
 from app.teacher.postprocess import FILTERS
 from app.teacher.prompts import DEFAULT_EVENTS, default_templates, read_example_pool
 from app.teacher.runs import (
     create_run,
+    dispatch_run,
     resume_run,
     run_triples_count,
     sample_output,
@@ -50,10 +50,7 @@ FILTER_WORDS = {
 
 
 def _start(run_id: int, job_id: int, api_key: str | None) -> None:
-    if api_key:
-        set_celery_id(job_id, enqueue(TEACHER_RUN, job_id, api_key))
-    else:
-        dispatch(job_id, TEACHER_RUN)
+    dispatch_run(job_id, api_key)
 
 
 def run_view(session: Session, run: TeacherRun) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 from app.core.db import session_scope
 from app.core.models import CriticVersion, Export, Job, Score
 from app.export import ExportParamError, ExportParams, preview_export
+from tests.test_browser import browser, live_server  # noqa: F401 (fixtures)
 from tests.test_export import Corpus, build_corpus, export, rows_of
 from tests.test_export_web import counts, skd, wait_for_export
 
@@ -227,3 +228,46 @@ def test_api_and_form_export_without_a_critic(staff_client, celery_worker) -> No
     assert "threshold (no critic)" in detail and "No critic filtered this export" in detail
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == before[1] + 1
+
+
+def test_browser_no_critic_choice_previews_exports_and_lists(  # type: ignore[no-untyped-def]
+    live_server,  # noqa: F811
+    browser,  # noqa: F811
+    celery_worker,
+) -> None:
+    from tests.conftest import BACKEND, OUTPUT, make_staff
+
+    OUTPUT.mkdir(exist_ok=True)
+    corpus = no_critic_at_all(heads=40)
+    make_staff("ada", "correct horse")
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{live_server}/login?next=/exports")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "correct horse")
+    page.click("button.primary")
+    page.wait_for_url(f"{live_server}/exports")
+    # No critic version exists: the selector offers "no critic", and the preview uses it.
+    page.select_option("select[name=version]", "none")
+    page.click("button:has-text('Preview')")
+    page.locator("#export-plan").wait_for()
+    plan = page.locator("#export-plan").inner_text()
+    assert "no critic filters this export" in plan
+    assert f"{len(without_critic(corpus)):,}" in plan
+    page.screenshot(path=str(OUTPUT / f"exports-no-critic-preview-{BACKEND}.png"), full_page=True)
+    # A score rule without a critic is refused, naming the value.
+    page.check("input[name=rule][value=threshold]")
+    page.click("button:has-text('Preview')")
+    page.locator("#export-errors").wait_for()
+    assert "needs a critic's score" in page.locator("#export-errors").inner_text()
+    page.check("input[name=rule][value=default]")
+    page.click("form#export-form button.primary")
+    page.wait_for_selector(".export-started .badge-succeeded", timeout=60_000)
+    row = page.locator("#export-list tr[id^=export-]").first
+    row.locator(".badge-succeeded").wait_for(timeout=10_000)
+    assert "no critic" in row.locator("td.critic-cell").inner_text()
+    page.screenshot(path=str(OUTPUT / f"exports-no-critic-done-{BACKEND}.png"), full_page=True)
+    row.locator("td.name a").click()
+    page.wait_for_selector(".dataset-card")
+    text = page.locator("main").inner_text()
+    assert "No critic filtered this export" in text and "--no-critic" in text
+    page.screenshot(path=str(OUTPUT / f"export-no-critic-detail-{BACKEND}.png"), full_page=True)

@@ -350,7 +350,7 @@ def _files_and_provenance(
     say("")
     say("## Provenance")
     say("")
-    newest = "the newest of the critic version's creation, " if plan.version else "the newest of "
+    newest = "the newest of the critic version's creation, " if plan.version else "the newer of "
     say(
         f"- Data as of {plan.data_as_of.isoformat()}: {newest}"
         "the newest human rating and the newest kept triple. The card holds no "

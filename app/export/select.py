@@ -22,7 +22,7 @@ Triples the critic version did not score have no score: only ``override`` and
 Without a critic (``version_id`` None) there is no score and no threshold: every candidate
 counts as "reaching the threshold", so ``override`` and ``drop-rejected`` keep everything but
 the rejected, ``ignore`` everything, ``accepted-only`` the accepted. The scores table is then
-not joined at all, and the score column is a typed NULL.
+not joined at all, and the score column is a NULL cast to a float.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    cast,
     func,
     literal,
     null,
@@ -148,7 +149,7 @@ class Selection:
     def score(self) -> ColumnElement[Any]:
         """The critic's score of a candidate (a typed NULL without a critic)."""
         if self.version_id is None:
-            return type_coerce(null(), Float())
+            return cast(null(), Float)  # typed in SQL: PostgreSQL would send a text NULL
         return Score.p_accept  # type: ignore[return-value]
 
     def above(self) -> ColumnElement[bool]:

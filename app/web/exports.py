@@ -364,7 +364,8 @@ def download_file(
 class ExportIn(BaseModel):
     """``POST /api/exports``: every field optional. ``version``: an id or "active" (default);
     ``critic``: "none" for an export no critic filters (``version`` null or left out, no
-    threshold rule; ``human_labels`` alone drops triples), else "version"; at most one of ``threshold``, ``target_precision``, ``target_recall``, ``kept_fraction``
+    threshold rule; ``human_labels`` alone drops triples), else "version"; at most one of
+    ``threshold``, ``target_precision``, ``target_recall``, ``kept_fraction``
     (none: the version's threshold, else recall 0.8); ``splits``: ``{"train": 0.8, ...}``;
     ``split_by``: "head" (default) or "corpus" (keep each triple's imported split)."""
 

@@ -109,10 +109,8 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 
 @pytest.fixture(scope="session")
 def settings(test_env: dict[str, str]):  # type: ignore[no-untyped-def]
-    from app.core import db, migrate
+    from app.core import db, migrate, queue
     from app.core.config import get_settings
-
-    from app.core import queue
 
     settings = get_settings()
     settings.ensure_dirs()

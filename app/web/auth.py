@@ -119,7 +119,10 @@ async def login(
 ) -> HTMLResponse | RedirectResponse:
     username = username.strip()
     address = client_address(request)
-    wait = await anyio.to_thread.run_sync(login_wait, username, address)
+    # Everything a login does runs in the login lane (``SKD_PASSWORD_CHECK_CONCURRENCY``
+    # threads), never in the request threads: a burst of logins queues here, without a thread.
+    lane = _password_limiter(request)
+    wait = await anyio.to_thread.run_sync(login_wait, username, address, limiter=lane)
     if wait:
         response = _login_page(
             request,
@@ -131,11 +134,8 @@ async def login(
         )
         response.headers["Retry-After"] = str(wait)
         return response
-    # The argon2 check waits for one of a few slots here, without holding a request thread.
-    found = await anyio.to_thread.run_sync(
-        check_login, username, password, limiter=_password_limiter(request)
-    )
-    await anyio.to_thread.run_sync(_count_login, username, address, found, password)
+    found = await anyio.to_thread.run_sync(check_login, username, password, limiter=lane)
+    await anyio.to_thread.run_sync(_count_login, username, address, found, password, limiter=lane)
     if found is None:
         return _login_page(
             request, next, "Wrong username or password.", username, status.HTTP_401_UNAUTHORIZED

@@ -45,6 +45,6 @@ export SKD_TEST_REQUIRE_SERVICES=1
 status=0
 for backend in sqlite postgres; do
   step "tests on $backend"
-  SKD_TEST_BACKEND=$backend .venv/bin/python -m pytest -p no:cacheprovider "$@" || status=1
+  SKD_TEST_BACKEND=$backend .venv/bin/python -m pytest -p no:cacheprovider --durations=25 "$@" || status=1
 done
 exit $status

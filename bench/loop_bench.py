@@ -129,8 +129,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Events' presence/frequency penalty (default 0, see the code).",
     )
     args = p.parse_args(argv)
-    small = {"event_prompts": 8, "events_per_prompt": 5, "inferences_per_pair": 2,
-             "eval_heads": 12, "critic_heads": 150, "judge_heads": 150, "student_steps": 30,
+    # --small is sized to about 10 minutes on two quiet cores by the measured rates
+    # (bench/README.md): SmolLM2 writes ~1.6 inferences/s and trains ~36 tokens/s there.
+    small = {"event_prompts": 6, "events_per_prompt": 5, "inferences_per_pair": 1,
+             "eval_heads": 8, "critic_heads": 80, "judge_heads": 100, "student_steps": 6,
              "student_batch": 8, "judge_epochs": 2}  # fmt: skip
     full = {"event_prompts": 100, "events_per_prompt": 8, "inferences_per_pair": 5,
             "eval_heads": 100, "critic_heads": 0, "judge_heads": 500, "student_steps": 600,

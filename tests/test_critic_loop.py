@@ -305,7 +305,7 @@ def ready_version(
 def test_an_interrupted_rescore_resumes_without_redoing_finished_chunks(
     settings, engine, tiny_base
 ) -> None:  # type: ignore[no-untyped-def]
-    from app.core.jobs import fail_stale_jobs
+    from app.core.job_control import fail_stale_jobs
 
     ids = add_triples(120, head="PersonX cooks {i}", tail="to eat {i}")
     version_id = ready_version(tiny_base, active=True)

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import update
 
 from app.core.db import session_scope
-from app.core.jobs import fail_stale_jobs, job_as_dict, new_job, run_job
+from app.core.job_control import fail_stale_jobs
+from app.core.jobs import job_as_dict, new_job, run_job
 from app.core.models import Job, JobState, utcnow
 
 
@@ -96,7 +97,7 @@ def _age(job_id: int, **values) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_the_sweep_fails_jobs_no_worker_took_saying_why(engine) -> None:  # type: ignore[no-untyped-def]
-    from app.core.jobs import sweep_jobs
+    from app.core.job_control import sweep_jobs
 
     lost, young = new_job("import"), new_job("import")
     # A chain: the link waits for a training that ended only just now.
@@ -121,7 +122,8 @@ def test_the_sweep_fails_jobs_no_worker_took_saying_why(engine) -> None:  # type
 
 
 def test_cancel_stops_a_running_job_at_its_next_report_and_cancels_what_waits(engine) -> None:  # type: ignore[no-untyped-def]
-    from app.core.jobs import JobCancelled, JobStateError, cancel_job
+    from app.core.job_control import JobStateError, cancel_job
+    from app.core.jobs import JobCancelled
 
     job_id = new_job("demo-work")
     link = new_job("demo-next", {"after": job_id})
@@ -161,7 +163,7 @@ def test_cancel_stops_a_running_job_at_its_next_report_and_cancels_what_waits(en
 
 
 def test_retry_refuses_jobs_that_did_not_fail(engine) -> None:  # type: ignore[no-untyped-def]
-    from app.core.jobs import JobStateError, retry_job
+    from app.core.job_control import JobStateError, retry_job
 
     queued = new_job("import")
     with pytest.raises(JobStateError, match="only a failed or cancelled job"):
@@ -176,7 +178,7 @@ def test_retry_refuses_jobs_that_did_not_fail(engine) -> None:  # type: ignore[n
 
 def test_a_dead_exports_half_written_folder_is_removed_by_the_sweep(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import app.export.run  # noqa: F401 - registers what export jobs hold
-    from app.core.jobs import sweep_jobs
+    from app.core.job_control import sweep_jobs
 
     destination = tmp_path / "0001-skd-kg"
     half = tmp_path / f".tmp-{destination.name}-1a2b"

@@ -41,7 +41,8 @@ def test_tasks_use_the_configured_app_from_any_thread(settings) -> None:  # type
 def test_a_job_sent_from_another_thread_reaches_the_worker(
     settings, engine, celery_worker, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    from app.core.jobs import dispatch, new_job
+    from app.core.job_control import dispatch
+    from app.core.jobs import new_job
     from tests.critic_helpers import wait_for_jobs
 
     file = tmp_path / "t.tsv"

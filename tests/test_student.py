@@ -438,7 +438,8 @@ def test_cancel_stops_training_at_the_next_step_and_leaves_no_folder(  # type: i
 ) -> None:
     import threading
 
-    from app.core.jobs import JobCancelled, cancel_job
+    from app.core.job_control import cancel_job
+    from app.core.jobs import JobCancelled
     from app.student.runs import run_training_job, start_training
 
     build_corpus(heads=40)

@@ -390,7 +390,7 @@ def test_the_demo_batch_with_the_packaged_model_lands_in_the_corpus(
 
 def test_a_cancelled_run_stops_at_its_next_chunk(settings: Any, engine: Any) -> None:
     from app.core.db import session_scope
-    from app.core.jobs import cancel_job
+    from app.core.job_control import cancel_job
     from app.core.models import TeacherChunk, TeacherRun
     from app.teacher.runs import begin_run, create_run, run_chunk
 

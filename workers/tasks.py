@@ -7,7 +7,8 @@ from typing import Any
 
 from app.core import queue
 from app.core.db import session_scope
-from app.core.jobs import JobAlreadyFinished, run_job, sweep_jobs
+from app.core.job_control import sweep_jobs
+from app.core.jobs import JobAlreadyFinished, run_job
 from app.core.queue import celery_app
 from app.corpus.importer import run_import_job
 
@@ -35,7 +36,7 @@ def import_corpus(job_id: int) -> dict[str, Any] | None:
 @celery_app.task(name=queue.FAIL_STALE_JOBS)
 def fail_stale_jobs_task() -> dict[str, int]:
     """Beat: fail jobs whose worker died or that no worker took, and free what they held, so
-    no progress bar spins forever (``app.core.jobs.sweep_jobs``)."""
+    no progress bar spins forever (``app.core.job_control.sweep_jobs``)."""
     from app.critic import queueing  # noqa: F401 - registers what critic jobs hold
     from app.export import run  # noqa: F401 - and export jobs
     from app.teacher import runs as _teacher  # noqa: F401 - and teacher runs

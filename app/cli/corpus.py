@@ -45,7 +45,7 @@ def import_command(
     job_id = new_job("import", params, message="starting" if not background else "queued")
     if background:
         from app.core import queue
-        from app.core.jobs import dispatch
+        from app.core.job_control import dispatch
 
         try:
             dispatch(job_id, queue.IMPORT_CORPUS)

@@ -194,7 +194,7 @@ def export(
         raise _param_errors(exc) from None
     if background:
         from app.core import queue
-        from app.core.jobs import dispatch
+        from app.core.job_control import dispatch
 
         try:
             dispatch(started.job_id, queue.EXPORT)

@@ -67,7 +67,7 @@ def _register_kinds() -> None:
 def jobs_cancel(job_id: int) -> None:
     """Cancel a queued or running job: its task is revoked and what it held is released."""
     from app.cli.console import out
-    from app.core.jobs import JobStateError, cancel_job
+    from app.core.job_control import JobStateError, cancel_job
     from app.core.origin import current_origin
 
     schema_ready()
@@ -89,7 +89,7 @@ def jobs_retry(
 ) -> None:
     """Run a failed or cancelled job again with the same parameters (a new job)."""
     from app.cli.console import out
-    from app.core.jobs import JobStateError, retry_job
+    from app.core.job_control import JobStateError, retry_job
     from app.core.queue import BrokerUnavailable
 
     schema_ready()
@@ -108,7 +108,7 @@ def jobs_sweep() -> None:
     """Fail jobs that hang unseen now (running without heartbeats, queued with no worker
     taking them) and release what they held; beat and the web server also do it."""
     from app.cli.console import out
-    from app.core.jobs import sweep_jobs
+    from app.core.job_control import sweep_jobs
 
     schema_ready()
     _register_kinds()

@@ -46,7 +46,8 @@ def _errors(exc: Any) -> typer.Exit:
 def _run_or_queue(job_id: int, task_name: str, work: Any, title: str, background: bool) -> dict:
     from app.cli.common import follow
     from app.cli.console import RichProgress
-    from app.core.jobs import dispatch, run_job
+    from app.core.job_control import dispatch
+    from app.core.jobs import run_job
 
     if background:
         from app.core.queue import BrokerUnavailable

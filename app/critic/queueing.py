@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from app.core import queue
 from app.core.db import session_scope
-from app.core.jobs import dispatch, register_kind, set_celery_id
+from app.core.job_control import dispatch, register_kind
+from app.core.jobs import set_celery_id
 from app.core.models import CriticVersion, Job
 from app.critic import loop, scoring_jobs
 from app.critic.job_kinds import EVALUATE, SCORE, TRAIN
@@ -90,7 +91,7 @@ def retry_training(job_id: int) -> int:
                 session, reason=f"retry of job #{job_id}", base_model=base_model
             )
         except loop.TrainingInProgress as exc:
-            from app.core.jobs import JobStateError
+            from app.core.job_control import JobStateError
 
             raise JobStateError(str(exc)) from None
     dispatch_training(chain)
@@ -99,7 +100,7 @@ def retry_training(job_id: int) -> int:
 
 def retry_scoring(job_id: int) -> int:
     """Score again with the same version (resumes: finished chunks stay scored)."""
-    from app.core.jobs import JobStateError
+    from app.core.job_control import JobStateError
 
     with session_scope() as session:
         job = session.get(Job, job_id)

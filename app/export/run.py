@@ -36,15 +36,8 @@ import app as package
 from app.core import queue
 from app.core.config import get_settings
 from app.core.db import is_postgres, session_scope
-from app.core.jobs import (
-    NullProgress,
-    Progress,
-    create_job,
-    dispatch,
-    job_as_dict,
-    new_job,
-    register_kind,
-)
+from app.core.job_control import dispatch, register_kind
+from app.core.jobs import NullProgress, Progress, create_job, job_as_dict, new_job
 from app.core.models import Export, Job, JobState, User
 from app.export.archive import CHECKSUMS, files_of, sha256_of, write_archive, write_checksums
 from app.export.card import WrittenCounts, render_card

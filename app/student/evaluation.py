@@ -39,7 +39,8 @@ from app.annotation.campaigns import (
 from app.annotation.scale import normalize_scale
 from app.core import queue
 from app.core.db import session_scope
-from app.core.jobs import NullProgress, Progress, create_job, register_kind
+from app.core.job_control import register_kind
+from app.core.jobs import NullProgress, Progress, create_job
 from app.core.models import (
     Campaign,
     CampaignItem,
@@ -178,7 +179,7 @@ def start_evaluation(spec: EvaluationSpec, user_id: int | None = None) -> int:
 
 
 def queue_evaluation(spec: EvaluationSpec, user_id: int | None = None) -> int:
-    from app.core.jobs import dispatch
+    from app.core.job_control import dispatch
 
     job_id = start_evaluation(spec, user_id)
     dispatch(job_id, queue.STUDENT_EVALUATE)

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from app.core import queue
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.core.jobs import Progress, create_job, register_kind
+from app.core.job_control import register_kind
+from app.core.jobs import Progress, create_job
 from app.core.models import Export, Job, JobState, StudentModel, StudentState, utcnow
 from app.student.base import default_base
 from app.student.examples import split_file
@@ -102,7 +103,7 @@ def start_training(
 
 def queue_training(export_id: int, base_model: str | None = None, **kwargs: Any) -> TrainingStart:
     """``start_training`` and hand the job to a worker (the page, the API, ``--background``)."""
-    from app.core.jobs import dispatch
+    from app.core.job_control import dispatch
 
     started = start_training(export_id, base_model, **kwargs)
     dispatch(started.job_id, queue.STUDENT_TRAIN)

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
 from app.core.db import is_postgres, session_scope
-from app.core.jobs import create_job, register_kind
+from app.core.job_control import register_kind
+from app.core.jobs import create_job
 from app.core.models import (
     CampaignItem,
     Job,
@@ -643,7 +644,8 @@ def dispatch_run(job_id: int, api_key: str | None = None) -> None:
     """Send a run's job to the workers. A key typed for this run goes with the task (in the
     broker's message, never the database). A broker that cannot take it fails the job at
     once, with the reason (``BrokerUnavailable`` is re-raised for the door to answer)."""
-    from app.core.jobs import dispatch, fail_unsent, set_celery_id
+    from app.core.job_control import dispatch, fail_unsent
+    from app.core.jobs import set_celery_id
     from app.core.queue import TEACHER_RUN, BrokerUnavailable, enqueue
 
     if not api_key:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from app.core import queue
 from app.core.config import get_settings
-from app.core.jobs import create_job, dispatch, job_as_dict
+from app.core.job_control import dispatch
+from app.core.jobs import create_job, job_as_dict
 from app.core.models import Job, User
 from app.corpus.formats import FORMATS
 from app.corpus.stats import corpus_counts

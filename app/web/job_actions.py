@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 
 # The steps register what their jobs hold (the training lock, a half-written export) and how
 # a training is retried: importing them makes sure they did in this process.
-from app.core import jobs
+from app.core import job_control, jobs
 from app.core.db import session_scope
 from app.core.models import Job, User
 from app.critic import queueing as _critic_jobs  # noqa: F401
@@ -32,19 +32,19 @@ def _who(user: User) -> str:
 
 def cancel(job_id: int, user: User) -> dict[str, Any]:
     try:
-        return jobs.cancel_job(job_id, by=_who(user))
+        return job_control.cancel_job(job_id, by=_who(user))
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc).strip("'\"")) from None
-    except jobs.JobStateError as exc:
+    except job_control.JobStateError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
 def retry(job_id: int) -> int:
     try:
-        return jobs.retry_job(job_id)
+        return job_control.retry_job(job_id)
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc).strip("'\"")) from None
-    except jobs.JobStateError as exc:
+    except job_control.JobStateError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
@@ -58,7 +58,7 @@ def _job_json(job_id: int) -> dict[str, Any]:
 @router.post("/api/jobs/sweep", dependencies=[CSRFChecked])
 def sweep_api(user: StaffUser) -> dict[str, int]:
     """Fail stale and never-started jobs now (beat and the server also do it every minute)."""
-    return jobs.sweep_jobs().as_dict()
+    return job_control.sweep_jobs().as_dict()
 
 
 @router.post("/api/jobs/{job_id}/cancel", dependencies=[CSRFChecked])

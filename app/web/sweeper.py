@@ -2,7 +2,7 @@
 
 Beat sweeps every minute, but beat may not run (a bare `skd serve`, a worker that never
 started): then a queued job would wait for ever. The server runs the same idempotent sweep
-(``app.core.jobs.sweep_jobs``) in a daemon thread every ``job_sweep_seconds``; several web
+(``app.core.job_control.sweep_jobs``) in a daemon thread every ``job_sweep_seconds``; several web
 processes sweeping side by side is harmless.
 """
 
@@ -25,7 +25,7 @@ def start_sweeper(settings: Settings) -> Callable[[], None]:
     stop = threading.Event()
 
     def loop() -> None:
-        from app.core.jobs import sweep_jobs
+        from app.core.job_control import sweep_jobs
         from app.critic import queueing  # noqa: F401 - registers what critic jobs hold
         from app.export import run  # noqa: F401 - and export jobs
         from app.teacher import runs as _teacher  # noqa: F401 - and teacher runs

@@ -175,8 +175,9 @@ def test_a_run_with_the_local_backend_writes_events_then_triples(
 ) -> None:
     from app.core.db import session_scope
     from app.core.models import JobState, TeacherChunk, TeacherEvent, TeacherRun, Triple
+    from app.teacher.planning import create_run
     from app.teacher.postprocess import FILTERS
-    from app.teacher.runs import create_run, run_inline
+    from app.teacher.runs import run_inline
 
     run_id, job_id = create_run({
         "backend": {"model": str(tiny_gpt2), "batch_size": 4},
@@ -285,14 +286,9 @@ def test_a_killed_run_resumes_without_duplicates_or_lost_work(settings: Any, eng
     from app.core.db import session_scope
     from app.core.models import TeacherChunk, TeacherEvent, Triple
     from app.teacher.backends import OpenAIBackend
-    from app.teacher.runs import (
-        ChunkRef,
-        begin_run,
-        create_run,
-        resume_run,
-        run_chunk,
-        run_inline,
-    )
+    from app.teacher.chunks import run_chunk
+    from app.teacher.planning import ChunkRef, begin_run, create_run
+    from app.teacher.runs import resume_run, run_inline
 
     with FakeOpenAI() as server:
         params = {
@@ -376,7 +372,8 @@ def test_the_demo_batch_with_the_packaged_model_lands_in_the_corpus(
     from app.cli.demo_setup import DEMO_TEACHER_RUN
     from app.core.db import session_scope
     from app.core.models import TeacherEvent, Triple
-    from app.teacher.runs import create_run, run_inline
+    from app.teacher.planning import create_run
+    from app.teacher.runs import run_inline
 
     run_id, job_id = create_run(DEMO_TEACHER_RUN)
     result = run_inline(job_id)
@@ -392,7 +389,8 @@ def test_a_cancelled_run_stops_at_its_next_chunk(settings: Any, engine: Any) -> 
     from app.core.db import session_scope
     from app.core.job_control import cancel_job
     from app.core.models import TeacherChunk, TeacherRun
-    from app.teacher.runs import begin_run, create_run, run_chunk
+    from app.teacher.chunks import run_chunk
+    from app.teacher.planning import begin_run, create_run
 
     with FakeOpenAI() as server:
         run_id, job_id = create_run({
@@ -418,7 +416,8 @@ def test_a_run_the_broker_cannot_take_fails_at_once_with_the_reason(
     from app.core import queue
     from app.core.db import session_scope
     from app.core.models import Job, TeacherRun
-    from app.teacher.runs import create_run, dispatch_run
+    from app.teacher.planning import create_run
+    from app.teacher.runs import dispatch_run
 
     def refuse(*_args: Any, **_kwargs: Any) -> str:
         raise queue.BrokerUnavailable("could not queue skd.teacher_run: the broker is down")

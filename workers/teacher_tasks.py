@@ -15,12 +15,12 @@ from app.core import queue
 from app.core.db import session_scope
 from app.core.models import TeacherRun
 from app.core.queue import celery_app, enqueue_group
-from app.teacher import runs
+from app.teacher import chunks, planning, runs
 
 log = logging.getLogger(__name__)
 
 
-def _send(chunks: list[runs.ChunkRef], api_key: str | None) -> None:
+def _send(chunks: list[planning.ChunkRef], api_key: str | None) -> None:
     enqueue_group(queue.TEACHER_CHUNK, [(c.run_id, c.phase, c.index, api_key) for c in chunks])
 
 
@@ -35,7 +35,7 @@ def _score_new_triples() -> None:
 def teacher_run(job_id: int, api_key: str | None = None) -> int:
     """Plan the run's chunks and send them; returns how many were sent."""
     try:
-        chunks = runs.begin_run(job_id)
+        chunks = planning.begin_run(job_id)
     except (LookupError, ValueError) as exc:
         runs.fail_run(job_id, str(exc))
         return 0
@@ -50,7 +50,7 @@ def teacher_run(job_id: int, api_key: str | None = None) -> int:
 def teacher_chunk(run_id: int, phase: str, index: int, api_key: str | None = None) -> str:
     """Generate and store one chunk; send the next phase or finish the run when it is last."""
     try:
-        outcome = runs.run_chunk(runs.ChunkRef(run_id, phase, index), api_key=api_key)
+        outcome = chunks.run_chunk(planning.ChunkRef(run_id, phase, index), api_key=api_key)
     except Exception as exc:  # noqa: BLE001 - the backend's, the model's or bad data's
         # A redelivery of this task would fail the same way; the run's job says what went
         # wrong, and a retry from the jobs page resumes from the chunks already stored. (A

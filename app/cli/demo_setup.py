@@ -284,7 +284,8 @@ def queue_demo_teacher_run() -> int:
     """A small teacher run with the packaged SmolLM2 (the default local teacher), handed to the
     worker: a few events and their xWant and xReact inferences, so the demo shows generated
     triples without making its start wait for a model."""
-    from app.teacher.runs import create_run, dispatch_run
+    from app.teacher.planning import create_run
+    from app.teacher.runs import dispatch_run
 
     run_id, job_id = create_run(DEMO_TEACHER_RUN)
     dispatch_run(job_id)

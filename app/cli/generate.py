@@ -107,7 +107,8 @@ def _start(data: dict[str, Any], background: bool, api_key: str | None) -> None:
     from app.cli.console import RichProgress
     from app.cli.console import out as stdout
     from app.teacher.params import TeacherParamsError
-    from app.teacher.runs import create_run, run_inline
+    from app.teacher.planning import create_run
+    from app.teacher.runs import run_inline
 
     schema_ready()
     try:

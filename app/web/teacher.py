@@ -23,16 +23,10 @@ from app.core.jobs import job_as_dict
 from app.core.models import CampaignPurpose, Job, TeacherRun, Triple
 from app.corpus.relations import ATOMIC10X_RELATIONS, allowed_relations
 from app.teacher.params import TeacherParamsError
+from app.teacher.planning import create_run, source_name
 from app.teacher.postprocess import FILTERS
 from app.teacher.prompts import DEFAULT_EVENTS, default_templates, read_example_pool
-from app.teacher.runs import (
-    create_run,
-    dispatch_run,
-    resume_run,
-    run_triples_count,
-    sample_output,
-    source_name,
-)
+from app.teacher.runs import dispatch_run, resume_run, run_triples_count, sample_output
 from app.web.deps import CSRFChecked, RowId, SessionDep, StaffUser, csrf_token, templates
 
 router = APIRouter(tags=["teacher"])

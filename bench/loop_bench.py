@@ -309,7 +309,8 @@ def _teacher_run(bench: Bench, stage: str, params: dict[str, Any]) -> dict[str, 
 
     from app.core.db import session_scope
     from app.core.models import TeacherEvent, TeacherRun, TeacherRunState, Triple
-    from app.teacher.runs import create_run, fail_run, resume_run, run_inline
+    from app.teacher.planning import create_run
+    from app.teacher.runs import fail_run, resume_run, run_inline
 
     began = time.perf_counter()
     started = bench.started(stage)

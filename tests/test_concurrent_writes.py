@@ -41,13 +41,19 @@ def test_twenty_clients_create_jobs_campaigns_and_ratings_at_once(tmp_path: Path
             entered = worker.get(f"/c/{share}?PROLIFIC_PID=crowd-{i}")
             assert entered.status_code in (200, 303), entered.text
             start.wait(timeout=60)
+            # Each thread its own staff connection: the login's pooled connections sat idle past
+            # the server's keep-alive while the threads gathered, and reusing one that the server
+            # is closing resets it (a client-side race, not what this test is about).
+            admin = httpx.Client(
+                base_url=stack.url, cookies=staff.cookies, headers=staff.headers, timeout=60
+            )
             answers = []
-            upload = staff.post(
+            upload = admin.post(
                 "/api/corpus/import",
                 files=[("files", (f"f{i}.tsv", f"PersonX runs {i}\txWant\tto win\n".encode()))],
             )
             answers.append(("import", upload.status_code, upload.text))
-            created = staff.post(
+            created = admin.post(
                 "/api/campaigns", json={"name": f"c{i}", "sample_size": 5, "ratings_per_item": 1}
             )
             answers.append(("campaign", created.status_code, created.text))
@@ -65,6 +71,7 @@ def test_twenty_clients_create_jobs_campaigns_and_ratings_at_once(tmp_path: Path
                 )
                 answers.append(("rating", rated.status_code, rated.text))
             worker.close()
+            admin.close()
             return answers
 
         with ThreadPoolExecutor(CLIENTS) as pool:

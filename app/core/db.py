@@ -94,11 +94,22 @@ def configure(settings: Settings | None = None) -> Engine:
     global _engine, _session_factory
     settings = settings or get_settings()
     with _lock:
+        if _engine is not None and _same_database(_engine, settings.database):
+            # One engine (one pool) per database per process: every app built in a process
+            # (the tests build one per test) shares it. Rebuilding it each time left the old
+            # pool's checked-out connections open, and PostgreSQL ran out of connections.
+            return _engine
         if _engine is not None:
             _engine.dispose()
         _engine = make_engine(settings.database)
         _session_factory = sessionmaker(_engine, expire_on_commit=False)
         return _engine
+
+
+def _same_database(engine: Engine, url: str) -> bool:
+    return engine.url.render_as_string(hide_password=False) == make_url(url).render_as_string(
+        hide_password=False
+    )
 
 
 def get_engine() -> Engine:

@@ -130,19 +130,52 @@ def engine(settings):  # type: ignore[no-untyped-def]
 
 
 def _wipe(engine) -> None:  # type: ignore[no-untyped-def]
-    """Empty every table between tests (much faster than re-creating the database)."""
+    """Empty every table between tests (much faster than re-creating the database).
+
+    A test may end with a job still queued or running (it only checked the 202). Its message
+    is dropped and a job already running in the worker thread is waited for first: with
+    ``RESTART IDENTITY`` a stale message for job 3 would otherwise run the next test's job 3,
+    and a job's transaction racing the TRUNCATE's table locks ends in a deadlock."""
+    import time
+
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
     from app.core.db import is_postgres
     from app.core.models import Base
 
+    _quiesce_queue()
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with engine.begin() as conn:
-        if is_postgres(engine):
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(text(f"DELETE FROM {table}"))
+    for attempt in range(20):
+        try:
+            with engine.begin() as conn:
+                if is_postgres(engine):
+                    conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                    conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                else:
+                    for table in tables:
+                        conn.execute(text(f"DELETE FROM {table}"))
+            return
+        except OperationalError:  # deadlock / lock timeout with a straggling job: again
+            if attempt == 19:
+                raise
+            _quiesce_queue()
+            time.sleep(0.5)
+
+
+def _quiesce_queue(timeout: float = 60.0) -> None:
+    """Drop this session's pending messages and wait for the in-process worker to go idle."""
+    import time
+
+    from celery.worker import state
+
+    from app.core.queue import celery_app
+
+    with celery_app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(celery_app.conf.task_default_queue)
+    deadline = time.monotonic() + timeout
+    while (state.active_requests or state.reserved_requests) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

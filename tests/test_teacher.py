@@ -121,6 +121,30 @@ def test_api_refuses_bad_parameters_before_any_work(
         assert session.scalar(select(func.count()).select_from(Job)) == 0
 
 
+def test_inferences_for_a_run_that_has_written_nothing_are_refused(staff_client: Any) -> None:
+    """Pointing an inference run at an events run still queued (or one that failed empty)
+    would end "succeeded" with nothing asked: it is refused up front, naming the run."""
+    from app.core.db import session_scope
+    from app.core.models import TeacherRun
+
+    with session_scope(write=True) as session:
+        empty = TeacherRun(backend="local", model="m", kind="events")
+        session.add(empty)
+        session.flush()
+        empty_id = empty.id
+    params = {
+        "kind": "inferences",
+        "relations": ["xWant"],
+        "heads": {"kind": "run", "value": empty_id},
+    }
+    answer = staff_client.post("/api/teacher/runs", json=params)
+    assert answer.status_code == 422, answer.text
+    detail = {".".join(d["loc"][1:]): d["msg"] for d in answer.json()["detail"]}
+    assert f"teacher run {empty_id} (events, queued) has written no events" in detail["heads.value"]
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(TeacherRun)) == 1
+
+
 def test_cli_refuses_bad_parameters_before_any_work(settings: Any, engine: Any) -> None:
     import subprocess
     import sys

@@ -84,8 +84,14 @@ def _check_heads_exist(session: Session, params: RunParams) -> None:
     heads = params.heads
     problem = None
     if heads.kind == "run":
-        if session.get(TeacherRun, int(heads.value or 0)) is None:
+        other = session.get(TeacherRun, int(heads.value or 0))
+        if other is None:
             problem = f"there is no teacher run {heads.value}"
+        elif not _run_has_heads(session, other):
+            problem = (
+                f"teacher run {other.id} ({other.kind}, {other.state.value}) has written no "
+                "events or triples yet: wait for it to finish, or pick another run"
+            )
     elif heads.kind == "source":
         if session.scalar(select(Triple.id).where(Triple.source == heads.value).limit(1)) is None:
             problem = f"the corpus has no source {heads.value!r}"
@@ -95,6 +101,16 @@ def _check_heads_exist(session: Session, params: RunParams) -> None:
             problem = f"campaign {heads.value} does not exist or has no items"
     if problem:
         raise TeacherParamsError({"heads.value": problem})
+
+
+def _run_has_heads(session: Session, run: TeacherRun) -> bool:
+    """Whether ``run`` has anything an inference run could ask about (see ``heads_for``):
+    an events run its events, an inferences run the heads of its triples."""
+    if run.kind == "events":
+        query = select(TeacherEvent.id).where(TeacherEvent.run_id == run.id)
+    else:
+        query = select(Triple.id).where(Triple.teacher_run_id == run.id)
+    return session.scalar(query.limit(1)) is not None
 
 
 def load_params(run: TeacherRun) -> RunParams:

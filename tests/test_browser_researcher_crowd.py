@@ -257,3 +257,31 @@ def test_critic_page_pr_click_previews_that_threshold_and_thin_numbers_say_so(
     assert page.locator("select[name=rule]").input_value() == "score"
     assert "too few calibration labels (n = " in page.locator("#critic-preview").inner_text()
     page.screenshot(path=str(OUTPUT / f"critic-pr-click-{BACKEND}.png"), full_page=True)
+
+
+def test_retrain_now_updates_the_head_of_the_critic_page(live_server, browser, engine) -> None:  # type: ignore[no-untyped-def]
+    """Clicking "Retrain now" says so in the message and in the page's head ("Version N is
+    training"), without a reload: the head is refreshed with the versions table."""
+    from tests.test_export import build_corpus
+
+    OUTPUT.mkdir(exist_ok=True)
+    corpus = build_corpus(heads=40)
+    make_staff("ada", "correct horse", role="admin")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    _log_in(page, live_server)
+    page.goto(f"{live_server}/critic")
+    status = page.locator("#critic-status")
+    assert f"Version {corpus.version_id} is active" in status.inner_text()
+    assert "is training" not in status.inner_text()
+    page.click("#retrain")
+    page.wait_for_function(
+        "document.querySelector('#critic-message')?.innerText.includes('Training version')"
+    )
+    page.wait_for_function(
+        "document.querySelector('#critic-status')?.innerText.includes('is training')"
+    )
+    message = page.locator("#critic-message").inner_text()
+    training = int(message.split("Training version ", 1)[1].split(":", 1)[0])
+    assert f"Version {training} is training." in status.inner_text()
+    assert page.locator(f"#version-{training}").count() == 1
+    page.screenshot(path=str(OUTPUT / f"critic-retrain-{BACKEND}.png"), full_page=True)

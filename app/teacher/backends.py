@@ -345,7 +345,6 @@ class LocalBackend:
         return generations
 
 
-@lru_cache(maxsize=1)
 class GeneratedTokenPenalty:
     """The OpenAI API's presence and frequency penalties, for a local model: subtracted from
     the logits of tokens the completion itself has produced so far, never the prompt's.
@@ -372,6 +371,7 @@ class GeneratedTokenPenalty:
         return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
+@lru_cache(maxsize=1)
 def _cache_key() -> str:
     """What ``generate`` calls a cache it is handed: ``cache`` in recent transformers 5
     (``past_key_values`` is deprecated there), ``past_key_values`` before."""

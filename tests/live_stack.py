@@ -31,6 +31,12 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 ADMIN, PASSWORD = "root", "a long admin password"
 
 
+# Idle connections are dropped by the client before uvicorn closes its end (after 5 s):
+# reusing one at the moment the server closes it fails with "Server disconnected" (a client
+# race that browsers answer by retrying; httpx does not).
+KEEP_ALIVE = httpx.Limits(keepalive_expiry=2.0)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -121,7 +127,7 @@ class Stack:
 
     def login(self, username: str = ADMIN, password: str = PASSWORD) -> httpx.Client:
         """A client signed in through the login form; its CSRF token is sent as a header."""
-        client = httpx.Client(base_url=self.url, timeout=60)
+        client = httpx.Client(base_url=self.url, timeout=60, limits=KEEP_ALIVE)
         page = client.get("/login")
         token = _CSRF.search(page.text)
         assert token, "the login page has no CSRF field"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.live_stack import live_stack
+from tests.live_stack import KEEP_ALIVE, live_stack
 
 CLIENTS = 20
 
@@ -37,7 +37,7 @@ def test_twenty_clients_create_jobs_campaigns_and_ratings_at_once(tmp_path: Path
         start = threading.Barrier(CLIENTS)
 
         def one_client(i: int) -> list[tuple[str, int, str]]:
-            worker = httpx.Client(base_url=stack.url, timeout=60)
+            worker = httpx.Client(base_url=stack.url, timeout=60, limits=KEEP_ALIVE)
             entered = worker.get(f"/c/{share}?PROLIFIC_PID=crowd-{i}")
             assert entered.status_code in (200, 303), entered.text
             start.wait(timeout=60)
@@ -45,7 +45,11 @@ def test_twenty_clients_create_jobs_campaigns_and_ratings_at_once(tmp_path: Path
             # the server's keep-alive while the threads gathered, and reusing one that the server
             # is closing resets it (a client-side race, not what this test is about).
             admin = httpx.Client(
-                base_url=stack.url, cookies=staff.cookies, headers=staff.headers, timeout=60
+                base_url=stack.url,
+                cookies=staff.cookies,
+                headers=staff.headers,
+                timeout=60,
+                limits=KEEP_ALIVE,
             )
             answers = []
             upload = admin.post(

@@ -1,0 +1,133 @@
+"""The student's doors through the real processes: `skd serve` and `skd worker` started here,
+staff over loopback HTTP. A student trains from the page's form and from the JSON API at the
+same moment, then an evaluation campaign is built from the page: every job runs on the worker
+process (none on the server's threads), and the page shows each result."""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.export.writers import student_source
+from tests.live_stack import live_stack, wait_for_job
+from tests.student_helpers import build_tiny_causal_lm
+
+RELATIONS = ("xWant", "xEffect")
+TRAIN = {"epochs": "1", "batch_size": "8", "learning_rate": "0.005"}
+
+
+@pytest.fixture(scope="module")
+def tiny_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts = [
+        student_source(f"PersonX paints fence {h}", relation) + f" to rest {h}-{t}"
+        for h in range(30)
+        for t in range(2)
+        for relation in RELATIONS
+    ]
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-student"), texts)
+
+
+def _corpus(folder: Path, source: str, tail: int) -> Path:
+    """30 heads x 2 relations, one tail each: the human side or the teacher side of the
+    corpus (the evaluation's references and its teacher system)."""
+    path = folder / f"{source}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for h in range(30):
+            for relation in RELATIONS:
+                record = {
+                    "head": f"PersonX paints fence {h}",
+                    "relation": relation,
+                    "tail": f"to rest {h}-{tail}",
+                }
+                out.write(json.dumps(record) + "\n")
+    return path
+
+
+def _succeeded(client: httpx.Client, job_id: int, timeout: float = 240) -> dict:
+    job = wait_for_job(client, job_id, timeout)
+    assert job["state"] == "succeeded", (job["error"], job["message"])
+    return job
+
+
+def test_student_trains_from_page_and_api_and_is_evaluated_on_the_worker(  # type: ignore[no-untyped-def]
+    tmp_path, tiny_student
+) -> None:
+    with live_stack(tmp_path) as stack:
+        client = stack.login()
+        for tail, source in enumerate(("human", "teacher")):
+            corpus = _corpus(tmp_path, source, tail)
+            with corpus.open("rb") as handle:
+                files = [("files", (corpus.name, handle, "application/jsonl"))]
+                imported = client.post("/api/corpus/import", files=files, data={"source": source})
+            assert imported.status_code == 202, imported.text
+            _succeeded(client, imported.json()["job_id"])
+        export = client.post(
+            "/api/exports", json={"critic": "none", "formats": ["student", "jsonl"]}
+        )
+        assert export.status_code == 202, export.text
+        _succeeded(client, export.json()["job_id"])
+        export_id = export.json()["export_id"]
+
+        # Two trainings started at the same moment: one from the page's form, one over the API.
+        token = client.headers["X-CSRF-Token"]
+        form = {"export_id": str(export_id), "base_model": str(tiny_student), **TRAIN}
+
+        def from_page() -> httpx.Response:
+            return client.post("/student/runs", data={**form, "csrf_token": token})
+
+        def from_api() -> httpx.Response:
+            body = {"export_id": export_id, "base_model": str(tiny_student), "epochs": 1,
+                    "batch_size": 8, "learning_rate": 0.005}  # fmt: skip
+            return client.post("/api/student/runs", json=body)
+
+        with ThreadPoolExecutor(2) as pool:
+            page_answer, api_answer = pool.map(lambda start: start(), (from_page, from_api))
+        assert page_answer.status_code == 303, page_answer.text
+        page_model = int(page_answer.headers["location"].rsplit("/", 1)[1])
+        assert api_answer.status_code == 202, api_answer.text
+        api_model = api_answer.json()["model_id"]
+        _succeeded(client, api_answer.json()["job_id"])
+        models = {m["id"]: m for m in client.get("/api/student/runs").json()}
+        _succeeded(client, models[page_model]["job_id"])
+        for model_id in (page_model, api_model):
+            model = client.get(f"/api/student/runs/{model_id}").json()
+            assert model["state"] == "ready", model
+            assert Path(model["path"], "README.md").is_file()
+            page = client.get(f"/student/runs/{model_id}").text
+            assert "ready" in page and f"export #{export_id}" in page
+
+        # The evaluation, from the page's form: a campaign over held-out heads.
+        evaluation = client.post(
+            "/student/evaluations",
+            data={
+                "csrf_token": token,
+                "name": "page evaluation",
+                "export_id": str(export_id),
+                "models": [str(page_model), str(api_model)],
+                "teacher": "1",
+                "teacher_sources": "teacher",
+                "reference_sources": "human",
+                "heads": "3",
+                "n": "1",
+                "decoding": "greedy",
+                "ratings_per_item": "1",
+            },
+        )
+        assert evaluation.status_code == 200, evaluation.text
+        started = re.search(r"/jobs/(\d+)", evaluation.text)
+        assert started, evaluation.text
+        job = _succeeded(client, int(started.group(1)))
+        campaign_id = job["result"]["campaign_id"]
+        table = client.get(f"/api/student/evaluations/{campaign_id}").json()
+        systems = set(table["systems"])
+        assert {f"student-{page_model}", f"student-{api_model}", "teacher"} <= systems, systems
+
+        # Every job ran on the worker process: its log names each task, the server's none.
+        worker_log = stack.log("worker")
+        assert "skd.student_train[" in worker_log and "skd.student_evaluate[" in worker_log
+        assert "skd.student_" not in stack.log("serve")

@@ -12,7 +12,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 
 import app as package
 from app.core import db
@@ -44,6 +43,7 @@ from app.web.errors import html_or_json_error
 from app.web.headers import SecurityHeadersMiddleware
 from app.web.job_actions import broker_unavailable
 from app.web.origin import JobOriginMiddleware
+from app.web.sessions import SessionCookies
 from app.web.sweeper import start_sweeper
 
 
@@ -79,14 +79,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # every job a request starts records who started it.
     application.add_middleware(JobOriginMiddleware)
     application.add_middleware(
-        SessionMiddleware,
+        SessionCookies,
         secret_key=secret,
-        session_cookie="skd_session",
-        same_site="lax",
-        https_only=settings.public_url.startswith("https://"),
-        max_age=14 * 24 * 3600,
+        public_https=settings.public_url.startswith("https://"),
+        frame_ancestors=settings.crowd_frame_ancestors,
     )
-    application.add_middleware(SecurityHeadersMiddleware)
+    application.add_middleware(
+        SecurityHeadersMiddleware, crowd_frame_ancestors=settings.crowd_frame_ancestors
+    )
     mount_offline_docs(application)
     application.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     # htmx comes from a package (django-js-lib-htmx ships it; no Django is involved).

@@ -99,12 +99,77 @@ def test_a_short_secret_key_is_refused_outside_the_demo(tmp_path) -> None:  # ty
 
 
 def test_pages_send_security_headers(client) -> None:  # type: ignore[no-untyped-def]
-    for path in ("/login", "/healthz", "/static/app.css", "/api/annotate/1/next"):
+    for path in ("/login", "/healthz", "/static/app.css", "/critic", "/people"):
         headers = client.get(path).headers
         assert headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "same-origin"
+    # The crowd pages may be framed by MTurk (it runs a HIT in an iframe), by nobody else.
+    for path in ("/api/annotate/1/next", "/annotate/1", "/c/nope"):
+        headers = client.get(path).headers
+        assert "x-frame-options" not in headers
+        assert headers["content-security-policy"] == (
+            "frame-ancestors 'self' https://www.mturk.com https://workersandbox.mturk.com"
+        )
+        assert headers["x-content-type-options"] == "nosniff"
+
+
+def _session_cookie(response) -> str:  # type: ignore[no-untyped-def]
+    cookies = [c for c in response.headers.get_list("set-cookie") if c.startswith("skd_session=")]
+    assert len(cookies) == 1, response.headers
+    return cookies[0].lower()
+
+
+def test_a_crowd_session_begun_in_a_frame_gets_a_third_party_cookie(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    """MTurk frames the study link: that session's cookie is SameSite=None; Secure;
+    Partitioned on every page (else the browser drops it inside the frame), and only where
+    the browser keeps a Secure cookie. Other sessions, and staff, stay SameSite=Lax."""
+    from fastapi.testclient import TestClient
+
+    from app.annotation.campaigns import CampaignSpec, create_campaign
+    from app.core.db import session_scope
+    from app.main import create_app
+    from tests.conftest import add_triples
+
+    add_triples(3)
+    with session_scope(write=True) as session:
+        share = create_campaign(session, CampaignSpec(name="t", ratings_per_item=1)).share_token
+    app = create_app(settings)
+    turk = "workerId=W{n}&assignmentId=A{n}&hitId=H&turkSubmitTo=https%3A%2F%2Fwww.mturk.com"
+    with TestClient(app, base_url="https://skd.example.org") as framed:
+        entered = framed.get(f"/c/{share}?{turk.format(n=1)}", follow_redirects=False)
+        assert entered.status_code == 303
+        cookie = _session_cookie(entered)
+        assert "samesite=none" in cookie and "; secure" in cookie and "partitioned" in cookie
+        page = framed.get(entered.headers["location"])
+        assert page.status_code == 200 and "partitioned" in _session_cookie(page)
+    # localhost over http: a secure context for browsers, so the same cookie.
+    with TestClient(app, base_url="http://localhost:8000") as framed:
+        entered = framed.get(f"/c/{share}?{turk.format(n=5)}", follow_redirects=False)
+        assert "partitioned" in _session_cookie(entered)
+    # Opened in a frame by the browser's own word (Sec-Fetch-Dest), on https:
+    with TestClient(app, base_url="https://skd.example.org") as framed:
+        entered = framed.get(
+            f"/c/{share}?PROLIFIC_PID=P1", headers={"Sec-Fetch-Dest": "iframe"},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert "samesite=none" in _session_cookie(entered)
+    # A top-level visit (Prolific's link in a tab): Lax, as every other page.
+    with TestClient(app, base_url="http://localhost") as top:
+        entered = top.get(f"/c/{share}?PROLIFIC_PID=P2", follow_redirects=False)
+        cookie = _session_cookie(entered)
+        assert "samesite=lax" in cookie and "partitioned" not in cookie
+    # Over plain http on a public name the browser would drop a Secure cookie: Lax instead.
+    with TestClient(app, base_url="http://skd.example.org") as plain:
+        entered = plain.get(f"/c/{share}?{turk.format(n=3)}", follow_redirects=False)
+        assert "samesite=lax" in _session_cookie(entered)
+    # Framing switched off: no framing anywhere, Lax everywhere.
+    closed = create_app(settings.model_copy(update={"crowd_frame_ancestors": ""}))
+    with TestClient(closed, base_url="http://localhost") as client:
+        entered = client.get(f"/c/{share}?{turk.format(n=4)}", follow_redirects=False)
+        assert "samesite=lax" in _session_cookie(entered)
+        assert entered.headers["x-frame-options"] == "DENY"
 
 
 def _free_port() -> int:

@@ -301,6 +301,12 @@ class Settings(BaseSettings):
         "client address may create per crowd-account window (0: no limit, for trusted "
         "set-ups such as a lab behind one NAT).",
     )
+    crowd_frame_ancestors: str = Field(
+        default="https://www.mturk.com https://workersandbox.mturk.com",
+        description="Origins (space-separated) that may show the crowd pages (study link, "
+        "rating pages) inside a frame: MTurk runs a HIT in an iframe. Empty: no framing. "
+        "Staff pages are never framed.",
+    )
     crowd_account_window_seconds: int = Field(
         default=3600, description="The window the crowd-account limit counts over."
     )

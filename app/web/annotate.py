@@ -45,6 +45,7 @@ from app.web.deps import (
     templates,
 )
 from app.web.markdown import render_markdown
+from app.web.sessions import FRAMED_KEY, opened_in_a_frame
 
 router = APIRouter(tags=["annotate"])
 
@@ -109,6 +110,9 @@ def enter_campaign(
             request.session["user_id"] = user.id
             request.session["epoch"] = user.session_epoch
             request.session["rater_nonce"] = secrets.token_hex(16)
+        if opened_in_a_frame(request.headers.get("sec-fetch-dest"), turkSubmitTo):
+            # Inside MTurk's page: the cookie must work as a third-party one (app.web.sessions).
+            request.session[FRAMED_KEY] = True
         admit(session, campaign.id, user.id, "link")
         if platform_id is not None:
             ids = platform_ids(STUDY_ID, SESSION_ID, assignmentId, hitId, turkSubmitTo)

@@ -159,6 +159,13 @@ def wait_for_job(client: httpx.Client, job_id: int, timeout: float = 90) -> dict
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
 
 
+def succeeded(client: httpx.Client, job_id: int, timeout: float = 240) -> dict[str, Any]:
+    """Wait for the job; fail with its error and message unless it succeeded."""
+    job = wait_for_job(client, job_id, timeout)
+    assert job["state"] == "succeeded", (job["error"], job["message"])
+    return job
+
+
 @contextmanager
 def live_stack(tmp_path: Path, *, worker: bool = True, **settings: str) -> Iterator[Stack]:
     """Start `skd serve` (and `skd worker`) on a fresh database; stop and drop everything at

@@ -13,12 +13,11 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.live_stack import live_stack, wait_for_job
+from tests.live_stack import live_stack, succeeded, wait_for_job
 
 GOOD = ["to eat dinner", "to sleep well", "to thank them", "to rest", "to call a friend"]
 BAD = ["purple rocket volcano", "seventeen spoons", "the moon melts", "a banana cloud"]
@@ -63,12 +62,6 @@ def upload(client: httpx.Client, path: Path) -> httpx.Response:
         return client.post(
             "/api/corpus/import", files=[("files", (path.name, handle, "application/jsonl"))]
         )
-
-
-def succeeded(client: httpx.Client, job_id: int, timeout: float = 120) -> dict[str, Any]:
-    job = wait_for_job(client, job_id, timeout)
-    assert job["state"] == "succeeded", (job["error"], job["message"])
-    return job
 
 
 def test_jobs_started_over_http_and_the_cli_all_run_on_the_worker(  # type: ignore[no-untyped-def]

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the tiny_causal fixture comes from tests.test_student
 """The student's doors through the real processes: `skd serve` and `skd worker` started here,
 staff over loopback HTTP. A student trains from the page's form and from the JSON API at the
 same moment, then an evaluation campaign is built from the page: every job runs on the worker
@@ -11,25 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
 
-from app.export.writers import student_source
-from tests.live_stack import live_stack, wait_for_job
-from tests.student_helpers import build_tiny_causal_lm
+from tests.live_stack import live_stack, succeeded
+from tests.test_student import tiny_causal  # noqa: F401 - the fixture
 
 RELATIONS = ("xWant", "xEffect")
 TRAIN = {"epochs": "1", "batch_size": "8", "learning_rate": "0.005"}
-
-
-@pytest.fixture(scope="module")
-def tiny_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    texts = [
-        student_source(f"PersonX paints fence {h}", relation) + f" to rest {h}-{t}"
-        for h in range(30)
-        for t in range(2)
-        for relation in RELATIONS
-    ]
-    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-student"), texts)
 
 
 def _corpus(folder: Path, source: str, tail: int) -> Path:
@@ -48,14 +36,8 @@ def _corpus(folder: Path, source: str, tail: int) -> Path:
     return path
 
 
-def _succeeded(client: httpx.Client, job_id: int, timeout: float = 240) -> dict:
-    job = wait_for_job(client, job_id, timeout)
-    assert job["state"] == "succeeded", (job["error"], job["message"])
-    return job
-
-
 def test_student_trains_from_page_and_api_and_is_evaluated_on_the_worker(  # type: ignore[no-untyped-def]
-    tmp_path, tiny_student
+    tmp_path, tiny_causal
 ) -> None:
     with live_stack(tmp_path) as stack:
         client = stack.login()
@@ -65,23 +47,23 @@ def test_student_trains_from_page_and_api_and_is_evaluated_on_the_worker(  # typ
                 files = [("files", (corpus.name, handle, "application/jsonl"))]
                 imported = client.post("/api/corpus/import", files=files, data={"source": source})
             assert imported.status_code == 202, imported.text
-            _succeeded(client, imported.json()["job_id"])
+            succeeded(client, imported.json()["job_id"])
         export = client.post(
             "/api/exports", json={"critic": "none", "formats": ["student", "jsonl"]}
         )
         assert export.status_code == 202, export.text
-        _succeeded(client, export.json()["job_id"])
+        succeeded(client, export.json()["job_id"])
         export_id = export.json()["export_id"]
 
         # Two trainings started at the same moment: one from the page's form, one over the API.
         token = client.headers["X-CSRF-Token"]
-        form = {"export_id": str(export_id), "base_model": str(tiny_student), **TRAIN}
+        form = {"export_id": str(export_id), "base_model": str(tiny_causal), **TRAIN}
 
         def from_page() -> httpx.Response:
             return client.post("/student/runs", data={**form, "csrf_token": token})
 
         def from_api() -> httpx.Response:
-            body = {"export_id": export_id, "base_model": str(tiny_student), "epochs": 1,
+            body = {"export_id": export_id, "base_model": str(tiny_causal), "epochs": 1,
                     "batch_size": 8, "learning_rate": 0.005}  # fmt: skip
             return client.post("/api/student/runs", json=body)
 
@@ -91,9 +73,9 @@ def test_student_trains_from_page_and_api_and_is_evaluated_on_the_worker(  # typ
         page_model = int(page_answer.headers["location"].rsplit("/", 1)[1])
         assert api_answer.status_code == 202, api_answer.text
         api_model = api_answer.json()["model_id"]
-        _succeeded(client, api_answer.json()["job_id"])
+        succeeded(client, api_answer.json()["job_id"])
         models = {m["id"]: m for m in client.get("/api/student/runs").json()}
-        _succeeded(client, models[page_model]["job_id"])
+        succeeded(client, models[page_model]["job_id"])
         for model_id in (page_model, api_model):
             model = client.get(f"/api/student/runs/{model_id}").json()
             assert model["state"] == "ready", model
@@ -121,7 +103,7 @@ def test_student_trains_from_page_and_api_and_is_evaluated_on_the_worker(  # typ
         assert evaluation.status_code == 200, evaluation.text
         started = re.search(r"/jobs/(\d+)", evaluation.text)
         assert started, evaluation.text
-        job = _succeeded(client, int(started.group(1)))
+        job = succeeded(client, int(started.group(1)))
         campaign_id = job["result"]["campaign_id"]
         table = client.get(f"/api/student/evaluations/{campaign_id}").json()
         systems = set(table["systems"])

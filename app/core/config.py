@@ -146,7 +146,9 @@ class Settings(BaseSettings):
         default=2000, description="Triples per scoring task (one Celery task per chunk)."
     )
     critic_quantize: bool = Field(
-        default=False, description="Score on CPU with int8 dynamic quantization of linear layers."
+        default=False,
+        description="Score with int8 weights (torchao, weight-only): less memory, but on a CPU "
+        "no faster, and scores move by up to ~0.1 (bench/README.md).",
     )
     critic_auto_activate: bool = Field(
         default=True,

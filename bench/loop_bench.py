@@ -682,7 +682,12 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def _samples(n: int) -> str:
+    return "1 sample" if n == 1 else f"{n} samples"
+
+
 def build_report(bench: Bench) -> tuple[str, dict[str, Any]]:
+    from app.critic.presets import model_name
     from app.student.table import distinct_n
 
     r = {s: bench.result(s) for s in STAGES if bench.path(s).is_file()}
@@ -700,7 +705,7 @@ def build_report(bench: Bench) -> tuple[str, dict[str, Any]]:
     lines += [
         f"Teacher: {teacher}; student base: {bench.args.student_base or 'packaged SmolLM2'}; "
         f"critic: {r['critic']['base']} (preset {r['critic']['preset']}, held-out AUC "
-        f"{(r['critic']['roc_auc'] or 0):.3f}); judge: {Path(judge['base']).name} "
+        f"{(r['critic']['roc_auc'] or 0):.3f}); judge: {model_name(judge['base'])} "
         f"({judge['labels']} labels from {judge['heads']} heads, held-out AUC "
         f"{(judge['held_out_auc'] or 0):.3f}); evaluation campaign #{evaluation['campaign_id']} "
         f"({evaluation['items']} items, {evaluation['queries']} queries), open for ratings; "
@@ -749,7 +754,7 @@ def build_report(bench: Bench) -> tuple[str, dict[str, Any]]:
                  "–" if seconds is None else f"{seconds:.1f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Teacher generation time: its whole run on the held-out heads (model load "
-              f"included, {bench.args.inferences_per_pair} samples per query); students: greedy, "
+              f"included, {_samples(bench.args.inferences_per_pair)} per query); students: greedy, "
               "one per query, model load included.", "", "## Wall time per stage", "",
               "| stage | wall s | CPU s | load (1 min) |", "|---|---|---|---|"]  # fmt: skip
     stage_seconds = {}

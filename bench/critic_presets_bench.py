@@ -32,6 +32,9 @@ How to run (from the repository root)::
     HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/critic_presets_bench.py
     .venv/bin/python bench/critic_presets_bench.py --presets quality,fast --full-retrain fast
     .venv/bin/python bench/critic_presets_bench.py --heads 200   # a quick subsample
+    # a recipe variant (settings win over the preset's values, as in the product):
+    .venv/bin/python bench/critic_presets_bench.py --presets quality --full-retrain "" \
+        --setting critic_epochs=2 --setting critic_freeze_layers=6
 
 The results are written as JSON (``--out``) as each child finishes, so a run cut short keeps
 what it measured.
@@ -173,6 +176,18 @@ def _scoring(path: str, held_out, n: int) -> dict[str, Any]:  # type: ignore[no-
     }
 
 
+def _settings(pairs: list[str]) -> dict[str, str]:
+    """``--setting critic_epochs=2`` as ``{"SKD_CRITIC_EPOCHS": "2"}`` (a recipe variant: a
+    setting given wins over the preset's value, as it does in the product)."""
+    chosen = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--setting {pair!r}: expected NAME=VALUE, e.g. critic_epochs=2")
+        chosen[f"SKD_{name.strip().upper()}"] = value.strip()
+    return chosen
+
+
 def child(args: argparse.Namespace) -> int:
     """One preset, in a process of its own (its own settings, database and peak memory)."""
     out = Path(args.out)
@@ -180,6 +195,7 @@ def child(args: argparse.Namespace) -> int:
     for key in [k for k in os.environ if k.startswith("SKD_")]:
         del os.environ[key]
     os.environ.update(SKD_DATA_DIR=str(data_dir), SKD_CRITIC_PRESET=args.child)
+    os.environ.update(_settings(args.setting))
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -195,7 +211,11 @@ def child(args: argparse.Namespace) -> int:
     db.configure(settings)
     base, new, held_out = _labels(args, settings.critic_held_out_fraction)
     _insert(base)
-    result: dict[str, Any] = {"preset": args.child, "load_before": os.getloadavg()}
+    result: dict[str, Any] = {
+        "preset": args.child,
+        "settings": _settings(args.setting),
+        "load_before": os.getloadavg(),
+    }
 
     def save() -> None:
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -250,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-full-retrain", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--score-n", type=int, default=1000)
     parser.add_argument("--out", default="critic-presets-bench.json")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an SKD setting for every preset's run, e.g. critic_epochs=2 (repeatable)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -260,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, __file__, "--child", preset, "--out", str(out)]
         for flag in ("data", "seed", "heads", "new_labels", "score_n"):
             command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        for pair in args.setting:
+            command += ["--setting", pair]
         if preset not in args.full_retrain.split(","):
             command.append("--no-full-retrain")
         code = subprocess.call(command)

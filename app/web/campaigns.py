@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
+from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.datastructures import FormData
 
 from app.annotation.agreement import campaign_agreement
 from app.annotation.annotators import annotator_quality
@@ -41,7 +40,15 @@ from app.web.campaign_form import (
     form_errors,
     parse_campaign_form,
 )
-from app.web.deps import CSRFChecked, RowId, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import (
+    CSRFChecked,
+    PostedForm,
+    RowId,
+    SessionDep,
+    StaffUser,
+    csrf_token,
+    templates,
+)
 from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["campaigns"])
@@ -51,14 +58,6 @@ PROLIFIC_QUERY = (
     "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
 )
 MTURK_QUERY = "workerId=WORKER_ID&assignmentId=ASSIGNMENT_ID"
-
-
-async def posted_form(request: Request) -> FormData:
-    """The parsed form body (async here, so the routes themselves can stay plain functions)."""
-    return await request.form()
-
-
-PostedForm = Annotated[FormData, Depends(posted_form)]
 
 
 def _campaign_or_404(session: Session, campaign_id: int) -> Campaign:

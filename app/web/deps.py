@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.templating import Jinja2Templates
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from app.core.accounts import STAFF_ROLES
 from app.core.db import session_scope
@@ -35,7 +36,20 @@ def get_db() -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_db)]
+# scope="function": the commit runs before the response is sent. FastAPI's default for a
+# `yield` dependency ends it after the response, so a client could be told "done" before the
+# write was saved (and a commit that then failed reached nobody); it also held SQLite's writer
+# lock while the bytes went out.
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+
+
+async def posted_form(request: Request) -> FormData:
+    """The parsed form body, read on the event loop, so the routes that take it stay plain
+    functions: their database work then runs in the thread pool, never on the loop itself."""
+    return await request.form()
+
+
+PostedForm = Annotated[FormData, Depends(posted_form)]
 
 # Row ids are BIGINT: a larger number in a path, a query or a body is refused with 422 before
 # it reaches the database (where it would overflow into a 500).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -42,7 +42,15 @@ from app.export.run import (
     preview_export,
     queue_export,
 )
-from app.web.deps import CSRFChecked, RowId, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import (
+    CSRFChecked,
+    PostedForm,
+    RowId,
+    SessionDep,
+    StaffUser,
+    csrf_token,
+    templates,
+)
 from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["exports"])
@@ -57,13 +65,6 @@ THRESHOLD_CHOICES = {
 }
 THRESHOLD_FIELDS = set(THRESHOLD_CHOICES) - {"default"}
 DELETED_KEY = "export_deleted"  # session key: what the last delete removed, shown once
-
-
-async def posted_form(request: Request) -> FormData:
-    return await request.form()
-
-
-PostedForm = Annotated[FormData, Depends(posted_form)]
 
 
 def usable_versions(session: Session) -> list[dict[str, Any]]:

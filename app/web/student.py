@@ -13,9 +13,9 @@ job bars.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -39,6 +39,7 @@ from app.web.deps import (
     MAX_ROW_ID,
     CSRFChecked,
     NoNulStr,
+    PostedForm,
     RowId,
     SessionDep,
     StaffUser,
@@ -49,12 +50,6 @@ from app.web.markdown import render_markdown
 
 router = APIRouter(tags=["student"])
 
-
-async def posted_form(request: Request) -> FormData:
-    return await request.form()
-
-
-PostedForm = Annotated[FormData, Depends(posted_form)]
 
 TRAIN_FIELDS = ("export_id", "base_model", "epochs", "learning_rate", "batch_size", "max_steps")
 EVAL_FIELDS = ("name", "export_id", "heads", "n", "decoding", "ratings_per_item", "seed")

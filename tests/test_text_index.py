@@ -45,3 +45,44 @@ def test_text_index_builds_serves_search_and_drops(tmp_path: Path) -> None:
         dropped = stack.skd("db", "text-index", "--drop")
         assert "dropped ix_triples_head_trgm, ix_triples_tail_trgm" in dropped.stdout
         assert stack.skd("db", "text-index", "--status").stdout.count(": missing") == 2
+
+
+def test_text_search_pages_are_the_same_with_the_indexes_and_a_word_found_in_places(  # type: ignore[no-untyped-def]
+    staff_client, engine, monkeypatch
+) -> None:
+    """With the trigram indexes, a text search sorted by id first reads a window of ids in
+    order and, when a page of matches is not in it, takes the index. Every page is still the
+    plain query's page: a word found only at both ends of the corpus, paged oldest and newest
+    first through a window smaller than the gaps, and a word in every row."""
+    import pytest
+
+    if BACKEND != "postgres":
+        pytest.skip("the trigram indexes are PostgreSQL's")
+    from app.annotation import browse
+    from app.core.db import get_engine
+    from app.core.text_index import create_text_indexes, drop_text_indexes
+    from tests.conftest import add_triples
+    from tests.test_browse import _all_pages
+
+    ids = add_triples(120, head="PersonX paints fence {i}", tail="to rest {i}")
+    quince = [ids[i] for i in (*range(0, 12), *range(100, 106))]
+    from app.core.db import session_scope
+    from app.core.models import Triple
+
+    with session_scope(write=True) as session:
+        for triple_id in quince:
+            session.get(Triple, triple_id).tail = f"to eat a QUINCE {triple_id}"  # type: ignore[union-attr]
+    monkeypatch.setattr(browse, "TEXT_WINDOW", 10)
+    browse._TEXT_INDEX_SEEN.clear()
+    create_text_indexes(get_engine())
+    try:
+        with session_scope() as session:
+            assert browse._text_indexed(session)
+        assert _all_pages(staff_client, "q=quince", limit=4) == quince
+        assert _all_pages(staff_client, "q=quince&sort=-id", limit=4) == quince[::-1]
+        assert _all_pages(staff_client, "q=paints", limit=25) == ids
+        assert _all_pages(staff_client, "q=paints&sort=-id", limit=25) == ids[::-1]
+        assert _all_pages(staff_client, "q=nowhere", limit=4) == []
+    finally:
+        drop_text_indexes(get_engine())
+        browse._TEXT_INDEX_SEEN.clear()

@@ -73,7 +73,6 @@ def test_text_search_pages_are_the_same_with_the_indexes_and_a_word_found_in_pla
         for triple_id in quince:
             session.get(Triple, triple_id).tail = f"to eat a QUINCE {triple_id}"  # type: ignore[union-attr]
     monkeypatch.setattr(browse, "TEXT_WINDOW", 10)
-    browse._TEXT_INDEX_SEEN.clear()
     create_text_indexes(get_engine())
     try:
         with session_scope() as session:
@@ -85,4 +84,5 @@ def test_text_search_pages_are_the_same_with_the_indexes_and_a_word_found_in_pla
         assert _all_pages(staff_client, "q=nowhere", limit=4) == []
     finally:
         drop_text_indexes(get_engine())
-        browse._TEXT_INDEX_SEEN.clear()
+        with session_scope() as session:
+            assert not browse._text_indexed(session)

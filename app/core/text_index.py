@@ -22,6 +22,9 @@ from sqlalchemy import Engine, text
 
 # index name -> column of ``triples``
 TEXT_INDEXES = {"ix_triples_head_trgm": "head", "ix_triples_tail_trgm": "tail"}
+# database URL -> (when asked, whether both indexes were valid); see text_indexes_ready
+_READY: dict[str, tuple[float, bool]] = {}
+READY_TTL_SECONDS = 60.0
 
 
 class TextIndexError(RuntimeError):
@@ -53,6 +56,21 @@ def text_index_state(engine: Engine) -> dict[str, str]:
         for name, valid in rows:
             state[name] = "valid" if valid else "invalid"
     return state
+
+
+def text_indexes_ready(engine: Engine) -> bool:
+    """Whether both indexes are there and valid, asked of the catalog at most once a minute
+    per database (the browser asks on every text search). A build or drop in this process is
+    seen at once; one from another process (`skd db text-index`) within a minute."""
+    if engine.dialect.name != "postgresql":
+        return False
+    url = str(engine.url)
+    now = time.monotonic()
+    seen = _READY.get(url)
+    if seen is None or now - seen[0] > READY_TTL_SECONDS:
+        ready = all(state == "valid" for state in text_index_state(engine).values())
+        seen = _READY[url] = (now, ready)
+    return seen[1]
 
 
 def _watch_progress(
@@ -122,6 +140,7 @@ def create_text_indexes(
             if report is not None:
                 report(f"built in {time.monotonic() - started:.1f} s", 1, 1)
             built.append(name)
+    _READY.pop(str(engine.url), None)
     return built
 
 
@@ -133,4 +152,5 @@ def drop_text_indexes(engine: Engine) -> list[str]:
     with autocommit.connect() as conn:
         for name in present:
             conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+    _READY.pop(str(engine.url), None)
     return present

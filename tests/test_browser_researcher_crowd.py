@@ -192,62 +192,6 @@ def test_mturk_preview_and_hand_back(live_server, browser, engine) -> None:  # t
     context.close()
 
 
-def test_mturk_hit_in_mturks_iframe_rates_and_hands_back(live_server, browser, engine) -> None:  # type: ignore[no-untyped-def]
-    """MTurk shows an ExternalQuestion inside an iframe on its own site: the study link must
-    load there (framing allowed for MTurk's origins only), and the worker's session must
-    survive from page to page as a third-party cookie, through to the hand-back."""
-    OUTPUT.mkdir(exist_ok=True)
-    add_triples(2, head="PersonX paints wall {i}", tail="to be done {i}")
-    with session_scope(write=True) as session:
-        share = create_campaign(
-            session, CampaignSpec(name="framed", ratings_per_item=1, completion_code="TURK-2")
-        ).share_token
-    app_url = live_server.replace("127.0.0.1", "localhost")  # a secure context over http
-    link = (
-        f"{app_url}/c/{share}?workerId=WF1&assignmentId=ASGF&hitId=HF"
-        "&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com"
-    )
-    context = browser.new_context(viewport={"width": 1000, "height": 900})
-    posted: list[str] = []
-
-    def mturk(route):  # type: ignore[no-untyped-def]
-        if "externalSubmit" in route.request.url:
-            posted.append(route.request.post_data or "")
-            route.fulfill(status=200, body="<p>MTurk got it</p>", content_type="text/html")
-        else:  # MTurk's HIT page: our link in an iframe
-            body = f'<h1>HIT</h1><iframe id="hit" src="{link}" width="900" height="700"></iframe>'
-            route.fulfill(status=200, body=body, content_type="text/html")
-
-    context.route("https://workersandbox.mturk.com/**", mturk)
-    # Here the app is on localhost, which Chromium walls off from public sites (Local Network
-    # Access) unless allowed; a real deployment is public, as MTurk requires.
-    context.grant_permissions(["local-network-access"], origin="https://workersandbox.mturk.com")
-    page = context.new_page()
-    page.goto("https://workersandbox.mturk.com/mturk/preview?groupId=G", wait_until="commit")
-    frame = page.frame_locator("#hit")
-    for _ in range(2):
-        frame.locator("#rater .sentence").wait_for()
-        frame.locator("#rater button.answer").first.click()
-        page.wait_for_timeout(400)
-    frame.locator("#mturk-submit").wait_for()
-    page.screenshot(path=str(OUTPUT / f"mturk-framed-{BACKEND}.png"))
-    cookies = [c for c in context.cookies() if c["name"] == "skd_session"]
-    assert cookies and all(c["sameSite"] == "None" and c["secure"] for c in cookies), cookies
-    frame.locator("#mturk-submit button").click()
-    frame.locator("text=MTurk got it").wait_for()
-    assert "assignmentId=ASGF" in posted[0]
-    with session_scope() as session:
-        worker = session.scalar(select(User).where(User.external_id == "WF1"))
-        rated = session.scalars(select(Rating).where(Rating.annotator_id == worker.id)).all()
-        assert len(rated) == 2
-    # A staff page refuses to be framed, even by MTurk.
-    staff = context.new_page()
-    answer = staff.goto(f"{app_url}/login")
-    assert answer.headers["x-frame-options"] == "DENY"
-    assert answer.headers["content-security-policy"] == "frame-ancestors 'none'"
-    context.close()
-
-
 def test_excluding_an_annotator_refreshes_flags_and_agreement(live_server, browser, engine) -> None:  # type: ignore[no-untyped-def]
     from app.annotation.access import admit
     from app.annotation.assign import next_item, submit_rating

@@ -86,3 +86,28 @@ def test_text_search_pages_are_the_same_with_the_indexes_and_a_word_found_in_pla
         drop_text_indexes(get_engine())
         with session_scope() as session:
             assert not browse._text_indexed(session)
+
+
+def test_a_slow_text_search_says_how_to_make_it_fast(staff_client, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL without the trigram indexes, a text search slower than
+    ``SLOW_TEXT_SECONDS`` says so on the page and names `skd db text-index`; with them, or
+    without a text search, it does not. SQLite has no such index to suggest."""
+    from app.core.db import get_engine
+    from app.core.text_index import create_text_indexes, drop_text_indexes
+    from app.web import browse as browse_page
+    from tests.conftest import add_triples
+
+    add_triples(5, head="PersonX waters plant {i}")
+    monkeypatch.setattr(browse_page, "SLOW_TEXT_SECONDS", 0.0)  # every search is "slow"
+    page = staff_client.get("/corpus/browse", params={"q": "plant"})
+    assert page.status_code == 200
+    assert ('id="slow-search"' in page.text) == (BACKEND == "postgres")
+    assert 'id="slow-search"' not in staff_client.get("/corpus/browse").text
+    if BACKEND != "postgres":
+        return
+    assert "skd db text-index" in page.text
+    create_text_indexes(get_engine())
+    try:
+        assert 'id="slow-search"' not in staff_client.get("/corpus/browse?q=plant").text
+    finally:
+        drop_text_indexes(get_engine())

@@ -6,6 +6,7 @@ Both pages pick gold items: each row has a "gold" choice, and the form is a plai
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -24,6 +25,7 @@ from app.annotation.browse import (
 )
 from app.annotation.campaigns import DEFAULT_SCALE
 from app.core.models import Campaign, CriticState, CriticVersion
+from app.core.text_index import text_indexes_ready
 from app.corpus.stats import corpus_counts
 from app.web.deps import RowId, SessionDep, StaffUser, csrf_token, templates
 
@@ -137,6 +139,21 @@ def _page(session: Session, params: _Params) -> Any:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
+# A text search slower than this, on PostgreSQL without the trigram indexes, says how to
+# make it fast (they are opt in: app.core.text_index).
+SLOW_TEXT_SECONDS = 0.3
+
+
+def _slow_search(session: Session, params: _Params, seconds: float) -> float | None:
+    """The search's seconds when the page should suggest ``skd db text-index``, else None."""
+    if not str(params.raw["q"]).strip() or seconds < SLOW_TEXT_SECONDS:
+        return None
+    engine = session.get_bind()
+    if engine.dialect.name != "postgresql" or text_indexes_ready(engine):  # type: ignore[arg-type]
+        return None
+    return seconds
+
+
 @router.get("/api/corpus/triples")
 def api_browse(
     session: SessionDep, user: StaffUser, params: Annotated[_Params, Depends()]
@@ -153,10 +170,12 @@ def browse_page(
     params: Annotated[_Params, Depends()],
 ) -> HTMLResponse:
     error = None
+    started = time.perf_counter()
     try:
         page = browse_triples(session, params.filters(), after=params.after, limit=params.limit)
     except BrowseError as exc:
         page, error = None, str(exc)
+    seconds = time.perf_counter() - started
     counts = corpus_counts(session)
     versions = session.scalars(
         select(CriticVersion)
@@ -186,6 +205,7 @@ def browse_page(
             "labels": LABELS,
             "campaign_filters": CAMPAIGN_FILTERS,
             "gold_choices": gold_choices(DEFAULT_SCALE),
+            "slow_search": _slow_search(session, params, seconds),
         },
         status_code=status.HTTP_200_OK if error is None else status.HTTP_422_UNPROCESSABLE_CONTENT,
     )

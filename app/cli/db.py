@@ -57,11 +57,13 @@ def db_text_index(
         TextIndexError,
         create_text_indexes,
         drop_text_indexes,
+        require_postgres,
         text_index_state,
     )
 
     engine = get_engine()
     try:
+        require_postgres(engine)
         if status:
             for name, state in text_index_state(engine).items():
                 typer.echo(f"{name}: {state}")

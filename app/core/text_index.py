@@ -31,7 +31,7 @@ class TextIndexError(RuntimeError):
     """The database cannot hold trigram indexes (SQLite, or no pg_trgm on the server)."""
 
 
-def _require_postgres(engine: Engine) -> None:
+def require_postgres(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         raise TextIndexError(
             "trigram text indexes are a PostgreSQL feature; on SQLite the corpus browser's "
@@ -100,7 +100,7 @@ def create_text_indexes(
     """Create the missing trigram indexes without blocking reads or writes; an index left
     invalid by an interrupted build is dropped and built again. Returns the names built.
     ``report(phase, done, total)`` is called about twice a second while an index builds."""
-    _require_postgres(engine)
+    require_postgres(engine)
     built: list[str] = []
     state = text_index_state(engine)
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -146,7 +146,7 @@ def create_text_indexes(
 
 def drop_text_indexes(engine: Engine) -> list[str]:
     """Drop the trigram indexes (without blocking the corpus); returns the names dropped."""
-    _require_postgres(engine)
+    require_postgres(engine)
     present = [name for name, state in text_index_state(engine).items() if state != "missing"]
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     with autocommit.connect() as conn:

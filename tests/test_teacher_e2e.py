@@ -2,8 +2,10 @@
 OpenAI-compatible server on a loopback port (in this test process), staff over HTTP.
 
 A run started over the JSON API goes to the worker in chunk tasks; its page shows the filter
-counts and a sample, and one click opens a campaign on its triples. A worker killed in the
-middle of a run (SIGKILL) loses nothing: `skd generate resume` finishes it without duplicates.
+counts and a sample, and one click opens a campaign on its triples. A run started from the
+teacher page's form at the same moment as one over the API reaches the worker too, each with the
+key typed for it. A worker killed in the middle of a run (SIGKILL) loses nothing: `skd generate
+resume` finishes it without duplicates.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,69 @@ def test_a_run_over_the_api_runs_on_the_worker_and_opens_a_campaign(tmp_path: Pa
         # A key typed for the run reached the server, and is stored nowhere the API shows.
         assert {r["auth"] for r in server.requests} == {"Bearer sk-typed-for-this-run"}
         assert "sk-typed" not in str(run) and "sk-typed" not in page.text
+
+
+def test_a_run_from_the_page_form_and_one_over_the_api_both_run_on_the_worker(
+    tmp_path: Path,
+) -> None:
+    """The page's form is its own door (a form post, a redirect, the key typed on the form):
+    the run it starts must reach a real worker, not only the API's."""
+    with FakeOpenAI() as server, live_stack(tmp_path) as stack:
+        client = stack.login()
+        page = client.get("/teacher")
+        assert page.status_code == 200
+        form: dict[str, Any] = {
+            "name": "from the page",
+            "kind": "events",
+            "backend": "openai",
+            "base_url": server.base_url,
+            "model": "fake",
+            "mode": "completions",
+            "api_key": "sk-typed-on-the-page",
+            "concurrency": "4",
+            "prompts": "6",
+            "n": "2",
+            "inference_n": "2",
+            "relations": ["xWant", "xReact"],
+            "seed": "0",
+        }
+        for field in form:  # the fields a person fills in are the page's own
+            assert f'name="{field}"' in page.text, field
+        token = client.headers["X-CSRF-Token"]
+
+        def from_page() -> Any:
+            return client.post("/teacher/runs", data={**form, "csrf_token": token})
+
+        def from_api() -> Any:
+            body = {**_params(server, name="over the api"), "api_key": "sk-typed-for-the-api"}
+            return client.post("/api/teacher/runs", json=body)
+
+        with ThreadPoolExecutor(2) as pool:
+            page_answer, api_answer = pool.map(lambda start: start(), (from_page, from_api))
+        assert page_answer.status_code == 303, page_answer.text
+        page_run = int(page_answer.headers["location"].rsplit("/", 1)[1])
+        assert api_answer.status_code == 202, api_answer.text
+        api_run = api_answer.json()["run_id"]
+        assert page_run != api_run
+        for run_id in (page_run, api_run):
+            job_id = client.get(f"/api/teacher/runs/{run_id}").json()["job"]["id"]
+            job = wait_for_job(client, job_id, timeout=120)
+            assert job["state"] == "succeeded", (run_id, job["error"], job["message"])
+            run = client.get(f"/api/teacher/runs/{run_id}").json()
+            assert run["counts"]["events"]["kept"] == 12  # 6 prompts x 2 events, all distinct
+            assert run["counts"]["inferences"]["kept"] == 12 * 2 * 2 == run["triples"]
+        run = client.get(f"/api/teacher/runs/{page_run}").json()
+        assert run["name"] == "from the page" and run["backend"] == "openai"
+        assert run["params"]["relations"] == ["xWant", "xReact"]
+        shown = client.get(f"/teacher/runs/{page_run}")
+        assert shown.status_code == 200 and "from the page" in shown.text
+        assert client.get("/api/corpus").json()["triples"] == 2 * 48
+        # Each run's requests carried the key typed for it, and neither key is kept.
+        assert {r["auth"] for r in server.requests} == {
+            "Bearer sk-typed-on-the-page",
+            "Bearer sk-typed-for-the-api",
+        }
+        assert "sk-typed" not in str(run) and "sk-typed" not in shown.text
 
 
 def _kill_worker(stack: Stack) -> None:

@@ -134,8 +134,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     small = {"event_prompts": 6, "events_per_prompt": 5, "inferences_per_pair": 1,
              "eval_heads": 8, "critic_heads": 80, "judge_heads": 100, "student_steps": 6,
              "student_batch": 8, "judge_epochs": 2}  # fmt: skip
-    full = {"event_prompts": 100, "events_per_prompt": 8, "inferences_per_pair": 5,
-            "eval_heads": 100, "critic_heads": 0, "judge_heads": 500, "student_steps": 600,
+    # The full size is the floor, sized to about two hours on two cores (measured,
+    # bench/README.md): 480 events sampled keep 433 (>= 400), 5 inferences per (event,
+    # relation), 100 held-out heads; 150 student steps of 16 each (2,400 examples, within one
+    # epoch of the smallest export) keep the three students to about half an hour.
+    full = {"event_prompts": 96, "events_per_prompt": 5, "inferences_per_pair": 5,
+            "eval_heads": 100, "critic_heads": 0, "judge_heads": 500, "student_steps": 150,
             "student_batch": 16, "judge_epochs": 2}  # fmt: skip
     for key, value in (small if args.small else full).items():
         if getattr(args, key) is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -284,3 +285,56 @@ def test_retrain_now_in_the_browser_runs_to_the_end(tmp_path, tiny_base, chromiu
         page.screenshot(path=str(OUTPUT / "e2e-retrain-now.png"), full_page=True)
         versions = client.get("/api/critic/versions").json()
         assert [v["state"] for v in versions] == ["active"], versions
+
+
+def test_work_started_from_the_import_and_export_forms_runs_on_the_worker(  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
+    """The home page's upload form and the export page's form are doors of their own (a
+    multipart form as htmx sends it, a plain form post and its redirect): what they start must
+    reach a real worker. Two uploads from the form at once, then an export from its form."""
+    files = [labelled_file(tmp_path, i) for i in range(2)]
+    with live_stack(tmp_path) as stack:
+        client = stack.login()
+        token = client.headers["X-CSRF-Token"]
+        home = client.get("/")
+        assert 'action="/corpus/import"' in home.text and 'name="files"' in home.text
+
+        def from_form(path: Path) -> httpx.Response:
+            with path.open("rb") as handle:
+                return client.post(
+                    "/corpus/import",
+                    files=[("files", (path.name, handle, "application/jsonl"))],
+                    data={"source": path.stem, "csrf_token": token},
+                    headers={"HX-Request": "true"},  # as htmx posts it: the job's bar comes back
+                )
+
+        with ThreadPoolExecutor(len(files)) as pool:
+            answers = list(pool.map(from_form, files))
+        job_ids = []
+        for answer in answers:
+            assert answer.status_code == 200, answer.text
+            found = re.search(r'id="job-(\d+)"', answer.text)
+            assert found, answer.text  # the job's live bar, swapped into the page
+            job_ids.append(int(found.group(1)))
+        for job_id in job_ids:
+            job = succeeded(client, job_id)
+            assert job["result"]["totals"]["imported"] == 20
+        assert client.get("/api/corpus").json()["triples"] == 2 * 20
+
+        page = client.get("/exports")
+        assert 'action="/exports"' in page.text
+        form = {"version": "none", "rule": "default", "formats": ["jsonl", "student"],
+                "split_by": "head", "seed": "0", "csrf_token": token}  # fmt: skip
+        started = client.post("/exports", data=form)  # without JavaScript: the export's page
+        assert started.status_code == 303, started.text
+        export_id = int(started.headers["location"].rsplit("/", 1)[1])
+        export = client.get(f"/api/exports/{export_id}").json()
+        job = succeeded(client, export["job"]["id"])
+        # No critic chosen on the form: every triple but those people rejected (the default
+        # human-label rule).
+        accepted = [json.loads(line)["valid"] > 0 for p in files for line in p.open()]
+        assert job["result"]["total"] == sum(accepted) < 40
+        export = client.get(f"/api/exports/{export_id}").json()
+        assert export["state"] == "succeeded" and export["no_critic"], export
+        assert {"jsonl/train.jsonl", "student/train.jsonl"} <= set(export["files"]), export["files"]

@@ -24,12 +24,15 @@ GOOD = ["to eat dinner", "to sleep well", "to thank them", "to rest", "to call a
 BAD = ["purple rocket volcano", "seventeen spoons", "the moon melts", "a banana cloud"]
 
 
-# Fast training of the tiny test model (the same values as tests/critic_helpers.py).
+# Fast training of the tiny test model (the same values as tests/critic_helpers.py). Three
+# epochs, not two: over 40 random starting weights, two epochs at this rate left one model
+# ranking the held-out triples backwards (AUC 0.0, so it was rightly not activated); three
+# epochs gave 1.0 for all 40.
 def critic_env(tiny_base: Path, **overrides: str) -> dict[str, str]:
     return {
         "critic_base_model": str(tiny_base),
         "critic_preset": "fast",
-        "critic_epochs": "2",
+        "critic_epochs": "3",
         "critic_learning_rate": "2e-3",
         "critic_batch_size": "16",
         "critic_score_chunk_size": "50",
@@ -83,10 +86,12 @@ def test_jobs_started_over_http_and_the_cli_all_run_on_the_worker(  # type: igno
         # The critic: train → evaluate → score, started over the JSON API.
         training = client.post("/api/critic/train", json={})
         assert training.status_code == 202, training.text
-        for job_id in training.json()["jobs"].values():
-            succeeded(client, job_id, timeout=180)
+        chain = [
+            succeeded(client, job_id, timeout=180) for job_id in training.json()["jobs"].values()
+        ]
         version = client.get(f"/api/critic/versions/{training.json()['version_id']}").json()
-        assert version["state"] == "active" and version["threshold"] is not None
+        why = [job.get("result") for job in chain], version.get("metrics", {}).get("roc_auc")
+        assert version["state"] == "active" and version["threshold"] is not None, why
 
         # A score started by hand (the chain's score already did the corpus: nothing left).
         scoring = client.post("/api/critic/score", json={})

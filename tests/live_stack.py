@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,19 @@ def succeeded(client: httpx.Client, job_id: int, timeout: float = 240) -> dict[s
     job = wait_for_job(client, job_id, timeout)
     assert job["state"] == "succeeded", (job["error"], job["message"])
     return job
+
+
+def start_at_once(
+    from_page: Callable[[], httpx.Response], from_api: Callable[[], httpx.Response]
+) -> tuple[int, dict[str, Any]]:
+    """Start one piece of work from a page's form and one over the JSON API at the same moment
+    (two request threads of the server at once). Returns the id in the page's redirect
+    (``.../<id>``, after its 303) and the API's 202 body."""
+    with ThreadPoolExecutor(2) as pool:
+        page_answer, api_answer = pool.map(lambda start: start(), (from_page, from_api))
+    assert page_answer.status_code == 303, page_answer.text
+    assert api_answer.status_code == 202, api_answer.text
+    return int(page_answer.headers["location"].rsplit("/", 1)[1]), api_answer.json()
 
 
 @contextmanager

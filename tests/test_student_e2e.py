@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
-from tests.live_stack import live_stack, succeeded
+from tests.live_stack import live_stack, start_at_once, succeeded
 from tests.test_student import tiny_causal  # noqa: F401 - the fixture
 
 RELATIONS = ("xWant", "xEffect")
@@ -67,13 +66,9 @@ def test_student_trains_from_page_and_api_and_is_evaluated_on_the_worker(  # typ
                     "batch_size": 8, "learning_rate": 0.005}  # fmt: skip
             return client.post("/api/student/runs", json=body)
 
-        with ThreadPoolExecutor(2) as pool:
-            page_answer, api_answer = pool.map(lambda start: start(), (from_page, from_api))
-        assert page_answer.status_code == 303, page_answer.text
-        page_model = int(page_answer.headers["location"].rsplit("/", 1)[1])
-        assert api_answer.status_code == 202, api_answer.text
-        api_model = api_answer.json()["model_id"]
-        succeeded(client, api_answer.json()["job_id"])
+        page_model, api_started = start_at_once(from_page, from_api)
+        api_model = api_started["model_id"]
+        succeeded(client, api_started["job_id"])
         models = {m["id"]: m for m in client.get("/api/student/runs").json()}
         succeeded(client, models[page_model]["job_id"])
         for model_id in (page_model, api_model):

@@ -14,11 +14,10 @@ import os
 import re
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.live_stack import Stack, live_stack, wait_for_job
+from tests.live_stack import Stack, live_stack, start_at_once, succeeded, wait_for_job
 from tests.teacher_helpers import FakeOpenAI
 
 
@@ -110,21 +109,16 @@ def test_a_run_from_the_page_form_and_one_over_the_api_both_run_on_the_worker(
             body = {**_params(server, name="over the api"), "api_key": "sk-typed-for-the-api"}
             return client.post("/api/teacher/runs", json=body)
 
-        with ThreadPoolExecutor(2) as pool:
-            page_answer, api_answer = pool.map(lambda start: start(), (from_page, from_api))
-        assert page_answer.status_code == 303, page_answer.text
-        page_run = int(page_answer.headers["location"].rsplit("/", 1)[1])
-        assert api_answer.status_code == 202, api_answer.text
-        api_run = api_answer.json()["run_id"]
+        page_run, api_started = start_at_once(from_page, from_api)
+        api_run = api_started["run_id"]
         assert page_run != api_run
+        runs = {}
         for run_id in (page_run, api_run):
-            job_id = client.get(f"/api/teacher/runs/{run_id}").json()["job"]["id"]
-            job = wait_for_job(client, job_id, timeout=120)
-            assert job["state"] == "succeeded", (run_id, job["error"], job["message"])
-            run = client.get(f"/api/teacher/runs/{run_id}").json()
+            succeeded(client, client.get(f"/api/teacher/runs/{run_id}").json()["job"]["id"], 120)
+            run = runs[run_id] = client.get(f"/api/teacher/runs/{run_id}").json()
             assert run["counts"]["events"]["kept"] == 12  # 6 prompts x 2 events, all distinct
             assert run["counts"]["inferences"]["kept"] == 12 * 2 * 2 == run["triples"]
-        run = client.get(f"/api/teacher/runs/{page_run}").json()
+        run = runs[page_run]
         assert run["name"] == "from the page" and run["backend"] == "openai"
         assert run["params"]["relations"] == ["xWant", "xReact"]
         shown = client.get(f"/teacher/runs/{page_run}")

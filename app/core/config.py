@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         description="Critic training: layer-wise rate decay; each layer's rate is the one "
         "above it times this (1: one rate for all).",
     )
+    critic_max_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="Critic training: a wall-time limit in minutes (unset: none). When the "
+        "planned epochs would not end in time on this machine (measured in the first steps, "
+        "held-out scoring included), the schedule is shortened to end within it.",
+    )
     critic_warm_start: bool = Field(
         default=True,
         description="A retrain starts from the active version's weights and trains on the new "

@@ -87,6 +87,7 @@ TRAINING_SETTINGS = (
     "bf16",
     "freeze_layers",
     "layer_decay",
+    "max_minutes",
 )
 # Recorded with a version, but not arguments of ``CriticTrainingArguments``.
 RECORD_ONLY = ("held_out_fraction", "preset", "base_name", "base_source", "warm_start", "full")
@@ -351,7 +352,11 @@ def run_training(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
                 session,
                 version_id,
                 path=str(output),
-                metrics={**trained.metrics, "best_epoch": trained.best_epoch},
+                metrics={
+                    **trained.metrics,
+                    "best_epoch": trained.best_epoch,
+                    "schedule": trained.schedule,
+                },
                 label_snapshot=snapshot,
                 threshold=target["threshold"] if target else None,
             )

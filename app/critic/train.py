@@ -27,6 +27,11 @@ the result (measured in ``bench/README.md``, section Critic):
   pass stops at the first trainable layer. ``layer_decay`` < 1 gives each layer a smaller rate
   than the one above it, so the layers nearest the pretrained features move least.
 
+``max_minutes`` bounds the wall time: the loop measures its own seconds per step and, when
+the planned epochs would not end in time (held-out scoring included), shortens the linear
+schedule so that the rate still decays to zero at the last step that fits. A recipe can then
+ask for the epochs that pay on a fast machine and still end in time on a slow one.
+
 ``init_from`` warm-starts from a saved critic (the active version) instead of the base model:
 the loop then trains it on the new labels plus a replayed sample of the old ones. On a CUDA
 device (the ``paper`` preset) training runs there, under bfloat16 where the GPU has it.
@@ -38,6 +43,7 @@ import copy
 import json
 import random
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,7 +56,6 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    get_linear_schedule_with_warmup,
 )
 
 from app.core.jobs import NullProgress, Progress
@@ -93,6 +98,7 @@ class CriticTrainingArguments:
     freeze_layers: int = 0  # lower encoder layers kept fixed, with the embeddings
     layer_decay: float = 1.0  # layer-wise rate decay (1: one rate for every layer)
     init_from: str | None = None  # warm start: a saved critic whose weights training starts from
+    max_minutes: float | None = None  # wall-time limit; the schedule is shortened to fit it
 
 
 def native_bf16() -> bool:
@@ -112,6 +118,48 @@ class TrainedCritic:
     metrics: dict[str, Any]
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+    schedule: dict[str, Any] = field(default_factory=dict)
+
+
+# Steps timed before a time limit may shorten the schedule (the first ones are slower).
+TIMING_SKIP, TIMING_MIN = 2, 5
+# Scoring a pair (forward only, float32) costs about this share of a training step per pair.
+FORWARD_SHARE = 0.35
+
+
+@dataclass
+class TimedSchedule:
+    """Linear warm-up and decay to zero at ``total`` steps, where ``total`` may be lowered
+    while training runs (a time limit): the rate then decays to zero at the new end."""
+
+    total: int
+    warmup: int
+    planned: int = 0
+    limit_seconds: float | None = None
+    started: float = 0.0
+    timed_from: float | None = None
+
+    def __post_init__(self) -> None:
+        self.planned = self.total
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup:
+            return step / max(1, self.warmup)
+        return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
+
+    def fit(self, step: int, now: float, evaluations_left: int, held_out: int, batch: int) -> None:
+        """After ``step`` steps: lower ``total`` to the steps that fit in the limit, leaving
+        time for the held-out scorings still to come (``evaluations_left``)."""
+        if self.limit_seconds is None:
+            return
+        if step == TIMING_SKIP:
+            self.timed_from = now
+        if self.timed_from is None or step < TIMING_MIN:
+            return
+        per_step = (now - self.timed_from) / (step - TIMING_SKIP)
+        scoring = evaluations_left * held_out * FORWARD_SHARE * per_step / batch
+        left = self.limit_seconds - (now - self.started) - scoring
+        self.total = max(step, min(self.planned, step + int(left / per_step)))
 
 
 def _seed_everything(seed: int) -> None:
@@ -293,9 +341,10 @@ def train_critic(
     steps_per_epoch = (len(pairs) + args.batch_size - 1) // args.batch_size
     total_steps = steps_per_epoch * args.epochs
     optimizer = _optimizer(model, args.learning_rate, args.weight_decay, args.layer_decay)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(args.warmup_ratio * total_steps), total_steps
-    )
+    plan = TimedSchedule(total_steps, int(args.warmup_ratio * total_steps))
+    if args.max_minutes is not None:
+        plan.limit_seconds, plan.started = args.max_minutes * 60, time.monotonic()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor)
     generator = torch.Generator().manual_seed(args.seed)
     best_state: dict[str, torch.Tensor] | None = None
     best_score, best_epoch, stale = -1.0, 0, 0
@@ -307,6 +356,8 @@ def train_critic(
         for batch_index in length_grouped_batches(
             lengths, args.batch_size, args.length_window, generator
         ):
+            if step >= plan.total:  # the time limit ends training inside this epoch
+                break
             batch = [pairs[i] for i in batch_index]
             encoded = tokenizer(
                 [a for a, _ in batch],
@@ -325,13 +376,22 @@ def train_critic(
             scheduler.step()
             optimizer.zero_grad()
             step += 1
-            progress.update(step, total_steps, f"epoch {epoch}: loss {loss.item():.3f}")
+            # Scorings still to come: this epoch's, and one per later epoch that fits.
+            later = max(0, min(args.epochs, -(-plan.total // steps_per_epoch)) - epoch)
+            plan.fit(step, time.monotonic(), 1 + later, len(held_out), args.batch_size)
+            note = "" if plan.total == plan.planned else " (shortened to fit the time limit)"
+            progress.update(step, plan.total, f"epoch {epoch}: loss {loss.item():.3f}{note}")
         scores = score_pairs(model, tokenizer, held_pairs, max_length=args.max_length)
         point = precision_at_recall(held_labels, scores, (args.target_recall,))
         precision = point[0].precision if point else 0.0
         metrics = evaluate(held_labels, scores)
         history.append(
-            {"epoch": epoch, "precision_at_target": precision, "roc_auc": metrics["roc_auc"]}
+            {
+                "epoch": epoch,
+                "step": step,
+                "precision_at_target": precision,
+                "roc_auc": metrics["roc_auc"],
+            }
         )
         if precision > best_score:
             best_score, best_epoch, stale = precision, epoch, 0
@@ -341,7 +401,16 @@ def train_critic(
             stale += 1
             if stale >= args.patience:
                 break
+        if step >= plan.total:
+            break
     assert best_state is not None
+    schedule = {
+        "planned_steps": plan.planned,
+        "steps": step,
+        "epochs": round(step / steps_per_epoch, 2),
+        "time_limited": plan.total < plan.planned,
+        "max_minutes": args.max_minutes,
+    }
     model.load_state_dict(best_state)
     model.to("cpu")  # saved and scored on CPU by the workers
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -353,7 +422,8 @@ def train_critic(
         "held_out_labels": len(held_out),
         "best_epoch": best_epoch,
         "history": history,
+        "schedule": schedule,
         "held_out_metrics": {k: v for k, v in best_metrics.items() if k != "pr_curve"},
     }
     (args.output_dir / "critic_card.json").write_text(json.dumps(card, indent=2))
-    return TrainedCritic(args.output_dir, best_metrics, best_epoch, history)
+    return TrainedCritic(args.output_dir, best_metrics, best_epoch, history, schedule)

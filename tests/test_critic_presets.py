@@ -49,9 +49,11 @@ def test_presets_pick_model_and_recipe_and_explicit_settings_win(
     assert presets.locate(choice, fast) == packaged_minilm_path()
     assert loop.hyperparameters(fast)["epochs"] == 3  # fast keeps today's recipe
 
+    assert loop.hyperparameters(fast)["max_minutes"] is None  # no time limit
     quality = Settings(data_dir=fresh_env, critic_preset="quality", _env_file=None)
     recipe = loop.hyperparameters(quality)
-    assert recipe["epochs"] == 1 and recipe["freeze_layers"] == 4 and recipe["layer_decay"] < 1
+    # Two epochs of every layer, within a time limit that shortens them on a slow machine.
+    assert recipe["epochs"] == 2 and recipe["freeze_layers"] == 0 and recipe["max_minutes"] == 23
 
     monkeypatch.setenv("SKD_CRITIC_EPOCHS", "2")  # an explicit setting wins over the preset
     monkeypatch.setenv("SKD_CRITIC_PRESET", "quality")
@@ -252,3 +254,24 @@ def test_the_page_box_and_the_api_ask_for_a_full_retrain(client, dispatched) -> 
     assert response.status_code == 202, response.text
     assert started()["full"] == "a full retrain was asked for"
     assert len(dispatched) == 3
+
+
+def test_a_time_limited_training_records_and_shows_its_shortened_schedule(
+    settings, engine, client, tiny_base: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_critic_web import sign_in
+
+    labelled_corpus(n_heads=40)
+    # 5,000 planned epochs cannot end within 6 seconds on any machine: the schedule is cut.
+    version_id = _train(
+        settings, tiny_base, critic_epochs=5000, critic_patience=1000, critic_max_minutes=0.1
+    )
+    with session_scope() as session:
+        version = session.get(CriticVersion, version_id)
+        assert version is not None and version.hyperparameters["max_minutes"] == 0.1
+        schedule = version.metrics["schedule"]
+    assert schedule["time_limited"] and schedule["steps"] < schedule["planned_steps"]
+    assert 0 < schedule["epochs"] < 5000 and version.metrics["roc_auc"] > 0.75
+    sign_in(client, "root", "admin")
+    page = client.get(f"/critic?version={version_id}")
+    assert f"{schedule['epochs']} epochs, shortened to fit 0.1 min" in page.text

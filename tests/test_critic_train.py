@@ -13,7 +13,10 @@ import pytest
 from app.critic.labels import LabelledTriple, split_by_head
 from app.critic.metrics import evaluate
 from app.critic.train import (
+    TIMING_MIN,
+    TIMING_SKIP,
     CriticTrainingArguments,
+    TimedSchedule,
     critic_input,
     load_critic,
     score_pairs,
@@ -194,3 +197,66 @@ def test_score_pairs_keeps_the_input_order_whatever_the_batching(tiny_base: Path
     reverse = score_pairs(model, tokenizer, pairs[::-1], batch_size=64)
     assert reverse[::-1] == pytest.approx(one_by_one, abs=1e-5)
     assert len(score_pairs(model, tokenizer, [])) == 0
+
+
+def test_a_time_limit_shortens_the_schedule_so_the_rate_still_ends_at_zero() -> None:
+    plan = TimedSchedule(total=1000, warmup_ratio=0.1)
+    assert plan.warmup == 100 and plan.factor(50) == 0.5
+    plan.limit_seconds, plan.started = 60.0, 0.0
+    plan.fit(TIMING_SKIP, 2.0, epoch=1, steps_per_epoch=1000, held_out=320, batch=32)
+    assert plan.total == 1000  # one timed step is not yet a measurement
+    # 1 s per step measured; 60 s allowed, 5 s spent, 320 held-out pairs to score at the end
+    # (about 0.35 s each per 32): 51 more steps fit.
+    now = 2.0 + (TIMING_MIN - TIMING_SKIP)
+    plan.fit(TIMING_MIN, now, epoch=1, steps_per_epoch=1000, held_out=320, batch=32)
+    assert plan.total == TIMING_MIN + int(60 - now - 320 * 0.35 / 32)
+    assert plan.factor(plan.total) == 0 and plan.factor(plan.total - 1) > 0
+    assert plan.warmup == int(0.1 * plan.total) and plan.factor(plan.warmup) == 1  # shrunk too
+
+    # Planned over many short epochs, each ending in a held-out scoring: the limit reserves
+    # time for the scorings of the epochs that still fit, not of all the planned ones.
+    many = TimedSchedule(total=10_000, warmup_ratio=0.1)
+    many.limit_seconds = 100.0
+    many.fit(TIMING_SKIP, 0.0, epoch=1, steps_per_epoch=10, held_out=32, batch=32)
+    many.fit(TIMING_MIN, 3.0, epoch=1, steps_per_epoch=10, held_out=32, batch=32)
+    # 1 s per step, 0.35 s per scoring, 97 s left: 93 more steps (10 epochs) and their 10
+    # scorings (3.5 s) fit; reserving all 1,000 planned scorings would leave no step at all.
+    assert many.total == 5 + 93
+
+    roomy = TimedSchedule(total=10, warmup_ratio=0.1)
+    roomy.limit_seconds = 3600.0
+    for step in range(1, 10):
+        roomy.fit(step, float(step), epoch=1, steps_per_epoch=10, held_out=10, batch=2)
+    assert roomy.total == 10  # never longer than planned
+
+    unlimited = TimedSchedule(total=10, warmup_ratio=0.1)
+    unlimited.fit(TIMING_MIN, 1e9, epoch=1, steps_per_epoch=10, held_out=10, batch=2)
+    assert unlimited.total == 10
+
+
+def test_training_within_a_time_limit_learns_and_records_where_it_stopped(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    train, held_out = split_by_head(synthetic_labels(), 0.25)
+    args = {**TINY_TRAINING, "epochs": 5000, "patience": 1000}  # far more than 6 s allow
+    limited = train_critic(
+        CriticTrainingArguments(str(tiny_base), tmp_path / "limited", max_minutes=0.1, **args),
+        train,
+        held_out,
+    )
+    schedule = limited.schedule
+    assert schedule["time_limited"] and schedule["steps"] < schedule["planned_steps"]
+    assert limited.metrics["roc_auc"] > 0.75  # the shortened run still learned
+    assert limited.history[-1]["step"] == schedule["steps"]  # the last step was scored
+    card = json.loads((tmp_path / "limited" / "critic_card.json").read_text())
+    assert card["schedule"] == schedule and card["arguments"]["max_minutes"] == 0.1
+
+    full = train_critic(
+        CriticTrainingArguments(str(tiny_base), tmp_path / "full", **TINY_TRAINING),
+        train,
+        held_out,
+    )
+    assert not full.schedule["time_limited"]
+    # Without a limit only early stopping ends it before the planned steps.
+    assert full.schedule["steps"] == full.history[-1]["step"] <= full.schedule["planned_steps"]
+    assert full.schedule["epochs"] == len(full.history) and full.schedule["max_minutes"] is None

@@ -129,11 +129,12 @@ FORWARD_SHARE = 0.35
 
 @dataclass
 class TimedSchedule:
-    """Linear warm-up and decay to zero at ``total`` steps, where ``total`` may be lowered
-    while training runs (a time limit): the rate then decays to zero at the new end."""
+    """Linear warm-up over ``warmup_ratio`` of ``total`` steps, then decay to zero at
+    ``total``, where ``total`` may be lowered while training runs (a time limit): the warm-up
+    shrinks with it and the rate decays to zero at the new end."""
 
     total: int
-    warmup: int
+    warmup_ratio: float
     planned: int = 0
     limit_seconds: float | None = None
     started: float = 0.0
@@ -142,14 +143,20 @@ class TimedSchedule:
     def __post_init__(self) -> None:
         self.planned = self.total
 
+    @property
+    def warmup(self) -> int:
+        return int(self.warmup_ratio * self.total)
+
     def factor(self, step: int) -> float:
         if step < self.warmup:
             return step / max(1, self.warmup)
         return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
 
-    def fit(self, step: int, now: float, evaluations_left: int, held_out: int, batch: int) -> None:
-        """After ``step`` steps: lower ``total`` to the steps that fit in the limit, leaving
-        time for the held-out scorings still to come (``evaluations_left``)."""
+    def fit(
+        self, step: int, now: float, epoch: int, steps_per_epoch: int, held_out: int, batch: int
+    ) -> None:
+        """After ``step`` steps (in ``epoch``): lower ``total`` to the steps that fit in the
+        limit, leaving time for the held-out scoring at the end of each epoch still to run."""
         if self.limit_seconds is None:
             return
         if step == TIMING_SKIP:
@@ -157,9 +164,13 @@ class TimedSchedule:
         if self.timed_from is None or step < TIMING_MIN:
             return
         per_step = (now - self.timed_from) / (step - TIMING_SKIP)
-        scoring = evaluations_left * held_out * FORWARD_SHARE * per_step / batch
-        left = self.limit_seconds - (now - self.started) - scoring
-        self.total = max(step, min(self.planned, step + int(left / per_step)))
+        scoring = held_out * FORWARD_SHARE * per_step / batch  # one held-out pass
+        left = self.limit_seconds - (now - self.started)
+        total = self.planned
+        for _ in range(4):  # fewer steps can mean fewer epochs, so fewer scorings: settle
+            scorings = 1 + max(0, -(-total // steps_per_epoch) - epoch)
+            total = min(self.planned, step + int((left - scorings * scoring) / per_step))
+        self.total = max(step, total)
 
 
 def _seed_everything(seed: int) -> None:
@@ -341,7 +352,7 @@ def train_critic(
     steps_per_epoch = (len(pairs) + args.batch_size - 1) // args.batch_size
     total_steps = steps_per_epoch * args.epochs
     optimizer = _optimizer(model, args.learning_rate, args.weight_decay, args.layer_decay)
-    plan = TimedSchedule(total_steps, int(args.warmup_ratio * total_steps))
+    plan = TimedSchedule(total_steps, args.warmup_ratio)
     if args.max_minutes is not None:
         plan.limit_seconds, plan.started = args.max_minutes * 60, time.monotonic()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor)
@@ -376,9 +387,7 @@ def train_critic(
             scheduler.step()
             optimizer.zero_grad()
             step += 1
-            # Scorings still to come: this epoch's, and one per later epoch that fits.
-            later = max(0, min(args.epochs, -(-plan.total // steps_per_epoch)) - epoch)
-            plan.fit(step, time.monotonic(), 1 + later, len(held_out), args.batch_size)
+            plan.fit(step, time.monotonic(), epoch, steps_per_epoch, len(held_out), args.batch_size)
             note = "" if plan.total == plan.planned else " (shortened to fit the time limit)"
             progress.update(step, plan.total, f"epoch {epoch}: loss {loss.item():.3f}{note}")
         scores = score_pairs(model, tokenizer, held_pairs, max_length=args.max_length)

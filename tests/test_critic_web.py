@@ -498,7 +498,10 @@ def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None
 
     OUTPUT.mkdir(exist_ok=True)
     make_staff("root", "a long password", "admin")
-    version = make_version(CriticState.active, metrics=full_metrics())
+    # A version whose two planned epochs were cut to 1.91 by the preset's time limit.
+    schedule = {"planned_steps": 1496, "steps": 1430, "epochs": 1.91, "time_limited": True}
+    metrics = {**full_metrics(), "schedule": {**schedule, "max_minutes": 23.0}}
+    version = make_version(CriticState.active, metrics=metrics)
     triples = add_triples(400, relation="xWant") + add_triples(
         200, head="PersonY sees {i}", relation="oReact"
     )
@@ -512,6 +515,7 @@ def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None
         page.wait_for_url(f"{live_server}/")
         page.goto(f"{live_server}/critic")
         assert page.locator("svg.histogram rect.hist-bar").count() == 20
+        assert page.get_by_text("1.91 epochs, shortened to fit 23.0 min").is_visible()
         box = page.locator("svg.pr-plot").bounding_box()
         assert box is not None and 0 < box["width"] <= width
         overflow = page.evaluate("document.documentElement.scrollWidth")

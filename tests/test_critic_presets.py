@@ -53,7 +53,7 @@ def test_presets_pick_model_and_recipe_and_explicit_settings_win(
     quality = Settings(data_dir=fresh_env, critic_preset="quality", _env_file=None)
     recipe = loop.hyperparameters(quality)
     # Two epochs of every layer, within a time limit that shortens them on a slow machine.
-    assert recipe["epochs"] == 2 and recipe["freeze_layers"] == 0 and recipe["max_minutes"] == 23
+    assert recipe["epochs"] == 2 and recipe["freeze_layers"] == 0 and recipe["max_minutes"] == 24
 
     monkeypatch.setenv("SKD_CRITIC_EPOCHS", "2")  # an explicit setting wins over the preset
     monkeypatch.setenv("SKD_CRITIC_PRESET", "quality")

@@ -13,6 +13,7 @@ import pytest
 from app.critic.labels import LabelledTriple, split_by_head
 from app.critic.metrics import evaluate
 from app.critic.train import (
+    FORWARD_SHARE,
     TIMING_MIN,
     TIMING_SKIP,
     CriticTrainingArguments,
@@ -200,23 +201,24 @@ def test_score_pairs_keeps_the_input_order_whatever_the_batching(tiny_base: Path
 
 
 def test_a_time_limit_shortens_the_schedule_so_the_rate_still_ends_at_zero() -> None:
-    plan = TimedSchedule(total=1000, warmup_ratio=0.1)
+    plan = TimedSchedule(total=1000, warmup_ratio=0.1, reserve_share=0.0)
     assert plan.warmup == 100 and plan.factor(50) == 0.5
     plan.limit_seconds, plan.started = 60.0, 0.0
     plan.fit(TIMING_SKIP, 2.0, epoch=1, steps_per_epoch=1000, held_out=320, batch=32)
     assert plan.total == 1000  # one timed step is not yet a measurement
-    # 1 s per step measured; 60 s allowed, 5 s spent, 320 held-out pairs to score at the end
-    # (about 0.35 s each per 32): 51 more steps fit.
+    # 1 s per step measured; 60 s allowed (none kept for saving here), 5 s spent, 320 held-out
+    # pairs to score at the end (FORWARD_SHARE s each per 32): 51 more steps fit.
     now = 2.0 + (TIMING_MIN - TIMING_SKIP)
     plan.fit(TIMING_MIN, now, epoch=1, steps_per_epoch=1000, held_out=320, batch=32)
-    assert plan.total == TIMING_MIN + int(60 - now - 320 * 0.35 / 32)
+    assert plan.total == TIMING_MIN + int(60 - now - 320 * FORWARD_SHARE / 32)
     assert plan.factor(plan.total) == 0 and plan.factor(plan.total - 1) > 0
     assert plan.warmup == int(0.1 * plan.total) and plan.factor(plan.warmup) == 1  # shrunk too
 
     # Planned over many short epochs, each ending in a held-out scoring: the limit reserves
     # time for the scorings of the epochs that still fit, not of all the planned ones.
-    many = TimedSchedule(total=10_000, warmup_ratio=0.1)
+    many = TimedSchedule(total=10_000, warmup_ratio=0.1, reserve_share=0.0)
     many.limit_seconds = 100.0
+    many.scored(0.35)  # as if a scoring had been timed: 0.35 s each
     many.fit(TIMING_SKIP, 0.0, epoch=1, steps_per_epoch=10, held_out=32, batch=32)
     many.fit(TIMING_MIN, 3.0, epoch=1, steps_per_epoch=10, held_out=32, batch=32)
     # 1 s per step, 0.35 s per scoring, 97 s left: 93 more steps (10 epochs) and their 10
@@ -232,6 +234,37 @@ def test_a_time_limit_shortens_the_schedule_so_the_rate_still_ends_at_zero() -> 
     unlimited = TimedSchedule(total=10, warmup_ratio=0.1)
     unlimited.fit(TIMING_MIN, 1e9, epoch=1, steps_per_epoch=10, held_out=10, batch=2)
     assert unlimited.total == 10
+
+
+def test_a_timed_scoring_replaces_the_estimate_and_is_not_counted_as_training() -> None:
+    """Epochs of 100 steps at 1 s each; the first held-out scoring takes 20 s, far more than
+    the estimate. What fits afterwards is planned with the measured 20 s per scoring, and the
+    20 s pause does not make the steps look slower."""
+    plan = TimedSchedule(total=1000, warmup_ratio=0.1, reserve_share=0.0)
+    plan.limit_seconds = 300.0
+    plan.fit(TIMING_SKIP, 2.0, epoch=1, steps_per_epoch=100, held_out=320, batch=32)
+    for step in range(TIMING_MIN, 101):
+        plan.fit(step, float(step), epoch=1, steps_per_epoch=100, held_out=320, batch=32)
+    plan.scored(20.0)  # the scoring at the end of epoch 1: 100 s to 120 s
+    plan.fit(101, 121.0, epoch=2, steps_per_epoch=100, held_out=320, batch=32)
+    # 179 s left. With one scoring to come, 158 more steps would reach into epoch 3, whose
+    # end needs a second: two scorings (40 s) leave 139 steps, a shortened epoch 3.
+    assert plan.scoring_seconds == 20.0
+    assert plan.total == 101 + int(179 - 2 * 20.0)
+    # Had the pause been counted as steps, each step would seem 1.2 s long.
+    assert plan.total > 101 + int((179 - 2 * 20.0) / 1.2)
+
+    # The limit counts from the job's start: time spent before training is not free.
+    late = TimedSchedule(total=1000, warmup_ratio=0.1, reserve_share=0.0)
+    late.limit_seconds, late.started = 60.0, -30.0  # loading took 30 s
+    late.fit(TIMING_SKIP, 2.0, epoch=1, steps_per_epoch=1000, held_out=320, batch=32)
+    late.fit(TIMING_MIN, 5.0, epoch=1, steps_per_epoch=1000, held_out=320, batch=32)
+    assert late.total == TIMING_MIN + int(60 - 35.0 - 320 * FORWARD_SHARE / 32)
+
+    # Saving the model is kept out of the limit: a share of it, at most 15 s.
+    quality = TimedSchedule(total=10, warmup_ratio=0.1, limit_seconds=24 * 60.0)
+    assert quality.reserve == 15.0
+    assert TimedSchedule(total=10, warmup_ratio=0.1, limit_seconds=15.0).reserve == 0.75
 
 
 def test_training_within_a_time_limit_learns_and_records_where_it_stopped(

@@ -221,6 +221,36 @@ def test_cancel_a_running_training_releases_the_lock_and_retry_starts_again(  # 
         assert client.get(f"/api/jobs/{third}").json()["state"] == "cancelled"
 
 
+def test_a_time_limited_training_ends_within_its_limit_on_the_worker(  # type: ignore[no-untyped-def]
+    tmp_path, tiny_base
+) -> None:
+    """``critic_max_minutes`` through the real processes: far more epochs are planned than
+    15 s allow; the worker's job shortens the schedule, ends within the limit counted from
+    the job's start, and the version says what ran."""
+    from datetime import datetime
+
+    path = labelled_file(tmp_path, 1, heads=12)
+    limited = critic_env(
+        tiny_base, critic_epochs="5000", critic_patience="5000", critic_max_minutes="0.25"
+    )
+    with live_stack(tmp_path, **limited) as stack:
+        client = stack.login()
+        succeeded(client, upload(client, path).json()["job_id"])
+        chain = client.post("/api/critic/train", json={"full": True})
+        assert chain.status_code == 202, chain.text
+        job = succeeded(client, chain.json()["jobs"]["train"], timeout=120)
+        ran = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
+        # Within the limit, give or take the first step and the database's writes.
+        assert 5 < ran.total_seconds() < 15 + 5, ran
+        version = client.get(f"/api/critic/versions/{chain.json()['version_id']}").json()
+        schedule = version["metrics"]["schedule"]
+        assert schedule["time_limited"] and schedule["max_minutes"] == 0.25, schedule
+        assert 0 < schedule["steps"] < schedule["planned_steps"], schedule
+        assert version["hyperparameters"]["max_minutes"] == 0.25
+        page = client.get("/critic").text
+        assert "shortened to fit 0.25 min" in page
+
+
 def test_beat_starts_a_retraining_that_the_worker_runs(tmp_path, tiny_base) -> None:  # type: ignore[no-untyped-def]
     """The scheduler's door: `skd beat` sends critic ticks; enough fresh labels start a
     training chain (sent from inside a task), which the worker runs to an active version."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,7 @@ def run_training(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     ``ready`` with its held-out metrics (or ``failed``, which releases the lock)."""
     from app.critic.train import CriticTrainingArguments, train_critic
 
+    started = time.monotonic()  # a time limit (critic_max_minutes) bounds the whole job
     settings = get_settings()
     version_id = int(params["version_id"])
     try:
@@ -328,7 +330,7 @@ def run_training(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
             None,
             f"{len(fitted):,} training and {len(held_out):,} held-out labels ({start['mode']})",
         )
-        trained = train_critic(args, fitted, held_out, progress)
+        trained = train_critic(args, fitted, held_out, progress, started=started)
         target = next(
             (
                 point

@@ -21,7 +21,9 @@ the result (measured in ``bench/README.md``, section Critic):
 * the forward and backward passes run under bfloat16 autocast where the CPU has native
   bfloat16 (AVX512-BF16 or AMX; ``bf16``, auto by default): 1.4x faster per epoch with the
   packaged MiniLM, the same held-out AUC. The weights, the optimizer and the held-out scoring
-  stay in float32, so a saved critic scores the same on any machine;
+  stay in float32, so a saved critic scores the same on any machine, and its stored held-out
+  metrics and threshold are those the scoring jobs reproduce (bfloat16 scoring would be 2.5x
+  faster with mpnet but moves scores by up to 0.004);
 * for a larger encoder (the ``quality`` preset, ``app/critic/presets.py``), the lower
   ``freeze_layers`` encoder layers can be kept fixed: no gradient, no update, and the backward
   pass stops at the first trainable layer. ``layer_decay`` < 1 gives each layer a smaller rate
@@ -123,22 +125,40 @@ class TrainedCritic:
 
 # Steps timed before a time limit may shorten the schedule (the first ones are slower).
 TIMING_SKIP, TIMING_MIN = 2, 5
-# Scoring a pair (forward only, float32) costs about this share of a training step per pair.
-FORWARD_SHARE = 0.35
+# Until the first held-out scoring is timed, scoring a pair (forward only, float32) is taken
+# to cost this share of a training step per pair: 0.62 measured with mpnet on 2 cores whose
+# training runs in bfloat16 (bench/README.md); less where training runs in float32.
+FORWARD_SHARE = 0.6
+# Kept at the end of a time limit for restoring the best epoch and saving the model: this
+# share of the limit, at most this many seconds (mpnet's 420 MB save takes a few).
+RESERVE_SHARE, RESERVE_MAX = 0.05, 15.0
 
 
 @dataclass
 class TimedSchedule:
     """Linear warm-up over ``warmup_ratio`` of ``total`` steps, then decay to zero at
     ``total``, where ``total`` may be lowered while training runs (a time limit): the warm-up
-    shrinks with it and the rate decays to zero at the new end."""
+    shrinks with it and the rate decays to zero at the new end.
+
+    The limit counts from ``started`` (the job's start, so loading the model counts too).
+    The seconds per step are timed from step ``TIMING_SKIP`` on, less the pauses for held-out
+    scoring, whose own time is measured at the first scoring and reserved for each scoring
+    still to come."""
 
     total: int
     warmup_ratio: float
-    planned: int = 0
+    planned: int = field(init=False)
     limit_seconds: float | None = None
     started: float = 0.0
     timed_from: float | None = None
+    paused: float = 0.0  # seconds of scoring since ``timed_from``, not training steps
+    scoring_seconds: float | None = None  # one held-out scoring, once one has been timed
+    reserve_share: float = RESERVE_SHARE
+
+    @property
+    def reserve(self) -> float:
+        """Seconds of the limit kept for saving."""
+        return min(RESERVE_MAX, self.reserve_share * (self.limit_seconds or 0.0))
 
     def __post_init__(self) -> None:
         self.planned = self.total
@@ -152,6 +172,13 @@ class TimedSchedule:
             return step / max(1, self.warmup)
         return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
 
+    def scored(self, seconds: float) -> None:
+        """A held-out scoring took ``seconds``: what the next ones are expected to take, and
+        time that was not spent on training steps."""
+        self.scoring_seconds = seconds
+        if self.timed_from is not None:
+            self.paused += seconds
+
     def fit(
         self, step: int, now: float, epoch: int, steps_per_epoch: int, held_out: int, batch: int
     ) -> None:
@@ -160,12 +187,14 @@ class TimedSchedule:
         if self.limit_seconds is None:
             return
         if step == TIMING_SKIP:
-            self.timed_from = now
+            self.timed_from, self.paused = now, 0.0
         if self.timed_from is None or step < TIMING_MIN:
             return
-        per_step = (now - self.timed_from) / (step - TIMING_SKIP)
-        scoring = held_out * FORWARD_SHARE * per_step / batch  # one held-out pass
-        left = self.limit_seconds - (now - self.started)
+        per_step = (now - self.timed_from - self.paused) / (step - TIMING_SKIP)
+        scoring = self.scoring_seconds
+        if scoring is None:
+            scoring = held_out * FORWARD_SHARE * per_step / batch
+        left = self.limit_seconds - self.reserve - (now - self.started)
         total = self.planned
         for _ in range(4):  # fewer steps can mean fewer epochs, so fewer scorings: settle
             scorings = 1 + max(0, -(-total // steps_per_epoch) - epoch)
@@ -308,9 +337,13 @@ def train_critic(
     train: Sequence[LabelledTriple],
     held_out: Sequence[LabelledTriple],
     progress: Progress | None = None,
+    started: float | None = None,
 ) -> TrainedCritic:
     """Fine-tune ``args.base_model`` on ``train``; keep the epoch whose held-out precision at
-    ``args.target_recall`` is best; save it to ``args.output_dir``."""
+    ``args.target_recall`` is best; save it to ``args.output_dir``. ``started`` (a
+    ``time.monotonic()`` reading) is when the job began, from which ``args.max_minutes``
+    counts; by default, this call."""
+    started = time.monotonic() if started is None else started
     if not train or not held_out:
         raise ValueError("need labelled triples on both sides of the split (train and held-out)")
     progress = progress or NullProgress()
@@ -354,7 +387,7 @@ def train_critic(
     optimizer = _optimizer(model, args.learning_rate, args.weight_decay, args.layer_decay)
     plan = TimedSchedule(total_steps, args.warmup_ratio)
     if args.max_minutes is not None:
-        plan.limit_seconds, plan.started = args.max_minutes * 60, time.monotonic()
+        plan.limit_seconds, plan.started = args.max_minutes * 60, started
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor)
     generator = torch.Generator().manual_seed(args.seed)
     best_state: dict[str, torch.Tensor] | None = None
@@ -390,7 +423,9 @@ def train_critic(
             plan.fit(step, time.monotonic(), epoch, steps_per_epoch, len(held_out), args.batch_size)
             note = "" if plan.total == plan.planned else " (shortened to fit the time limit)"
             progress.update(step, plan.total, f"epoch {epoch}: loss {loss.item():.3f}{note}")
+        scoring_from = time.monotonic()
         scores = score_pairs(model, tokenizer, held_pairs, max_length=args.max_length)
+        plan.scored(time.monotonic() - scoring_from)
         point = precision_at_recall(held_labels, scores, (args.target_recall,))
         precision = point[0].precision if point else 0.0
         metrics = evaluate(held_labels, scores)

@@ -124,9 +124,10 @@ class Settings(BaseSettings):
     critic_max_minutes: float | None = Field(
         default=None,
         gt=0,
-        description="Critic training: a wall-time limit in minutes (unset: none). When the "
-        "planned epochs would not end in time on this machine (measured in the first steps, "
-        "held-out scoring included), the schedule is shortened to end within it.",
+        description="Critic training: a wall-time limit in minutes for the training job, "
+        "counted from its start (unset: none). When the planned epochs would not end in time "
+        "on this machine (measured in the first steps, held-out scoring and saving included), "
+        "the schedule is shortened to end within it.",
     )
     critic_warm_start: bool = Field(
         default=True,

@@ -125,6 +125,41 @@ def test_bf16_is_on_by_default_only_where_the_cpu_has_it(tiny_base: Path, tmp_pa
     assert card["arguments"]["bf16"] is native_bf16()
 
 
+def test_half_precision_is_bfloat16_where_native_else_float16_on_a_gpu_only() -> None:
+    import torch
+
+    from app.critic.train import mixed_precision
+
+    assert mixed_precision(None, "cpu", bf16_native=True) is torch.bfloat16
+    assert mixed_precision(None, "cpu", bf16_native=False) is None  # emulated: slower
+    assert mixed_precision(None, "cuda", bf16_native=True) is torch.bfloat16  # A100, H100
+    assert mixed_precision(None, "cuda", bf16_native=False) is torch.float16  # V100, T4
+    assert mixed_precision(False, "cuda", bf16_native=False) is None  # asked for float32
+    assert mixed_precision(True, "cpu", bf16_native=False) is torch.bfloat16  # asked for
+
+
+def test_float16_training_with_loss_scaling_learns_and_saves_float32(
+    tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path a GPU without bfloat16 takes (float16 autocast, ``GradScaler``), run on the
+    CPU, which autocasts float16 too: the scaled gradients still train the model."""
+    import torch
+
+    from app.critic import train as training
+
+    monkeypatch.setattr(training, "mixed_precision", lambda *args: torch.float16)
+    train, held_out = split_by_head(synthetic_labels(), 0.25)
+    args = CriticTrainingArguments(
+        base_model=str(tiny_base), output_dir=tmp_path / "h", **TINY_TRAINING
+    )
+    trained = train_critic(args, train, held_out)
+    assert trained.metrics["roc_auc"] > 0.9, trained.history
+    card = json.loads((tmp_path / "h" / "critic_card.json").read_text())
+    assert card["mixed_precision"] == "float16" and card["arguments"]["bf16"] is False
+    model, _ = load_critic(tmp_path / "h")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 def test_bad_base_model_fails_with_a_clear_message(tmp_path: Path) -> None:
     train, held_out = split_by_head(synthetic_labels(20), 0.25)
     args = CriticTrainingArguments(

@@ -108,8 +108,9 @@ class Settings(BaseSettings):
     )
     critic_bf16: bool | None = Field(
         default=None,
-        description="Critic training: bfloat16 autocast (unset: on where the CPU computes "
-        "bfloat16 natively, AVX512-BF16 or AMX; 1.4x faster, the same held-out AUC).",
+        description="Critic training: bfloat16 autocast (unset: on where the CPU or GPU "
+        "computes bfloat16 natively, AVX512-BF16 or AMX on a CPU; 1.4x faster, the same "
+        "held-out AUC; a CUDA GPU without it trains in float16 with loss scaling; 0: float32).",
     )
     critic_freeze_layers: int = Field(
         default=0,

@@ -36,7 +36,9 @@ ask for the epochs that pay on a fast machine and still end in time on a slow on
 
 ``init_from`` warm-starts from a saved critic (the active version) instead of the base model:
 the loop then trains it on the new labels plus a replayed sample of the old ones. On a CUDA
-device (the ``paper`` preset) training runs there, under bfloat16 where the GPU has it.
+device (the ``paper`` preset) training runs there in half precision: bfloat16 where the GPU
+has it, else float16 with loss scaling (``torch.amp.GradScaler``), as transformers' Trainer
+does with ``fp16``; ``bf16=False`` set explicitly keeps float32.
 """
 
 from __future__ import annotations
@@ -112,6 +114,18 @@ def native_bf16() -> bool:
         )
     except (AttributeError, RuntimeError):  # a torch build without the check
         return False
+
+
+def mixed_precision(bf16: bool | None, device_type: str, bf16_native: bool) -> torch.dtype | None:
+    """The autocast dtype for training, or None for float32. ``bf16`` is the setting (None:
+    auto). Auto picks bfloat16 where the device computes it natively; a CUDA GPU without it
+    (V100, T4) gets float16, which needs loss scaling; a CPU without it stays in float32
+    (emulated half precision is slower there)."""
+    if bf16 is not None:
+        return torch.bfloat16 if bf16 else None
+    if bf16_native:
+        return torch.bfloat16
+    return torch.float16 if device_type == "cuda" else None
 
 
 @dataclass
@@ -376,12 +390,11 @@ def train_critic(
         model.get_input_embeddings().weight.requires_grad_(False)
     freeze_lower(model, args.freeze_layers)
 
-    if args.bf16 is not None:
-        bf16 = args.bf16
-    elif device.type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
-    else:
-        bf16 = native_bf16()
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
+    amp = mixed_precision(args.bf16, device.type, native)
+    bf16 = amp == torch.bfloat16
+    # float16 gradients underflow without loss scaling; disabled, the scaler passes through.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     steps_per_epoch = (len(pairs) + args.batch_size - 1) // args.batch_size
     total_steps = steps_per_epoch * args.epochs
     optimizer = _optimizer(model, args.learning_rate, args.weight_decay, args.layer_decay)
@@ -411,12 +424,14 @@ def train_critic(
                 max_length=args.max_length,
                 return_tensors="pt",
             ).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 logits = model(**encoded).logits
             loss = torch.nn.functional.cross_entropy(logits.float(), labels[batch_index].to(device))
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad()
             step += 1
@@ -462,6 +477,7 @@ def train_critic(
     tokenizer.save_pretrained(args.output_dir)
     card = {
         "arguments": {**asdict(args), "output_dir": str(args.output_dir), "bf16": bf16},
+        "mixed_precision": str(amp).removeprefix("torch.") if amp else "float32",
         "train_labels": len(train),
         "held_out_labels": len(held_out),
         "best_epoch": best_epoch,

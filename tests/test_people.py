@@ -288,7 +288,7 @@ def test_cli_users_list_invite_deactivate_revoke(engine, client) -> None:  # typ
     worker = next(line for line in everyone.stdout.splitlines() if "wK" in line)
     assert "prolific" in worker and " 2 " in worker and "active" in worker
     only = _skd("users", "list", "--role", "annotator").stdout
-    assert "wK" in only and "ada" not in only
+    assert "wK" in only and " ada " not in only
     assert _skd("users", "list", "--role", "boss").returncode == 2
 
     off = _skd("users", "deactivate", "ada")

@@ -58,8 +58,13 @@ def labelled_corpus(
 
 
 @contextmanager
-def critic_settings(settings: Any, base_model: Path | str, **overrides: Any) -> Iterator[Any]:
-    """Fast training settings on the shared Settings object (the in-thread worker reads it)."""
+def critic_settings(
+    settings: Any, base_model: Path | str, *, unset: tuple[str, ...] = (), **overrides: Any
+) -> Iterator[Any]:
+    """Fast training settings on the shared Settings object (the in-thread worker reads it).
+
+    ``unset`` names settings to leave to the preset (as if not set anywhere). On exit the
+    values and which settings count as set are both as they were."""
     values = {
         "critic_base_model": str(base_model),
         "critic_epochs": 3,
@@ -73,13 +78,17 @@ def critic_settings(settings: Any, base_model: Path | str, **overrides: Any) -> 
         **overrides,
     }
     saved = {key: getattr(settings, key) for key in values}
+    explicit = set(settings.model_fields_set)
     for key, value in values.items():
         setattr(settings, key, value)
+    settings.model_fields_set.difference_update(unset)
     try:
         yield settings
     finally:
         for key, value in saved.items():
             setattr(settings, key, value)
+        settings.model_fields_set.clear()
+        settings.model_fields_set.update(explicit)
 
 
 def wait_for_jobs(*job_ids: int, timeout: float = 120.0) -> dict[int, Job]:

@@ -5,7 +5,8 @@ get it (through the CLI, a real process); the packaged mpnet parts assemble into
 folder (checked on a small zip cut the same way, so no test depends on mpnet). Warm start is
 checked on the tiny model with learning rate 0, where training leaves the weights as it found
 them: a warm-started version's weights are then exactly the active version's, a full retrain's
-exactly the base model's, and a change of base model forces a full retrain.
+exactly the base model's, and a change of base model forces a full retrain. The paper preset's
+recipe runs on a miniature RoBERTa (roberta-large itself cannot be downloaded here).
 """
 
 from __future__ import annotations
@@ -275,3 +276,87 @@ def test_a_time_limited_training_records_and_shows_its_shortened_schedule(
     sign_in(client, "root", "admin")
     page = client.get(f"/critic?version={version_id}")
     assert f"{schedule['epochs']} epochs, shortened to fit 0.1 min" in page.text
+
+
+@pytest.fixture(scope="module")
+def tiny_roberta(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer RoBERTa with its own byte-level BPE tokenizer, saved like a hub model: the
+    paper preset's architecture (no token types, ``<s> a </s></s> b </s>`` pairs, position
+    ids offset by the padding index) at a size a test can train."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
+
+    from tests.critic_helpers import BAD, GOOD
+
+    folder = tmp_path_factory.mktemp("tiny-roberta")
+    words = [f"PersonX does task {h}" for h in range(100)] + GOOD + BAD
+    words += ["as a result, PersonX wants to", "0 1 2 3 4 5 6 7 8 9"]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        words * 5,
+        vocab_size=400,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
+    )
+    bpe.save_model(str(folder))
+    tokenizer = RobertaTokenizer(
+        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt")
+    )
+    tokenizer.save_pretrained(folder)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=2,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(20222)
+        RobertaForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def test_the_paper_recipe_trains_a_roberta_model_from_a_folder(
+    settings, engine, tiny_roberta: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """roberta-large cannot be downloaded here, so the paper preset runs on its architecture
+    in miniature: a folder in ``SKD_CRITIC_BASE_MODEL`` replaces the encoder, the preset's
+    recipe (batch 64, every weight trained) applies, and the version names its base."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_roberta))
+    pair = tokenizer("PersonX does task 3", "as a result, PersonX wants to rest 1")
+    assert "token_type_ids" not in pair  # RoBERTa has no segment ids
+    assert tokenizer.unk_token_id not in pair["input_ids"] and len(pair["input_ids"]) > 12
+    labelled_corpus(n_heads=60)
+    # Only the rate and the epochs are set (a random tiny model needs more than a pretrained
+    # large one); batch size and embedding training come from the paper preset.
+    with critic_settings(
+        settings,
+        tiny_roberta,
+        unset=("critic_batch_size", "critic_freeze_embeddings"),
+        critic_preset="paper",
+        critic_epochs=12,
+        critic_learning_rate=3e-3,
+    ):
+        with session_scope(write=True) as session:
+            chain = loop.request_training(session, reason="test")
+        run_job(chain.train_job_id, loop.run_training)
+        version_id = chain.version_id
+    with session_scope() as session:
+        version = session.get(CriticVersion, version_id)
+        assert version is not None and version.state.value in ("ready", "active")
+        hyper, metrics = version.hyperparameters, version.metrics
+    assert hyper["preset"] == "paper" and hyper["base_name"] == tiny_roberta.name
+    assert hyper["batch_size"] == 64 and hyper["freeze_embeddings"] is False
+    assert metrics["roc_auc"] > 0.75, metrics
+    trained = _weights(version_id)
+    start = load_file(str(tiny_roberta / "model.safetensors"))
+    embeddings = "roberta.embeddings.word_embeddings.weight"
+    assert not _same({embeddings: trained[embeddings]}, {embeddings: start[embeddings]})

@@ -135,6 +135,8 @@ def _train(full: bool) -> dict[str, Any]:
             "precision_at_recall_0.5": at.get(0.5),
             "precision_at_recall_0.8": at.get(0.8),
             "recall_at_precision_0.9": m.get("recall_at_precision_90"),
+            # 95% bootstrap intervals over the held-out heads (the product stores them).
+            "intervals": m.get("intervals"),
             "best_epoch": m.get("best_epoch"),
             "minutes": minutes,
             "hyperparameters": version.hyperparameters,
@@ -246,9 +248,17 @@ def child(args: argparse.Namespace) -> int:
 def _row(name: str, r: dict[str, Any] | None) -> str:
     if not r:
         return f"| {name} | not measured |"
+    intervals = r.get("intervals") or {}
+
+    def ci(key: str) -> str:
+        pair = intervals.get(key)
+        return f" ({pair[0]:.3f}–{pair[1]:.3f})" if pair else ""
+
     return (
-        f"| {name} | {r['train_labels']:,} | {r['roc_auc']:.4f} | {r['average_precision']:.4f} "
-        f"| {r['precision_at_recall_0.5']:.3f} | {r['precision_at_recall_0.8']:.3f} "
+        f"| {name} | {r['train_labels']:,} | {r['roc_auc']:.4f}{ci('roc_auc')} "
+        f"| {r['average_precision']:.4f} "
+        f"| {r['precision_at_recall_0.5']:.3f}{ci('precision_at_recall_50')} "
+        f"| {r['precision_at_recall_0.8']:.3f} "
         f"| {r['recall_at_precision_0.9']:.3f} | {r['minutes']:.1f} |"
     )
 

@@ -143,6 +143,11 @@ def test_cli_trains_the_packaged_minilm_lists_rolls_back_and_evaluates_a_file(
     newest = listed[-1]
     assert newest["base_model"] == "all-MiniLM-L6-v2"  # recorded by name, not by a path
     assert newest["train_labels"] + newest["held_out_labels"] == len(labels)
+    # Its held-out figures come with 95% intervals over resampled heads, in the table too.
+    low, high = newest["intervals"]["roc_auc"]
+    assert newest["intervals"]["by"] == "head" and low <= newest["roc_auc"] <= high
+    table = _skd("critic", "list").stdout
+    assert f"{newest['roc_auc']:.3f} [{low:.3f}, {high:.3f}]" in table, table
     if newest["state"] == "active":
         with session_scope() as session:
             corpus = session.scalar(select(func.count()).select_from(Triple))
@@ -176,6 +181,10 @@ def test_cli_trains_the_packaged_minilm_lists_rolls_back_and_evaluates_a_file(
     assert report["labelled"] == 4 and report["skipped_unlabelled"] == 1
     assert report["metrics"]["n"] == 4 and report["metrics"]["acceptable"] == 2
     assert 0 <= report["metrics"]["roc_auc"] <= 1
+    assert report["metrics"]["intervals"]["groups"] == 2  # two heads in the file
+    shown = _skd("critic", "evaluate", str(file), "--version", str(earlier))
+    assert shown.returncode == 0, shown.stderr
+    assert "ROC-AUC" in shown.stdout and "(95% intervals: 2 heads resampled)" in shown.stdout
 
     file.write_text("PersonX eats\txWant\tto sleep\t7\n")
     bad = _skd("critic", "evaluate", str(file))

@@ -10,7 +10,9 @@ import pytest
 
 from app.critic.labels import LabelledTriple, is_held_out, split_by_head
 from app.critic.metrics import (
+    _weighted_figures,
     average_precision,
+    bootstrap_intervals,
     evaluate,
     precision_at_recall,
     precision_recall_curve,
@@ -137,3 +139,61 @@ def test_recall_at_precision_is_the_best_recall_of_a_precise_enough_threshold(se
         best = max((r for precision, r in points if precision >= level), default=0.0)
         assert recall_at_precision(y, p, level) == pytest.approx(best)
     assert evaluate(y, p)["recall_at_precision_90"] == pytest.approx(recall_at_precision(y, p))
+
+
+def _sample(seed: int, n: int = 400, per_head: int = 4) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.6
+    p = np.round(rng.normal(y * 0.8, 1.0), 1)  # many ties
+    return y, p, [f"head {i // per_head}" for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_resamples_figures_are_those_of_the_data_drawn_that_often(seed: int) -> None:
+    """Weights are draw counts: the figures must equal the stored definitions on the data set
+    with each item written that many times (all ones: the stored figures themselves)."""
+    y, p, _ = _sample(seed)
+    counts = np.random.default_rng(seed).integers(0, 4, size=(2, len(y)))
+    counts[0] = 1
+    figures = _weighted_figures(y, p, counts.astype(float))
+    for row in range(2):
+        ey, ep = np.repeat(y, counts[row]), np.repeat(p, counts[row])
+        at = {point.target_recall: point.precision for point in precision_at_recall(ey, ep)}
+        expected = {
+            "roc_auc": roc_auc(ey, ep),
+            "average_precision": average_precision(ey, ep),
+            "precision_at_recall_50": at[0.5],
+            "precision_at_recall_80": at[0.8],
+            "recall_at_precision_90": recall_at_precision(ey, ep, 0.9),
+        }
+        for name, value in expected.items():
+            assert figures[name][row] == pytest.approx(value, abs=1e-12), name
+
+
+def test_bootstrap_intervals_hold_the_figure_repeat_and_widen_with_fewer_labels() -> None:
+    y, p, heads = _sample(7, n=2000)
+    stored = evaluate(y, p, groups=heads, intervals=True)
+    intervals = stored["intervals"]
+    assert intervals == bootstrap_intervals(y, p, heads)  # seeded: the same every time
+    assert intervals["by"] == "head" and intervals["groups"] == 500
+    for name in ("roc_auc", "average_precision"):
+        low, high = intervals[name]
+        assert low < stored[name] < high
+    low, high = intervals["precision_at_recall_50"]
+    assert low < stored["precision_at_recall"][0]["precision"] < high
+    small = bootstrap_intervals(y[:200], p[:200], heads[:200])
+    assert np.diff(small["roc_auc"])[0] > 2 * np.diff(intervals["roc_auc"])[0]
+
+
+def test_resampling_heads_widens_the_interval_when_a_heads_labels_agree() -> None:
+    """Ten triples per head with the same label and score: drawing single triples would
+    pretend to ten times the evidence there is."""
+    rng = np.random.default_rng(3)
+    y = np.repeat(rng.random(60) < 0.5, 10)
+    p = np.repeat(np.round(rng.normal(size=60), 2), 10) + y * 0.5
+    heads = np.repeat(np.arange(60), 10).tolist()
+    by_head = bootstrap_intervals(y, p, heads)["roc_auc"]
+    by_triple = bootstrap_intervals(y, p)["roc_auc"]
+    assert np.diff(by_head)[0] > 2 * np.diff(by_triple)[0]
+    with pytest.raises(ValueError, match="one entry per label"):
+        bootstrap_intervals(y, p, heads[:-1])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.critic.labels import LabelledTriple, split_by_head
-from app.critic.metrics import evaluate
+from app.critic.metrics import bootstrap_intervals, evaluate
 from app.critic.train import (
     FORWARD_SHARE,
     TIMING_MIN,
@@ -84,6 +84,17 @@ def test_train_learns_saves_and_reloads_deterministically(tiny_base: Path, tmp_p
     assert evaluate(labels, reloaded)["average_precision"] == pytest.approx(
         first.metrics["average_precision"]
     )
+    # The intervals resample the held-out heads, are reproducible from the saved model's
+    # scores, and hold the figure they are about.
+    intervals = first.metrics["intervals"]
+    assert intervals["by"] == "head" and intervals["groups"] == len({t.head for t in held_out})
+    heads = [t.head for t in held_out]
+    assert bootstrap_intervals(labels, reloaded, heads)["roc_auc"] == pytest.approx(
+        intervals["roc_auc"]
+    )
+    low, high = intervals["roc_auc"]
+    assert low <= first.metrics["roc_auc"] <= high
+    assert card["held_out_metrics"]["intervals"] == intervals
     # Early stopping: training ends `patience` (2) epochs after the last improvement.
     assert len(first.history) == min(4, first.best_epoch + 2)
 

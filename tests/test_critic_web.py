@@ -82,6 +82,15 @@ def full_metrics(auc: float = 0.812, ap: float = 0.874) -> dict[str, Any]:
             "at_recall": estimates,
             "at_threshold": estimates[3],
         },
+        "intervals": {
+            "confidence": 0.95,
+            "rounds": 1000,
+            "by": "head",
+            "groups": 1234,
+            "roc_auc": [auc - 0.031, auc + 0.029],
+            "average_precision": [ap - 0.04, ap + 0.03],
+            "precision_at_recall_80": [0.741, 0.836],
+        },
     }
 
 
@@ -353,6 +362,9 @@ def test_page_shows_versions_metrics_plots_and_histogram(admin_client) -> None: 
         assert number in page
     # Precision at recall 0.8 with its threshold, and the calibration estimate with its interval.
     assert "0.790" in page and "0.420" in page
+    # Each held-out figure with its 95% interval over resampled heads, saying so on hover.
+    assert "[0.781–0.841]" in page and "[0.834–0.904]" in page and "[0.741–0.836]" in page
+    assert 'title="95% bootstrap interval: 1000 resamples of the 1,234 held-out heads"' in page
     assert "75.0%" in page and "[0.60–0.86]" in page
     # The failed version's error: a tooltip on its badge, in full when it is selected.
     assert 'title="out of memory"' in page and '<pre class="error">' not in page

@@ -99,6 +99,14 @@ def build_corpus(heads: int = 60, seed: int = 7, calibration: int = 0) -> Corpus
                 "acceptable": 150,
                 "roc_auc": 0.81,
                 "average_precision": 0.88,
+                "intervals": {
+                    "confidence": 0.95,
+                    "rounds": 1000,
+                    "by": "head",
+                    "groups": 1234,
+                    "roc_auc": [0.7812, 0.8391],
+                    "average_precision": [0.85, 0.91],
+                },
                 "pr_curve": PR_CURVE,
                 "precision_at_recall": [
                     {
@@ -382,7 +390,8 @@ def test_card_numbers_equal_counts_from_the_files(engine, tmp_path: Path) -> Non
         (labelled_ok + unlabelled * share) / len(kept), abs=5e-4
     )
     # Held-out metrics, the threshold and how it was chosen, the parameters, the command.
-    assert "| held-out ROC-AUC | 0.810 |" in card
+    assert "| held-out ROC-AUC | 0.810 (95% interval 0.781–0.839) |" in card
+    assert "1,000 redraws of the 1,234 held-out heads" in card
     assert "highest threshold whose held-out recall reaches 0.8" in card
     params = json.loads((folder / "params.json").read_text())
     assert params["version"] == corpus.version_id and params["target_recall"] == 0.8

@@ -269,7 +269,7 @@ def list_versions(
             row["state"] + (f" ({row['error'][:40]})" if row["error"] else ""),
             model_display_name(row["base_model"]),
             f"{row['train_labels']}/{row['held_out_labels']}" if row["train_labels"] else "–",
-            _fmt(row["roc_auc"]),
+            _fmt(row["roc_auc"]) + _interval(row["intervals"].get("roc_auc")),
             _fmt(row["average_precision"]),
             _fmt(row["precision_at_recall_0.8"]),
             f"{_fmt(calibration)} [{_fmt(interval[0], 2)}, {_fmt(interval[1], 2)}]"
@@ -278,6 +278,13 @@ def list_versions(
             f"{row['scored']:,}",
         )
     out.print(table)
+
+
+def _interval(pair: list[float] | None) -> str:
+    """ " [low, high]" (a 95% interval) after a figure, or nothing when there is none."""
+    if not pair or pair[0] is None or pair[1] is None:
+        return ""
+    return f" [{_fmt(pair[0])}, {_fmt(pair[1])}]"
 
 
 def _version_row(version: Any, scored: int) -> dict[str, Any]:
@@ -298,6 +305,8 @@ def _version_row(version: Any, scored: int) -> dict[str, Any]:
         "roc_auc": metrics.get("roc_auc"),
         "average_precision": metrics.get("average_precision"),
         "precision_at_recall_0.8": at_08["precision"] if at_08 else None,
+        # 95% bootstrap intervals over held-out heads; {} for versions trained before them.
+        "intervals": metrics.get("intervals") or {},
         "threshold": version.threshold,
         "calibration_precision": calibration.get("precision"),
         "calibration_interval": (
@@ -363,6 +372,7 @@ def evaluate_command(
     except (CorpusFormatError, ValueError) as exc:
         raise fail(str(exc)) from None
     metrics = result.metrics
+    intervals = metrics.get("intervals") or {}
     if as_json:
         print(json.dumps({**result.__dict__, "metrics": metrics}, indent=2))
         return
@@ -372,8 +382,10 @@ def evaluate_command(
         f"unlabelled and {result.skipped_unfamiliar:,} 'too unfamiliar'"
     )
     out.print(
-        f"ROC-AUC {_fmt(metrics['roc_auc'])} · average precision "
-        f"{_fmt(metrics['average_precision'])}"
+        f"ROC-AUC {_fmt(metrics['roc_auc'])}{_interval(intervals.get('roc_auc'))} · average "
+        f"precision {_fmt(metrics['average_precision'])}"
+        f"{_interval(intervals.get('average_precision'))} (95% intervals: "
+        f"{intervals.get('groups', 0):,} heads resampled)"
     )
     table = Table(title="precision at recall", title_justify="left")
     for column in ("target recall", "threshold", "precision", "recall", "kept"):

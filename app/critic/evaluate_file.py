@@ -52,6 +52,7 @@ def evaluate_file(
     names = bool(hyperparameters.get("names", True))
     pairs: list[tuple[str, str]] = []
     labels: list[bool] = []
+    heads: list[str] = []
     unlabelled = unfamiliar = 0
     for row in read_triples(path, relations, fmt=fmt, stats=ParseStats()):
         if row.label is None:
@@ -61,6 +62,7 @@ def evaluate_file(
         else:
             pairs.append(critic_input(row.head, row.relation, row.tail, names=names))
             labels.append(row.label > 0)
+            heads.append(row.head)
     good = sum(labels)
     if good == 0 or good == len(labels):
         raise ValueError(
@@ -83,5 +85,5 @@ def evaluate_file(
         labelled=len(labels),
         skipped_unlabelled=unlabelled,
         skipped_unfamiliar=unfamiliar,
-        metrics=evaluate(np.array(labels), scores),
+        metrics=evaluate(np.array(labels), scores, groups=heads, intervals=True),
     )

@@ -1,6 +1,7 @@
 """How good a critic is against held-out human labels: ROC-AUC, average precision, the
-precision-recall curve, precision at the recall levels the paper filters at, and an interval
-for precision estimated from a uniform sample.
+precision-recall curve, precision at the recall levels the paper filters at, an interval
+for precision estimated from a uniform sample, and bootstrap intervals for the held-out
+figures (how far another draw of held-out heads could move them).
 
 The curves and areas come from scikit-learn and the Wilson interval from SciPy, so the
 definitions are the ones reviewers know; this module only shapes them the way the product uses
@@ -157,13 +158,17 @@ def evaluate(
     scores: Sequence[float] | np.ndarray,
     *,
     curve_points: int = 101,
+    groups: Sequence[Any] | None = None,
+    intervals: bool = False,
 ) -> dict[str, Any]:
     """The metrics stored with a critic version (JSON-ready), with the PR curve thinned to
-    about ``curve_points`` points for plotting."""
+    about ``curve_points`` points for plotting; with ``intervals``, 95% bootstrap intervals
+    too (over ``groups``, the heads, when given)."""
     y, p = _arrays(labels, scores)
     curve = precision_recall_curve(y, p)
     step = max(1, len(curve.thresholds) // curve_points)
     keep = np.unique(np.r_[np.arange(0, len(curve.thresholds), step), len(curve.thresholds) - 1])
+    extra = {"intervals": bootstrap_intervals(y, p, groups)} if intervals else {}
     return {
         "n": int(len(y)),
         "acceptable": int(y.sum()),
@@ -176,4 +181,97 @@ def evaluate(
             "precision": curve.precision[keep].round(6).tolist(),
             "recall": curve.recall[keep].round(6).tolist(),
         },
+        **extra,
     }
+
+
+# The held-out figures the bootstrap gives intervals for; keys of ``evaluate``'s "intervals".
+INTERVAL_RECALLS = (0.5, 0.8)
+
+
+def _weighted_figures(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """The held-out figures for each row of ``weights`` (one resample per row: how many times
+    each item was drawn), computed together. Definitions as above: thresholds are the
+    distinct scores, AP is scikit-learn's step sum, ties count half in the AUC. With all
+    weights 1 they equal ``roc_auc``, ``average_precision``, ``precision_at_recall`` and
+    ``recall_at_precision`` (``tests/test_critic_metrics.py``)."""
+    order = np.argsort(-p, kind="stable")
+    sorted_scores = p[order]
+    starts = np.r_[0, np.nonzero(np.diff(sorted_scores))[0] + 1]  # one block per distinct score
+    w = weights[:, order]
+    good = y[order]
+    tp = np.add.reduceat(np.where(good, w, 0.0), starts, axis=1)
+    fp = np.add.reduceat(np.where(good, 0.0, w), starts, axis=1)
+    cum_tp, cum_fp = np.cumsum(tp, axis=1), np.cumsum(fp, axis=1)
+    positives, negatives = cum_tp[:, -1:], cum_fp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # A positive beats every negative scored lower and ties with those at its score.
+        auc = (tp * (negatives - cum_fp) + 0.5 * tp * fp).sum(axis=1) / (positives * negatives)[
+            :, 0
+        ]
+        precision = cum_tp / (cum_tp + cum_fp)
+        recall = cum_tp / positives
+    steps = np.diff(recall, axis=1, prepend=0.0)
+    figures = {
+        "roc_auc": auc,
+        "average_precision": np.where(positives[:, 0] > 0, (steps * precision).sum(axis=1), np.nan),
+        "recall_at_precision_90": np.where(precision >= 0.9 - 1e-12, recall, 0.0).max(axis=1),
+    }
+    for level in INTERVAL_RECALLS:
+        reached = recall >= level - 1e-12
+        first = reached.argmax(axis=1)  # thresholds decrease: the first one reaching is highest
+        at = precision[np.arange(len(w)), first]
+        figures[f"precision_at_recall_{round(level * 100)}"] = np.where(
+            reached.any(axis=1), at, np.nan
+        )
+    return figures
+
+
+def bootstrap_intervals(
+    labels: Sequence[bool] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | None = None,
+    *,
+    rounds: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Percentile bootstrap intervals for the held-out figures.
+
+    ``groups`` (the head of each triple) makes it a cluster bootstrap: whole heads are drawn,
+    because the held-out split is by head and labels of one head are not independent, so
+    drawing single triples would give intervals that are too narrow. The draw is seeded, so
+    the same scores always give the same intervals (stored metrics stay reproducible)."""
+    y, p = _arrays(labels, scores)
+    if len(p) == 0:
+        raise ValueError("no labels")
+    if groups is None:
+        codes = np.arange(len(p))
+    else:
+        if len(groups) != len(p):
+            raise ValueError("groups must have one entry per label")
+        _, codes = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    n_groups = int(codes.max()) + 1
+    rng = np.random.default_rng(seed)
+    tail = (1 - confidence) / 2
+    collected: dict[str, list[np.ndarray]] = {}
+    for start in range(0, rounds, 100):  # 100 resamples at a time bounds the memory
+        size = min(100, rounds - start)
+        drawn = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=size)
+        for name, values in _weighted_figures(y, p, drawn[:, codes].astype(float)).items():
+            collected.setdefault(name, []).append(values)
+    intervals: dict[str, Any] = {
+        "confidence": confidence,
+        "rounds": rounds,
+        "by": "head" if groups is not None else "triple",
+        "groups": n_groups,
+    }
+    for name, parts in collected.items():
+        values = np.concatenate(parts)
+        values = values[np.isfinite(values)]
+        intervals[name] = (
+            [float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))]
+            if len(values)
+            else None
+        )
+    return intervals

@@ -55,6 +55,15 @@ def _f(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or value != value else f"{value:.{digits}f}"
 
 
+def _ci(intervals: dict[str, Any], name: str) -> str:
+    """ " (95% interval low–high)" after a held-out figure; nothing for versions trained
+    before intervals were stored."""
+    pair = intervals.get(name)
+    if not pair or pair[0] is None or pair[1] is None:
+        return ""
+    return f" (95% interval {_f(pair[0])}–{_f(pair[1])})"
+
+
 def _size_category(n: int) -> str:
     """The Hugging Face ``size_categories`` bucket of n rows."""
     bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")]
@@ -178,9 +187,19 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
             f"| held-out labels | {_n(metrics['n'])} ({_n(metrics.get('acceptable', 0))} "
             "acceptable) |"
         )
-    say(f"| held-out ROC-AUC | {_f(metrics.get('roc_auc'))} |")
-    say(f"| held-out average precision | {_f(metrics.get('average_precision'))} |")
+    intervals = metrics.get("intervals") or {}
+    say(f"| held-out ROC-AUC | {_f(metrics.get('roc_auc'))}{_ci(intervals, 'roc_auc')} |")
+    say(
+        f"| held-out average precision | {_f(metrics.get('average_precision'))}"
+        f"{_ci(intervals, 'average_precision')} |"
+    )
     say("")
+    if intervals.get("roc_auc"):
+        say(
+            f"The intervals are 95% bootstrap intervals: {intervals['rounds']:,} redraws of "
+            f"the {_n(intervals['groups'])} held-out {intervals['by']}s."
+        )
+        say("")
     points = metrics.get("precision_at_recall") or []
     if points:
         say("Held-out precision at the paper's recall levels (the rec_X flags of the files):")

@@ -446,7 +446,14 @@ def _version_facts(version: CriticVersion) -> dict[str, Any]:
         "label_snapshot": version.label_snapshot or {},
         "metrics": {
             key: metrics[key]
-            for key in ("n", "acceptable", "roc_auc", "average_precision", "precision_at_recall")
+            for key in (
+                "n",
+                "acceptable",
+                "roc_auc",
+                "average_precision",
+                "precision_at_recall",
+                "intervals",
+            )
             if key in metrics
         },
     }

@@ -17,7 +17,7 @@ importing them here is cheap.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -113,6 +113,9 @@ class VersionRow:
     estimate_recall: float | None
     train: int | None
     held_out: int | None
+    # 95% bootstrap intervals of the held-out figures ({} for versions trained before them).
+    intervals: dict[str, Any] = field(default_factory=dict)
+    at_recall_key: str = f"precision_at_recall_{round(TABLE_RECALL * 100)}"
 
     @property
     def can_activate(self) -> bool:
@@ -150,6 +153,7 @@ def version_row(version: CriticVersion) -> VersionRow:
         estimate_recall=target if estimate else None,
         train=snapshot.get("train"),
         held_out=snapshot.get("held_out"),
+        intervals=metrics.get("intervals") or {},
     )
 
 

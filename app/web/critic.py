@@ -115,7 +115,11 @@ class VersionRow:
     held_out: int | None
     # 95% bootstrap intervals of the held-out figures ({} for versions trained before them).
     intervals: dict[str, Any] = field(default_factory=dict)
-    at_recall_key: str = f"precision_at_recall_{round(TABLE_RECALL * 100)}"
+
+    @property
+    def at_recall_interval(self) -> list[float] | None:
+        """The interval of the precision at the table's recall level."""
+        return self.intervals.get(f"precision_at_recall_{round(TABLE_RECALL * 100)}")
 
     @property
     def can_activate(self) -> bool:

@@ -195,6 +195,11 @@ def current_user_or_none(request: Request, session: SessionDep) -> User | None:
     if user_id is None:
         return None
     user = session.get(User, user_id)
+    # Hand the pooled connection back before the route runs (the user stays loaded: sessions
+    # do not expire on commit). Many routes open their own write transaction; holding this
+    # read's connection meanwhile made each such request need two, and twenty at once on the
+    # SQLite pool (fifteen) all held one while waiting for another until the pool timed out.
+    session.commit()
     # A session issued before the account's latest logout or password change is revoked.
     if user is None or not user.is_active or request.session.get("epoch", 0) != user.session_epoch:
         request.session.clear()

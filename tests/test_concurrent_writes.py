@@ -101,3 +101,39 @@ def test_twenty_clients_create_jobs_campaigns_and_ratings_at_once(tmp_path: Path
         shared = staff.get(f"/api/campaigns/{campaign['id']}").json()
         assert shared["progress"]["ratings_done"] == CLIENTS, shared["progress"]
         assert shared["progress"]["annotators"] == CLIENTS
+
+
+READERS = 40
+
+
+def test_forty_staff_pages_at_once_all_answer(tmp_path: Path) -> None:
+    """Five times as many requests as `skd serve` has threads, on pages that read through the
+    request's session: each finished route still holds its connection until the session is
+    closed, so closing must never queue behind routes that wait for a connection."""
+    with live_stack(tmp_path, worker=False) as stack:
+        staff = stack.login()
+        start = threading.Barrier(READERS)
+
+        def reader(_i: int) -> list[tuple[str, int, str]]:
+            with httpx.Client(
+                base_url=stack.url,
+                cookies=staff.cookies,
+                headers=staff.headers,
+                timeout=120,
+                limits=KEEP_ALIVE,
+            ) as client:
+                start.wait(timeout=60)
+                answers = []
+                for path in ("/api/campaigns", "/campaigns", "/api/jobs", "/critic") * 2:
+                    try:
+                        answer = client.get(path)
+                        answers.append((path, answer.status_code, answer.text[:300]))
+                    except httpx.TransportError as exc:
+                        answers.append((path, 599, repr(exc)))
+                return answers
+
+        with ThreadPoolExecutor(READERS) as pool:
+            results = [answer for answers in pool.map(reader, range(READERS)) for answer in answers]
+        failures = [r for r in results if r[1] != 200]
+        assert not failures, (failures[:3], stack.log("serve")[-3000:])
+        assert len(results) == READERS * 8

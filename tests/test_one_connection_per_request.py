@@ -14,9 +14,11 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from app.core.accounts import create_staff
@@ -27,9 +29,31 @@ from app.web.exports import blank_values as export_form_defaults
 from tests.conftest import add_triples, login
 from tests.test_web import api_routes
 
+# Set while the app serves an HTTP request. Context variables follow the request into the
+# worker threads that run its dependencies and route, and into nothing else: the checkouts of
+# the app's background sweep, or of a Celery worker that an earlier test left running in this
+# process (it picks up the jobs these requests queue), are not the request's.
+IN_REQUEST: ContextVar[bool] = ContextVar("in_request", default=False)
+
+
+def marked(app: Any) -> Any:
+    """``app`` with every HTTP request run under ``IN_REQUEST``."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        token = IN_REQUEST.set(True)
+        try:
+            await app(scope, receive, send)
+        finally:
+            IN_REQUEST.reset(token)
+
+    return asgi
+
 
 class PoolWatch:
-    """The most connections checked out at once since the last ``reset``."""
+    """The most connections requests held at once since the last ``reset``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -37,17 +61,15 @@ class PoolWatch:
         self.peak = 0
 
     def checkout(self, *_: Any) -> None:
-        if threading.current_thread().name == "skd-job-sweep":
-            return  # the app's own background sweep, not a request
-        with self._lock:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
+        if IN_REQUEST.get():
+            with self._lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
 
     def checkin(self, *_: Any) -> None:
-        if threading.current_thread().name == "skd-job-sweep":
-            return
-        with self._lock:
-            self.now -= 1
+        if IN_REQUEST.get():
+            with self._lock:
+                self.now -= 1
 
     def reset(self) -> None:
         with self._lock:
@@ -64,9 +86,15 @@ def watch(engine) -> Iterator[PoolWatch]:  # type: ignore[no-untyped-def]
     event.remove(engine, "checkin", watched.checkin)
 
 
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(marked(app)) as client:
+        yield client
+
+
 def test_every_request_of_an_ordinary_day_uses_one_connection_at_a_time(
     app,  # type: ignore[no-untyped-def]
-    client,  # type: ignore[no-untyped-def]
+    client: TestClient,
     watch: PoolWatch,
 ) -> None:
     add_triples(30)
@@ -124,7 +152,7 @@ def test_every_request_of_an_ordinary_day_uses_one_connection_at_a_time(
 
     # A crowdworker arrives by the study link, opens the page and rates over the JSON API.
     share = made["share_url"].split("/c/", 1)[1]
-    crowd = client.__class__(app)
+    crowd = TestClient(marked(app))
     with crowd:
         watch.reset()
         entered = crowd.get(f"/c/{share}?PROLIFIC_PID=pool-{uuid.uuid4().hex[:6]}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from contextvars import ContextVar
 from typing import Any
 
 import pytest
@@ -24,32 +23,21 @@ from sqlalchemy import event
 from app.core.accounts import create_staff
 from app.core.db import session_scope
 from app.core.models import Role
+from app.core.origin import current_origin
 from app.web.campaign_form import blank_values as campaign_form_defaults
 from app.web.exports import blank_values as export_form_defaults
 from tests.conftest import add_triples, login
 from tests.test_web import api_routes
 
-# Set while the app serves an HTTP request. Context variables follow the request into the
-# worker threads that run its dependencies and route, and into nothing else: the checkouts of
-# the app's background sweep, or of a Celery worker that an earlier test left running in this
-# process (it picks up the jobs these requests queue), are not the request's.
-IN_REQUEST: ContextVar[bool] = ContextVar("in_request", default=False)
 
-
-def marked(app: Any) -> Any:
-    """``app`` with every HTTP request run under ``IN_REQUEST``."""
-
-    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        token = IN_REQUEST.set(True)
-        try:
-            await app(scope, receive, send)
-        finally:
-            IN_REQUEST.reset(token)
-
-    return asgi
+def in_a_request() -> bool:
+    """Whether this thread works for an HTTP request: the app marks each request's context with
+    its door (``app.web.origin``), and that context follows the request into the threads that
+    run its dependencies and route. The app's background sweep and a Celery worker that an
+    earlier test left running in this process (it picks up the jobs these requests queue) are
+    not the request's."""
+    origin = current_origin()
+    return origin is not None and origin.door in ("web", "api")
 
 
 class PoolWatch:
@@ -61,13 +49,13 @@ class PoolWatch:
         self.peak = 0
 
     def checkout(self, *_: Any) -> None:
-        if IN_REQUEST.get():
+        if in_a_request():
             with self._lock:
                 self.now += 1
                 self.peak = max(self.peak, self.now)
 
     def checkin(self, *_: Any) -> None:
-        if IN_REQUEST.get():
+        if in_a_request():
             with self._lock:
                 self.now -= 1
 
@@ -86,12 +74,6 @@ def watch(engine) -> Iterator[PoolWatch]:  # type: ignore[no-untyped-def]
     event.remove(engine, "checkin", watched.checkin)
 
 
-@pytest.fixture
-def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    with TestClient(marked(app)) as client:
-        yield client
-
-
 def test_every_request_of_an_ordinary_day_uses_one_connection_at_a_time(
     app,  # type: ignore[no-untyped-def]
     client: TestClient,
@@ -103,10 +85,10 @@ def test_every_request_of_an_ordinary_day_uses_one_connection_at_a_time(
     client.headers["X-CSRF-Token"] = login(client, "root")
     peaks: dict[str, int] = {}
 
-    def call(method: str, url: str, **kwargs: Any) -> Any:
+    def call(method: str, url: str, via: TestClient = client, **kwargs: Any) -> Any:
         assert watch.now == 0, f"a connection was left checked out before {method} {url}"
         watch.reset()
-        response = client.request(method, url, **kwargs)
+        response = via.request(method, url, **kwargs)
         assert response.status_code < 500, f"{method} {url}: {response.text[:300]}"
         peaks[f"{method} {url.split('?')[0]}"] = watch.peak
         return response
@@ -131,7 +113,6 @@ def test_every_request_of_an_ordinary_day_uses_one_connection_at_a_time(
     invite = {"name": "Cy", "campaign": str(made["id"])}
     call("POST", "/admin/invitations", data=invite, follow_redirects=False)
     call("POST", "/api/jobs/sweep")
-    # Every page and JSON list without a path parameter, as a signed-in admin sees it.
     # Every page and JSON read, as a signed-in admin sees it: path parameters name what this
     # test made (a missing teacher run or student model answers 404, still through the pool).
     known = {
@@ -152,25 +133,19 @@ def test_every_request_of_an_ordinary_day_uses_one_connection_at_a_time(
 
     # A crowdworker arrives by the study link, opens the page and rates over the JSON API.
     share = made["share_url"].split("/c/", 1)[1]
-    crowd = TestClient(marked(app))
-    with crowd:
-        watch.reset()
-        entered = crowd.get(f"/c/{share}?PROLIFIC_PID=pool-{uuid.uuid4().hex[:6]}")
-        assert entered.status_code < 500
-        peaks["GET /c/{share}"] = watch.peak
+    with TestClient(app) as crowd:
+        call("GET", f"/c/{share}?PROLIFIC_PID=pool-{uuid.uuid4().hex[:6]}", via=crowd)
         for path in (f"/annotate/{made['id']}", f"/api/annotate/{made['id']}/next"):
-            watch.reset()
-            served = crowd.get(path)
+            served = call("GET", path, via=crowd)
             assert served.status_code == 200, served.text[:300]
-            peaks[f"GET {path}"] = watch.peak
         item = served.json()["item"]
-        watch.reset()
-        rated = crowd.post(
+        rated = call(
+            "POST",
             f"/api/annotate/{made['id']}/submit",
+            via=crowd,
             json={"item_id": item["item_id"], "answer": 2, "submission_id": uuid.uuid4().hex},
         )
         assert rated.status_code == 200, rated.text[:300]
-        peaks["POST /api/annotate/{id}/submit"] = watch.peak
 
     assert len(peaks) > 60, sorted(peaks)
     two_at_once = {name: peak for name, peak in peaks.items() if peak > 1}

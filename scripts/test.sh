@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything from nothing and run the whole test suite, on SQLite and on PostgreSQL.
+# Install everything from nothing and run the whole test suite, on SQLite and on PostgreSQL
+# (where the tests marked one_backend, which no database changes, are left out: conftest.py).
 #
 #   ./scripts/test.sh            # lint + both backends
 #   ./scripts/test.sh -k import  # extra arguments go to pytest

@@ -44,6 +44,19 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"SKD backend: {BACKEND}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, leave out the tests marked ``one_backend``: what they check (a real
+    model's output, how a page looks and behaves in the browser, the embedded demo) is the
+    same whatever database is underneath, and the SQLite pass has already run them. The
+    database and queue under every door keep their tests on both backends."""
+    if BACKEND != "postgres":
+        return
+    once = [item for item in items if item.get_closest_marker("one_backend")]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = [item for item in items if not item.get_closest_marker("one_backend")]
+
+
 def shared_file(name: str) -> Path:
     """A file of ../shared/data, or skip the test cleanly where it is absent."""
     path = SHARED_DATA / name

@@ -16,6 +16,11 @@ import pytest
 
 from tests.conftest import BACKEND, OUTPUT, add_triples, make_staff
 
+# What a person sees and does in the browser is the same on any database: run once, in
+# the SQLite pass (the routes under these pages are tested over HTTP on both backends).
+pytestmark = pytest.mark.one_backend
+
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from app.annotation.campaigns import CampaignSpec, create_campaign, set_campaign_state
@@ -14,6 +15,11 @@ from app.core.db import session_scope
 from app.core.models import Rating, RatingOrigin, Role, User
 from tests.conftest import BACKEND, OUTPUT, add_triples, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
+
+# What a person sees and does in the browser is the same on any database: run once, in
+# the SQLite pass (the routes under these pages are tested over HTTP on both backends).
+pytestmark = pytest.mark.one_backend
+
 
 GUIDELINES = "\n\n".join(
     f"**Rule {n}.** Judge whether the inference is plausible for most people in most "

@@ -24,6 +24,9 @@ from app.critic.train import (
     train_critic,
 )
 
+# The training code alone (no test here opens the database): run once, in the SQLite pass.
+pytestmark = pytest.mark.one_backend
+
 
 def synthetic_labels(n_heads: int = 120) -> list[LabelledTriple]:
     rng = random.Random(3)

@@ -503,6 +503,7 @@ def test_jobs_panel_says_when_a_watched_job_has_ended(researcher_client) -> None
 # --- in a real browser -----------------------------------------------------------------------
 
 
+@pytest.mark.one_backend  # the page in the browser: the same on any database
 def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None:  # type: ignore[no-untyped-def]
     """htmx wiring end to end: the preview swaps in, "Retrain now" answers in place and the
     jobs panel fetches the new chain; the page fits 360 px without sideways scrolling."""

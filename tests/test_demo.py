@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND, ROOT
+from tests.conftest import ROOT
 
-pytestmark = pytest.mark.skipif(
-    BACKEND != "sqlite", reason="the demo is the embedded SQLite set-up"
-)
+# The demo is the embedded SQLite set-up: once, in the SQLite pass.
+pytestmark = pytest.mark.one_backend
 
 
 def free_port() -> int:

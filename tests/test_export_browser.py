@@ -4,9 +4,15 @@ the page at 360 px. Screenshots go to test-output/."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import BACKEND, OUTPUT, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 (fixtures)
 from tests.test_export import build_corpus
+
+# What a person sees and does in the browser is the same on any database: run once, in
+# the SQLite pass (the routes under these pages are tested over HTTP on both backends).
+pytestmark = pytest.mark.one_backend
 
 
 def test_researcher_previews_exports_and_downloads(live_server, browser, celery_worker) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

@@ -230,6 +230,7 @@ def test_api_and_form_export_without_a_critic(staff_client, celery_worker) -> No
         assert session.scalar(select(func.count()).select_from(Job)) == before[1] + 1
 
 
+@pytest.mark.one_backend  # the page in the browser: the same on any database
 def test_browser_no_critic_choice_previews_exports_and_lists(  # type: ignore[no-untyped-def]
     live_server,  # noqa: F811
     browser,  # noqa: F811

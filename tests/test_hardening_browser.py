@@ -3,10 +3,16 @@ address, a throttled login. Screenshots go to test-output/."""
 
 from __future__ import annotations
 
+import pytest
+
 from app.annotation.campaigns import CampaignSpec, create_campaign
 from app.core.db import session_scope
 from tests.conftest import BACKEND, OUTPUT, add_triples, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
+
+# What a person sees and does in the browser is the same on any database: run once, in
+# the SQLite pass (the routes under these pages are tested over HTTP on both backends).
+pytestmark = pytest.mark.one_backend
 
 
 def test_full_study_crowd_limit_and_login_throttle_pages(

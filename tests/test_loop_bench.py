@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND, shared_file
+from tests.conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RELATIONS = ["xAttr", "xEffect", "xIntent", "xNeed", "xReact", "xWant", "HinderedBy"]
@@ -116,7 +116,7 @@ def _tiny_judge(folder: Path) -> Path:
 
 @pytest.mark.slow
 # The bench keeps its own SQLite database whatever the backend: once, on the SQLite pass.
-@pytest.mark.skipif(BACKEND == "postgres", reason="the bench uses its own SQLite database")
+@pytest.mark.one_backend
 def test_loop_bench_small_runs_every_stage_with_tiny_models(
     tmp_path: Path, tiny_base: Path
 ) -> None:

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from app.core.db import session_scope
 from app.core.jobs import create_job
 from app.core.models import Job, JobState, utcnow
 from app.core.origin import origin
 from tests.conftest import OUTPUT, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
+
+# What a person sees and does in the browser is the same on any database: run once, in
+# the SQLite pass (the routes under these pages are tested over HTTP on both backends).
+pytestmark = pytest.mark.one_backend
 
 
 def _jobs() -> dict[str, int]:

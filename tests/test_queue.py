@@ -52,3 +52,14 @@ def test_a_job_sent_from_another_thread_reaches_the_worker(
     thread.start()
     thread.join(30)
     assert wait_for_jobs(job_id, timeout=60)[job_id].state.value == "succeeded"
+
+
+def test_an_idle_worker_looks_for_tasks_as_often_as_set(settings, celery_worker) -> None:  # type: ignore[no-untyped-def]
+    """On the embedded SQLite broker the worker polls: at kombu's default of once a second,
+    every task that starts the next one (a teacher run's chunks, train → evaluate → score)
+    waited up to a second for it. Redis hands tasks over at once and keeps its own wait."""
+    transport = celery_worker.consumer.connection.transport
+    if settings.broker.startswith("sqla+"):
+        assert transport.polling_interval == settings.broker_poll_seconds < 1
+    else:
+        assert transport.polling_interval is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from app.core.db import session_scope
@@ -14,6 +15,10 @@ from tests.conftest import BACKEND, OUTPUT, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
 from tests.test_export import build_corpus, export
 from tests.test_student import TRAIN, _export_id, _real_hashes, tiny_causal  # noqa: F401
+
+# What a person sees and does in the browser is the same on any database: run once, in
+# the SQLite pass (the routes under these pages are tested over HTTP on both backends).
+pytestmark = pytest.mark.one_backend
 
 
 def test_train_from_the_page_and_read_the_table(  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import BACKEND, shared_file
+from tests.conftest import shared_file
 from tests.teacher_helpers import FakeOpenAI, train_tiny_gpt2
 
 
@@ -362,11 +362,10 @@ def test_a_killed_run_resumes_without_duplicates_or_lost_work(settings: Any, eng
 
 # The real model's behaviour does not depend on the database: run these once, on the SQLite pass
 # (the tiny-model tests above cover the database side on both backends).
-ONE_BACKEND = pytest.mark.skipif(BACKEND == "postgres", reason="model-only: run on the SQLite pass")
 
 
 @pytest.mark.slow
-@ONE_BACKEND
+@pytest.mark.one_backend
 def test_packaged_smollm2_writes_events_that_start_with_personx(tmp_path: Path) -> None:
     from app.core.causal_lm import converted_folder, packaged_smollm2, teacher_model_spec
     from app.teacher.backends import LocalBackend, Sampling
@@ -388,7 +387,7 @@ def test_packaged_smollm2_writes_events_that_start_with_personx(tmp_path: Path) 
 
 
 @pytest.mark.slow
-@ONE_BACKEND
+@pytest.mark.one_backend
 def test_the_demo_batch_with_the_packaged_model_lands_in_the_corpus(
     settings: Any, engine: Any
 ) -> None:

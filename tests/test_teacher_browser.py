@@ -7,9 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import OUTPUT, make_staff
 from tests.teacher_helpers import FakeOpenAI
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
+
+# What a person sees and does in the browser is the same on any database: run once, in
+# the SQLite pass (the routes under these pages are tested over HTTP on both backends).
+pytestmark = pytest.mark.one_backend
 
 
 def test_researcher_configures_starts_watches_and_opens_a_campaign(

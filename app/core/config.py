@@ -51,6 +51,16 @@ class Settings(BaseSettings):
         description="Celery broker. Default: sqla+sqlite:///<data_dir>/broker.sqlite. "
         "Production: redis://host:6379/0.",
     )
+    broker_poll_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        le=5,
+        description="How long an idle worker waits between looks at a polled broker (the "
+        "embedded SQLite one: Redis and RabbitMQ hand tasks over at once). Every task that "
+        "starts the next one (a teacher run's chunks, train → evaluate → score) waits up to "
+        "this long: kombu's own 1 s made a 16-task teacher run take 13 s more. An idle "
+        "worker's looks cost about 1% of a core at 0.2 s (0.4% at 1 s, 2.5% at 0.1 s).",
+    )
     result_backend: str | None = Field(
         default=None,
         description="Celery result backend. Default: db+sqlite:///<data_dir>/results.sqlite.",

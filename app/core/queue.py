@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from celery import Celery, chain, group
+from celery import Celery, bootsteps, chain, group
 from kombu.exceptions import OperationalError
 
 from app.core.config import Settings, get_settings
@@ -99,7 +99,25 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+class BrokerPolling(bootsteps.StartStopStep):
+    """How long an idle worker sleeps between looks at a polled broker: kombu's SQLAlchemy
+    transport (the embedded default) sleeps a whole second by default, which every task
+    that starts the next one (a teacher run's chunks, a critic's train → evaluate → score)
+    paid again. Set on the consumer's own transport once its connection is up (and again
+    after a reconnect: consumer steps restart with it). Not through
+    ``broker_transport_options``: that transport hands its options to ``create_engine``,
+    which refuses the key. Brokers that push (Redis, RabbitMQ) are left alone."""
+
+    requires = {"celery.worker.consumer.connection:Connection"}
+
+    def start(self, parent: Any) -> None:
+        transport = parent.connection.transport if parent.connection else None
+        if getattr(transport, "driver_name", None) == "sqlalchemy":
+            transport.polling_interval = get_settings().broker_poll_seconds
+
+
 celery_app = Celery("skd", set_as_current=False)
+celery_app.steps["consumer"].add(BrokerPolling)
 celery_app.add_defaults(lambda: celery_config(get_settings()))
 
 

@@ -148,6 +148,19 @@ class Stack:
         return client
 
 
+def same_user(client: httpx.Client, timeout: float = 60) -> httpx.Client:
+    """Another client signed in as ``client`` is (its cookies and CSRF header), with a
+    connection pool of its own: for threads that each need one. A pooled connection shared
+    across threads may sit idle past the server's keep-alive and be reset while reused."""
+    return httpx.Client(
+        base_url=client.base_url,
+        cookies=client.cookies,
+        headers=client.headers,
+        timeout=timeout,
+        limits=KEEP_ALIVE,
+    )
+
+
 def wait_for_job(client: httpx.Client, job_id: int, timeout: float = 90) -> dict[str, Any]:
     """Poll ``/api/jobs/ID`` until the job has finished; its JSON."""
     deadline = time.monotonic() + timeout

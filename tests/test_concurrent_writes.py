@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.live_stack import KEEP_ALIVE, live_stack
+from tests.live_stack import KEEP_ALIVE, live_stack, same_user
 
 CLIENTS = 20
 
@@ -44,13 +44,7 @@ def test_twenty_clients_create_jobs_campaigns_and_ratings_at_once(tmp_path: Path
             # Each thread its own staff connection: the login's pooled connections sat idle past
             # the server's keep-alive while the threads gathered, and reusing one that the server
             # is closing resets it (a client-side race, not what this test is about).
-            admin = httpx.Client(
-                base_url=stack.url,
-                cookies=staff.cookies,
-                headers=staff.headers,
-                timeout=60,
-                limits=KEEP_ALIVE,
-            )
+            admin = same_user(staff)
             answers = []
             upload = admin.post(
                 "/api/corpus/import",
@@ -115,13 +109,7 @@ def test_forty_staff_pages_at_once_all_answer(tmp_path: Path) -> None:
         start = threading.Barrier(READERS)
 
         def reader(_i: int) -> list[tuple[str, int, str]]:
-            with httpx.Client(
-                base_url=stack.url,
-                cookies=staff.cookies,
-                headers=staff.headers,
-                timeout=120,
-                limits=KEEP_ALIVE,
-            ) as client:
+            with same_user(staff, timeout=120) as client:
                 start.wait(timeout=60)
                 answers = []
                 for path in ("/api/campaigns", "/campaigns", "/api/jobs", "/critic") * 2:

@@ -58,8 +58,9 @@ class Settings(BaseSettings):
         description="How long an idle worker waits between looks at a polled broker (the "
         "embedded SQLite one: Redis and RabbitMQ hand tasks over at once). Every task that "
         "starts the next one (a teacher run's chunks, train → evaluate → score) waits up to "
-        "this long: kombu's own 1 s made a 16-task teacher run take 13 s more. An idle "
-        "worker's looks cost about 1% of a core at 0.2 s (0.4% at 1 s, 2.5% at 0.1 s).",
+        "this long: a 31-task teacher run took 31 s at kombu's own 1 s, 6.8 s at 0.2 s, "
+        "while an idle worker's looks cost 1.2% of a core (0.4% at 1 s; "
+        "bench/broker_poll_bench.py).",
     )
     result_backend: str | None = Field(
         default=None,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, norm
-from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.metrics import precision_recall_curve as sklearn_pr_curve
+
+# scipy and scikit-learn are imported where they are used: together they take most of a
+# second to import, which every `skd export ...` command paid for the constants below.
 
 RECALL_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -40,6 +40,8 @@ def roc_auc(labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.nd
     y, p = _arrays(labels, scores)
     if y.all() or not y.any():
         return float("nan")
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, p))
 
 
@@ -65,6 +67,8 @@ def precision_recall_curve(
         kept = np.searchsorted(-np.sort(-p), -thresholds, side="right").astype(float)
         zeros = np.zeros_like(thresholds)
         return PRCurve(thresholds, zeros, zeros.copy(), kept / len(p))
+    from sklearn.metrics import precision_recall_curve as sklearn_pr_curve
+
     precision, recall, thresholds = sklearn_pr_curve(y, p)
     # scikit-learn: thresholds increasing, plus a final (precision 1, recall 0) point with no
     # threshold. Here: thresholds decreasing, one point per distinct score.
@@ -88,6 +92,8 @@ def average_precision(
         raise ValueError("no labels")
     if not y.any():
         return float("nan")
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(y, p))
 
 
@@ -144,6 +150,8 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     estimated from the labels of a uniform random sample (a calibration campaign)."""
     if trials <= 0:
         return (0.0, 1.0)
+    from scipy.stats import binomtest, norm
+
     confidence = 2 * float(norm.cdf(z)) - 1
     interval = binomtest(int(successes), int(trials)).proportion_ci(
         confidence_level=confidence, method="wilson"

@@ -32,7 +32,7 @@ from app.core.models import (
 )
 from app.critic import filtering
 from tests import test_browser
-from tests.conftest import BACKEND, add_triples, csrf_of, login, make_staff
+from tests.conftest import BACKEND, OUTPUT, add_triples, csrf_of, login, make_staff
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
 # The real-browser fixtures (chromium under Playwright, the app under uvicorn).
@@ -385,6 +385,51 @@ def test_page_shows_versions_metrics_plots_and_histogram(admin_client) -> None: 
     assert "60 calibration labels" in page
 
 
+def thin_metrics() -> dict[str, Any]:
+    """Eight held-out labels, all ranked right: rec_0.6 and rec_0.7 pick one threshold,
+    rec_0.8 and rec_0.9 another (the version's, 0.512, at recall 1)."""
+    same = {0.5: (0.5, 0.6), 0.6: (0.75, 0.55), 0.7: (0.75, 0.55), 0.8: (1.0, 0.512),
+            0.9: (1.0, 0.512)}  # fmt: skip
+    points = [
+        {"target_recall": level, "threshold": t, "precision": 1.0, "recall": r,
+         "kept_fraction": r / 2}
+        for level, (r, t) in same.items()
+    ]  # fmt: skip
+    return {
+        "n": 8,
+        "acceptable": 4,
+        "roc_auc": 1.0,
+        "average_precision": 1.0,
+        "precision_at_recall": points,
+        "pr_curve": {"threshold": [0.6, 0.55, 0.512], "precision": [1.0, 1.0, 1.0],
+                     "recall": [0.5, 0.75, 1.0]},
+    }  # fmt: skip
+
+
+def test_operating_points_on_the_same_spot_share_one_readable_label(admin_client) -> None:  # type: ignore[no-untyped-def]
+    """Few held-out labels: several rec_X pick the same threshold and land on one point of the
+    curve. Their labels used to be printed on top of each other ("0.6" over "0.7"): one label
+    per spot now, each point still its own circle and tooltip, the chosen one on top, and a
+    label at recall 1 kept inside the picture."""
+    metrics = thin_metrics()
+    make_version(CriticState.active, metrics=metrics, threshold=0.512)
+    page = admin_client.get("/critic").text
+    svg = re.search(r'<svg class="plot-svg pr-plot".*?</svg>', page, re.S)
+    assert svg
+    groups = re.findall(r'<g class="op-point.*?</g>', svg.group(0), re.S)
+    assert len(groups) == len(LEVELS)  # every operating point keeps its circle and tooltip...
+    assert all(g.count("<circle") == 1 for g in groups)
+    tooltips = sorted(re.search(r"<title>(rec_[\d.]+):", g).group(1) for g in groups)  # type: ignore[union-attr]
+    assert tooltips == [f"rec_{level}" for level in LEVELS]
+    labels = [re.findall(r'text-anchor="(\w+)">([^<]+)</text>', g) for g in groups]
+    # ...and each spot one label: rec_0.5 alone, 0.6 and 0.7 together, 0.8 and 0.9 at recall 1.
+    written = [found[0] for found in labels if found]
+    assert [text for _anchor, text in written] == ["0.5", "0.6, 0.7", "0.8, 0.9"]
+    assert written[-1][0] == "end"  # at the right edge, written leftwards: inside the plot
+    # The last spot's two points are both the version's threshold (chosen), drawn after the rest.
+    assert [' class="op-point chosen"' in g[:40] for g in groups][-2:] == [True, True]
+
+
 def test_page_renders_versions_with_missing_metrics(admin_client) -> None:  # type: ignore[no-untyped-def]
     failed = make_version(CriticState.failed, path=None, threshold=None, error="out of memory")
     # NaN (ROC-AUC with one class) can be stored on SQLite; PostgreSQL's json refuses it.
@@ -507,7 +552,6 @@ def test_jobs_panel_says_when_a_watched_job_has_ended(researcher_client) -> None
 def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None:  # type: ignore[no-untyped-def]
     """htmx wiring end to end: the preview swaps in, "Retrain now" answers in place and the
     jobs panel fetches the new chain; the page fits 360 px without sideways scrolling."""
-    from tests.conftest import OUTPUT
 
     OUTPUT.mkdir(exist_ok=True)
     make_staff("root", "a long password", "admin")
@@ -568,3 +612,39 @@ def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None
     page.wait_for_selector(".critic-flash.alert")
     assert "already training" in page.inner_text(".critic-flash")
     page.close()
+
+
+@pytest.mark.one_backend  # the page in the browser: the same on any database
+def test_operating_point_labels_never_overlap_in_the_browser(live_server, browser) -> None:  # type: ignore[no-untyped-def]
+    """The labels as the browser lays them out (the narrow screen writes them larger): no two
+    overlap and none leaves the plot, at 1200 and at 360 px."""
+    make_staff("root", "a long password", "admin")
+    make_version(CriticState.active, metrics=thin_metrics(), threshold=0.512)
+    for width in (1200, 360):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(f"{live_server}/login")
+        page.fill("input[name=username]", "root")
+        page.fill("input[name=password]", "a long password")
+        page.click("button.primary")
+        page.wait_for_url(f"{live_server}/")
+        page.goto(f"{live_server}/critic")
+        plot = page.locator("svg.pr-plot").bounding_box()
+        texts = page.locator("svg.pr-plot .op-point text")
+        boxes = [texts.nth(i).bounding_box() for i in range(texts.count())]
+        assert [texts.nth(i).text_content() for i in range(texts.count())] == [
+            "0.5", "0.6, 0.7", "0.8, 0.9"
+        ]  # fmt: skip
+        assert plot is not None and all(boxes)
+        for i, a in enumerate(boxes):
+            assert plot["x"] <= a["x"] and a["x"] + a["width"] <= plot["x"] + plot["width"] + 0.5
+            for b in boxes[i + 1 :]:
+                apart = (
+                    a["x"] + a["width"] <= b["x"]
+                    or b["x"] + b["width"] <= a["x"]
+                    or a["y"] + a["height"] <= b["y"]
+                    or b["y"] + b["height"] <= a["y"]
+                )
+                assert apart, (width, a, b)
+        OUTPUT.mkdir(exist_ok=True)
+        page.locator("svg.pr-plot").screenshot(path=str(OUTPUT / f"critic-pr-thin-{width}.png"))
+        page.close()

@@ -9,7 +9,7 @@ what makes them readable from a 360 px phone to a wide screen.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 UNIT_TICKS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -68,6 +68,8 @@ class Mark:
     title: str
     chosen: bool
     threshold: float | None = None
+    anchor: str = "middle"  # the label's text-anchor: "end"/"start" at the plot's edges
+    label_dy: float = -9.0  # the label's baseline from the point: above it, or below (> 0)
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ def pr_plot(metrics: dict[str, Any], chosen_threshold: float | None = None) -> P
             else f"rec_{unit_label(target)}"
         )
         marks.append(Mark(frame.x(r), frame.y(p), unit_label(target), title, chosen, threshold))
+    marks = shared_labels(marks, frame)
     plot = PRPlot(
         frame=frame,
         path=path,
@@ -244,6 +247,83 @@ def pr_plot(metrics: dict[str, Any], chosen_threshold: float | None = None) -> P
         plot.baseline_y = frame.y(rate)
         plot.baseline_label = f"all kept: {rate:.2f}"
     return plot
+
+
+# Operating points closer than this (in viewBox units) would print their labels over each
+# other: a label is up to three characters of 11 px text.
+LABEL_GAP_X, LABEL_GAP_Y = 18.0, 12.0
+# The widest a label's character gets: the narrow-screen style writes them at 14 units.
+LABEL_CHAR, LABEL_HEIGHT = 8.5, 14.0
+ABOVE, BELOW = -9.0, 21.0
+
+
+def shared_labels(marks: list[Mark], frame: Frame) -> list[Mark]:
+    """Operating points that land on (nearly) the same spot share one label ("0.6, 0.7", or
+    "0.5–0.9" for three or more), written once: with few held-out labels several rec_X
+    often pick the same threshold, and their labels were printed on top of each other. Each
+    keeps its own circle and tooltip; the chosen one is drawn last, so a coincident point
+    never hides it. Labels at the plot's left or right edge are anchored inwards so they stay
+    inside the picture."""
+    groups: list[list[Mark]] = []
+    for mark in marks:
+        first = groups[-1][0] if groups else None
+        if (
+            first is not None
+            and abs(mark.x - first.x) < LABEL_GAP_X
+            and abs(mark.y - first.y) < LABEL_GAP_Y
+        ):
+            groups[-1].append(mark)
+        else:
+            groups.append([mark])
+    out: list[Mark] = []
+    for group in groups:
+        names = [mark.label for mark in group]
+        label = names[0] if len(names) == 1 else (
+            ", ".join(names) if len(names) == 2 else f"{names[0]}–{names[-1]}"
+        )  # fmt: skip
+        group = sorted(group, key=lambda mark: mark.chosen)  # stable: the chosen on top
+        last = group[-1]
+        anchor = "middle"
+        half = LABEL_CHAR * len(label) / 2
+        if last.x + half > frame.width:
+            anchor = "end"
+        elif last.x - half < 0:
+            anchor = "start"
+        out += [replace(mark, label="") for mark in group[:-1]]
+        out.append(replace(last, label=label, anchor=anchor))
+    return _clear_of_each_other(out)
+
+
+def _extent(mark: Mark) -> tuple[float, float]:
+    width = LABEL_CHAR * len(mark.label)
+    if mark.anchor == "end":
+        return mark.x - width, mark.x
+    if mark.anchor == "start":
+        return mark.x, mark.x + width
+    return mark.x - width / 2, mark.x + width / 2
+
+
+def _clear_of_each_other(marks: list[Mark]) -> list[Mark]:
+    """A label that would run into one already placed (two spots close along the curve, with
+    long shared labels) goes below its point instead of above."""
+    placed: list[tuple[float, float, float]] = []  # left, right, baseline
+    out = []
+    for mark in marks:
+        if not mark.label:
+            out.append(mark)
+            continue
+        left, right = _extent(mark)
+        for dy in (ABOVE, BELOW):
+            baseline = mark.y + dy
+            clashes = (
+                left < other_right and other_left < right and abs(baseline - other) < LABEL_HEIGHT
+                for other_left, other_right, other in placed
+            )
+            if not any(clashes):
+                break
+        placed.append((left, right, baseline))
+        out.append(replace(mark, label_dy=dy))
+    return out
 
 
 def histogram_plot(

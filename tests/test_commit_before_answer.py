@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,3 +61,46 @@ def test_logout_has_ended_the_copied_session_when_it_answers(  # type: ignore[no
             with session_scope() as session:
                 assert session.get(User, user_id).session_epoch == 1  # type: ignore[union-attr]
             assert copy.get("/api/campaigns").status_code == 401
+
+
+@pytest.fixture
+def one_thread_one_connection(settings, engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """The server in miniature: one request thread and a pool of one connection (waits for
+    one give up after 3 s). Set before the server starts: its start-up reads them."""
+    from sqlalchemy.orm import sessionmaker
+
+    from app.core import db
+
+    small = db.make_engine(settings.database, pool_size=1, max_overflow=0, pool_timeout=3)
+    monkeypatch.setattr(settings, "web_threads", 1)
+    monkeypatch.setattr(db, "_engine", small)
+    monkeypatch.setattr(db, "_session_factory", sessionmaker(small, expire_on_commit=False))
+    yield
+    small.dispose()
+
+
+def test_a_finished_route_gives_its_connection_back_before_the_answer_is_built(  # type: ignore[no-untyped-def]
+    one_thread_one_connection,
+    live_server,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FastAPI checks a plain route's returned value against its return annotation in the
+    request thread pool, before it ends the request's session. A finished request then held
+    its connection while it waited for a thread, and the thread was held by the next request
+    waiting for that connection: under forty page reads at once, 500s after the pool's
+    timeout. Here with one thread and one connection: two `/api/jobs` at once both answer."""
+    from app.web import jobs
+
+    real = jobs.list_job_views
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)  # the second request queues for the thread meanwhile
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "list_job_views", slow)
+    make_staff("ada", "correct horse", role="researcher")
+    with httpx.Client(base_url=live_server, timeout=30) as staff:
+        login(staff)
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _i: staff.get("/api/jobs"), range(2)))
+    assert [a.status_code for a in answers] == [200, 200], [a.text[:200] for a in answers]

@@ -86,7 +86,9 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    return create_engine(
+        url, **{"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, **kwargs}
+    )
 
 
 def configure(settings: Settings | None = None) -> Engine:

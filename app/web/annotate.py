@@ -41,13 +41,14 @@ from app.web.deps import (
     RaterId,
     RaterNonce,
     RowId,
+    SessionRoute,
     client_address,
     templates,
 )
 from app.web.markdown import render_markdown
 from app.web.sessions import FRAMED_KEY, opened_in_a_frame
 
-router = APIRouter(tags=["annotate"])
+router = APIRouter(tags=["annotate"], route_class=SessionRoute)
 
 
 @router.get("/c/{share_token}")

@@ -28,9 +28,16 @@ from app.core.accounts import (
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.models import User
-from app.web.deps import CSRFChecked, SessionDep, client_address, csrf_token, templates
+from app.web.deps import (
+    CSRFChecked,
+    SessionDep,
+    SessionRoute,
+    client_address,
+    csrf_token,
+    templates,
+)
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=SessionRoute)
 
 
 def _safe_next(next_url: str | None) -> str:

@@ -27,9 +27,9 @@ from app.annotation.campaigns import DEFAULT_SCALE
 from app.core.models import Campaign, CriticState, CriticVersion
 from app.core.text_index import text_indexes_ready
 from app.corpus.stats import corpus_counts
-from app.web.deps import RowId, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import RowId, SessionDep, SessionRoute, StaffUser, csrf_token, templates
 
-router = APIRouter(tags=["browse"])
+router = APIRouter(tags=["browse"], route_class=SessionRoute)
 
 
 def gold_choices(scale: list[Any]) -> list[dict[str, Any]]:

@@ -45,13 +45,14 @@ from app.web.deps import (
     PostedForm,
     RowId,
     SessionDep,
+    SessionRoute,
     StaffUser,
     csrf_token,
     templates,
 )
 from app.web.markdown import render_markdown
 
-router = APIRouter(tags=["campaigns"])
+router = APIRouter(tags=["campaigns"], route_class=SessionRoute)
 
 # The query strings the platforms add to a study link. Prolific fills {{%NAME%}} placeholders.
 PROLIFIC_QUERY = (

@@ -18,9 +18,9 @@ from app.core.jobs import create_job, job_as_dict
 from app.core.models import Job, User
 from app.corpus.formats import FORMATS
 from app.corpus.stats import corpus_counts
-from app.web.deps import CSRFChecked, SessionDep, StaffUser, templates
+from app.web.deps import CSRFChecked, SessionDep, SessionRoute, StaffUser, templates
 
-router = APIRouter(tags=["corpus"])
+router = APIRouter(tags=["corpus"], route_class=SessionRoute)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -32,9 +32,9 @@ from app.critic.describe import label_snapshot_sentence, model_display_name
 from app.critic.histogram import Histogram, adaptive_histogram
 from app.critic.score import score_histogram, unscored_count
 from app.web.critic_plots import histogram_plot, pr_plot
-from app.web.deps import RowId, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import RowId, SessionDep, SessionRoute, StaffUser, csrf_token, templates
 
-router = APIRouter(tags=["critic"])
+router = APIRouter(tags=["critic"], route_class=SessionRoute)
 
 Rule = Literal["recall", "precision", "kept"]
 RULES: dict[str, str] = {

@@ -14,9 +14,9 @@ from app.core.models import CriticVersion, User
 from app.critic import loop, queueing, registry, scoring_jobs
 from app.critic.presets import ModelMissing
 from app.web.critic import FLASH_KEY, version_as_dict
-from app.web.deps import AdminUser, CSRFChecked, RowId, templates
+from app.web.deps import AdminUser, CSRFChecked, RowId, SessionRoute, templates
 
-router = APIRouter(tags=["critic"])
+router = APIRouter(tags=["critic"], route_class=SessionRoute)
 
 
 def start_training(

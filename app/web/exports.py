@@ -47,13 +47,14 @@ from app.web.deps import (
     PostedForm,
     RowId,
     SessionDep,
+    SessionRoute,
     StaffUser,
     csrf_token,
     templates,
 )
 from app.web.markdown import render_markdown
 
-router = APIRouter(tags=["exports"])
+router = APIRouter(tags=["exports"], route_class=SessionRoute)
 
 # The page's threshold choice: one radio and one number, mapped onto the four parameters.
 THRESHOLD_CHOICES = {

@@ -20,9 +20,9 @@ from app.core.models import (
 )
 from app.corpus.formats import FORMATS
 from app.corpus.stats import corpus_counts
-from app.web.deps import OptionalUser, SessionDep, csrf_token, templates
+from app.web.deps import OptionalUser, SessionDep, SessionRoute, csrf_token, templates
 
-router = APIRouter(tags=["pages"])
+router = APIRouter(tags=["pages"], route_class=SessionRoute)
 
 
 @router.get("/", response_class=HTMLResponse, response_model=None)

@@ -21,9 +21,9 @@ from app.core.db import session_scope
 from app.core.models import Job, User
 from app.critic import queueing as _critic_jobs  # noqa: F401
 from app.export import run as _export_jobs  # noqa: F401
-from app.web.deps import CSRFChecked, RowId, StaffUser
+from app.web.deps import CSRFChecked, RowId, SessionRoute, StaffUser
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=SessionRoute)
 
 
 def _who(user: User) -> str:

@@ -11,9 +11,9 @@ from app.core.job_list import get_job_view
 from app.core.job_list import list_jobs as list_job_views
 from app.core.jobs import job_as_dict
 from app.core.models import Job, JobState
-from app.web.deps import RowId, SessionDep, StaffUser, templates
+from app.web.deps import RowId, SessionDep, SessionRoute, StaffUser, templates
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=SessionRoute)
 
 
 def _get(session: SessionDep, job_id: int) -> Job:

@@ -15,9 +15,9 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
 from app.core.job_list import STATES, get_job_view, job_kinds, list_jobs, state_counts
-from app.web.deps import RowId, SessionDep, StaffUser, csrf_token, templates
+from app.web.deps import RowId, SessionDep, SessionRoute, StaffUser, csrf_token, templates
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=SessionRoute)
 
 PAGE_SIZE = 100
 

@@ -20,9 +20,17 @@ from app.annotation.people import annotator_rows
 from app.core import people
 from app.core.db import session_scope
 from app.core.models import Campaign, CampaignState, User
-from app.web.deps import AdminUser, CSRFChecked, RowId, SessionDep, csrf_token, templates
+from app.web.deps import (
+    AdminUser,
+    CSRFChecked,
+    RowId,
+    SessionDep,
+    SessionRoute,
+    csrf_token,
+    templates,
+)
 
-router = APIRouter(tags=["people"])
+router = APIRouter(tags=["people"], route_class=SessionRoute)
 
 PAGE = "/admin/users"
 NOTICE_KEY = "people_notice"  # session key: what the last action did, shown once

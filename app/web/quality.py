@@ -21,9 +21,17 @@ from app.annotation.quality import LABEL_FIELDS, iter_item_labels
 from app.annotation.rating_rows import RATING_FIELDS, iter_campaign_ratings
 from app.core.db import session_scope
 from app.core.models import Campaign, User
-from app.web.deps import AdminUser, CSRFChecked, RowId, SessionDep, StaffUser, templates
+from app.web.deps import (
+    AdminUser,
+    CSRFChecked,
+    RowId,
+    SessionDep,
+    SessionRoute,
+    StaffUser,
+    templates,
+)
 
-router = APIRouter(tags=["quality"])
+router = APIRouter(tags=["quality"], route_class=SessionRoute)
 
 Fmt = Literal["csv", "jsonl"]
 

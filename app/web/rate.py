@@ -42,12 +42,13 @@ from app.web.deps import (
     RaterId,
     RaterNonce,
     RowId,
+    SessionRoute,
     csrf_token,
     templates,
 )
 from app.web.markdown import render_markdown
 
-router = APIRouter(tags=["rating page"])
+router = APIRouter(tags=["rating page"], route_class=SessionRoute)
 
 
 def _annotator(user: User | None) -> User:

@@ -42,13 +42,14 @@ from app.web.deps import (
     PostedForm,
     RowId,
     SessionDep,
+    SessionRoute,
     StaffUser,
     csrf_token,
     templates,
 )
 from app.web.markdown import render_markdown
 
-router = APIRouter(tags=["student"])
+router = APIRouter(tags=["student"], route_class=SessionRoute)
 
 
 TRAIN_FIELDS = ("export_id", "base_model", "epochs", "learning_rate", "batch_size", "max_steps")

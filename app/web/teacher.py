@@ -32,12 +32,13 @@ from app.web.deps import (
     PostedForm,
     RowId,
     SessionDep,
+    SessionRoute,
     StaffUser,
     csrf_token,
     templates,
 )
 
-router = APIRouter(tags=["teacher"])
+router = APIRouter(tags=["teacher"], route_class=SessionRoute)
 
 FILTER_WORDS = {
     "empty": "empty",

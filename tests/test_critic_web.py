@@ -548,6 +548,19 @@ def test_jobs_panel_says_when_a_watched_job_has_ended(researcher_client) -> None
 # --- in a real browser -----------------------------------------------------------------------
 
 
+def critic_page_as_root(browser, live_server: str, width: int):  # type: ignore[no-untyped-def]
+    """A new page of ``width`` px, signed in through the login form as the admin "root" (made
+    by the test), on /critic."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(f"{live_server}/login")
+    page.fill("input[name=username]", "root")
+    page.fill("input[name=password]", "a long password")
+    page.click("button.primary")
+    page.wait_for_url(f"{live_server}/")
+    page.goto(f"{live_server}/critic")
+    return page
+
+
 @pytest.mark.one_backend  # the page in the browser: the same on any database
 def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None:  # type: ignore[no-untyped-def]
     """htmx wiring end to end: the preview swaps in, "Retrain now" answers in place and the
@@ -564,13 +577,7 @@ def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None
     )
     add_scores(version, {t: ((i * 37) % 100) / 100 for i, t in enumerate(triples)})
     for width in (1200, 360):
-        page = browser.new_page(viewport={"width": width, "height": 900})
-        page.goto(f"{live_server}/login")
-        page.fill("input[name=username]", "root")
-        page.fill("input[name=password]", "a long password")
-        page.click("button.primary")
-        page.wait_for_url(f"{live_server}/")
-        page.goto(f"{live_server}/critic")
+        page = critic_page_as_root(browser, live_server, width)
         assert page.locator("svg.histogram rect.hist-bar").count() == 20
         assert page.get_by_text("1.91 epochs, shortened to fit 23.0 min").is_visible()
         box = page.locator("svg.pr-plot").bounding_box()
@@ -588,13 +595,7 @@ def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None
         page.screenshot(path=str(OUTPUT / f"critic-page-{width}.png"), full_page=True)
         page.close()
 
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.goto(f"{live_server}/login")
-    page.fill("input[name=username]", "root")
-    page.fill("input[name=password]", "a long password")
-    page.click("button.primary")
-    page.wait_for_url(f"{live_server}/")
-    page.goto(f"{live_server}/critic")
+    page = critic_page_as_root(browser, live_server, 1200)
     assert page.locator("#critic-jobs .job").count() == 0
     page.check("#retrain-full")  # the box: a full retrain, not a warm start
     page.click("#retrain")
@@ -621,13 +622,7 @@ def test_operating_point_labels_never_overlap_in_the_browser(live_server, browse
     make_staff("root", "a long password", "admin")
     make_version(CriticState.active, metrics=thin_metrics(), threshold=0.512)
     for width in (1200, 360):
-        page = browser.new_page(viewport={"width": width, "height": 900})
-        page.goto(f"{live_server}/login")
-        page.fill("input[name=username]", "root")
-        page.fill("input[name=password]", "a long password")
-        page.click("button.primary")
-        page.wait_for_url(f"{live_server}/")
-        page.goto(f"{live_server}/critic")
+        page = critic_page_as_root(browser, live_server, width)
         plot = page.locator("svg.pr-plot").bounding_box()
         texts = page.locator("svg.pr-plot .op-point text")
         boxes = [texts.nth(i).bounding_box() for i in range(texts.count())]

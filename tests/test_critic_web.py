@@ -270,7 +270,7 @@ def test_retrain_button_queues_the_chain_and_refreshes_the_jobs_panel(
     )
     assert response.status_code == 200
     assert response.headers["HX-Trigger"] == "critic-jobs-changed, critic-changed"
-    assert "are queued" in response.text
+    assert "Started training version" in response.text
     assert len(dispatched["training"]) == 1
 
 
@@ -334,7 +334,9 @@ def test_score_button_requests_scoring_of_the_active_version(admin_client, dispa
     assert client.post("/api/critic/score").status_code == 409
     active = make_version(CriticState.active, metrics=full_metrics())
     first = client.post("/critic/score", data={"csrf_token": token}, headers={"HX-Request": "1"})
-    assert "is queued" in first.text and first.headers["HX-Trigger"] == "critic-jobs-changed"
+    assert (
+        "Started score job" in first.text and first.headers["HX-Trigger"] == "critic-jobs-changed"
+    )
     with session_scope() as session:
         [job] = session.scalars(select(Job).where(Job.kind == "critic_score")).all()
         assert job.params["version_id"] == active
@@ -615,31 +617,73 @@ def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None
     page.close()
 
 
+def weak_metrics() -> dict[str, Any]:
+    """A first version on few labels (the demo's, rounded): 49 held-out labels, 80% of them
+    acceptable, and every operating point near the line of keeping everything, at its right
+    end, where the "all kept" label used to be written over the chosen point."""
+    levels = [(0.5, 0.513, 0.714, 0.583), (0.6, 0.615, 0.727, 0.580), (0.7, 0.718, 0.757, 0.579),
+              (0.8, 0.821, 0.780, 0.578), (0.9, 0.923, 0.783, 0.575)]  # fmt: skip
+    points = [
+        {"target_recall": level, "threshold": t, "precision": p, "recall": r, "kept_fraction": r}
+        for level, r, p, t in levels
+    ]
+    recall = [0.026, 0.05, 0.1, 0.2, 0.3, 0.45, 0.513, 0.615, 0.718, 0.821, 0.923, 1.0]
+    precision = [1.0, 0.4, 0.5, 0.55, 0.62, 0.7, 0.714, 0.727, 0.757, 0.780, 0.783, 0.796]
+    thresholds = [0.7 - 0.01 * i for i in range(len(recall))]
+    return {
+        "n": 49,
+        "acceptable": 39,
+        "roc_auc": 0.262,
+        "average_precision": 0.7,
+        "precision_at_recall": points,
+        "pr_curve": {"threshold": thresholds, "precision": precision, "recall": recall},
+    }
+
+
+def _apart(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
 @pytest.mark.one_backend  # the page in the browser: the same on any database
-def test_operating_point_labels_never_overlap_in_the_browser(live_server, browser) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("name", "metrics", "threshold", "labels"),
+    [
+        ("thin", thin_metrics(), 0.512, ["0.5", "0.6, 0.7", "0.8, 0.9"]),
+        ("weak", weak_metrics(), 0.578, ["0.5", "0.6", "0.7", "0.8", "0.9"]),
+    ],
+)
+def test_plot_labels_never_overlap_in_the_browser(  # type: ignore[no-untyped-def]
+    live_server, browser, name, metrics, threshold, labels
+) -> None:
     """The labels as the browser lays them out (the narrow screen writes them larger): no two
-    overlap and none leaves the plot, at 1200 and at 360 px."""
+    overlap, the "all kept" label covers no operating point, and none leaves the plot, at 1200
+    and at 360 px. Eight held-out labels (points sharing spots), and a weak first version
+    (every point near the line of keeping everything)."""
     make_staff("root", "a long password", "admin")
-    make_version(CriticState.active, metrics=thin_metrics(), threshold=0.512)
+    make_version(CriticState.active, metrics=metrics, threshold=threshold)
     for width in (1200, 360):
         page = critic_page_as_root(browser, live_server, width)
         plot = page.locator("svg.pr-plot").bounding_box()
         texts = page.locator("svg.pr-plot .op-point text")
+        assert [texts.nth(i).text_content() for i in range(texts.count())] == labels
+        baseline = page.locator("svg.pr-plot .baseline-label")
+        assert baseline.text_content() == f"all kept: {metrics['acceptable'] / metrics['n']:.2f}"
         boxes = [texts.nth(i).bounding_box() for i in range(texts.count())]
-        assert [texts.nth(i).text_content() for i in range(texts.count())] == [
-            "0.5", "0.6, 0.7", "0.8, 0.9"
-        ]  # fmt: skip
-        assert plot is not None and all(boxes)
+        boxes.append(baseline.bounding_box())
+        circles = page.locator("svg.pr-plot .op-point circle")
+        dots = [circles.nth(i).bounding_box() for i in range(circles.count())]
+        assert plot is not None and all(boxes) and all(dots)
         for i, a in enumerate(boxes):
             assert plot["x"] <= a["x"] and a["x"] + a["width"] <= plot["x"] + plot["width"] + 0.5
             for b in boxes[i + 1 :]:
-                apart = (
-                    a["x"] + a["width"] <= b["x"]
-                    or b["x"] + b["width"] <= a["x"]
-                    or a["y"] + a["height"] <= b["y"]
-                    or b["y"] + b["height"] <= a["y"]
-                )
-                assert apart, (width, a, b)
+                assert _apart(a, b), (width, a, b)
+        for dot in dots:
+            assert _apart(boxes[-1], dot), (width, "the all-kept label covers a point", dot)
         OUTPUT.mkdir(exist_ok=True)
-        page.locator("svg.pr-plot").screenshot(path=str(OUTPUT / f"critic-pr-thin-{width}.png"))
+        page.locator("svg.pr-plot").screenshot(path=str(OUTPUT / f"critic-pr-{name}-{width}.png"))
         page.close()

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app.annotation.campaigns import CampaignSpec, create_campaign, set_campaign_state
 from app.core.db import session_scope
 from app.core.models import Campaign, User
-from tests.conftest import add_triples
+from tests.conftest import add_triples, login, make_staff
 
 HTML = {"accept": "text/html,application/xhtml+xml"}
 
@@ -124,3 +124,19 @@ def test_annotators_get_pages_and_api_clients_json(app) -> None:  # type: ignore
         assert "This study has ended" in closed
         gone = browser.get(f"/c/{share}?PROLIFIC_PID=p5", headers=HTML)
         assert gone.status_code == 404 and "Study not found" in gone.text
+
+
+def test_staff_who_mistype_an_address_read_page_not_found_not_the_study_text(app) -> None:  # type: ignore[no-untyped-def]
+    """ "Study not found ... contact the researchers" is for crowdworkers; a researcher following
+    an old link to a deleted campaign is told the page is gone and where to start again."""
+    make_staff()
+    with TestClient(app) as browser:
+        login(browser)
+        for path in ("/campaigns/987654", "/no-such-page"):
+            page = browser.get(path, headers=HTML)
+            assert page.status_code == 404, path
+            assert "Page not found" in page.text and "Study not found" not in page.text, path
+            assert '<a href="/">Go to the start page</a>' in page.text, path
+        assert browser.get("/campaigns/987654").json()["detail"]  # API clients: JSON as before
+        study = browser.get("/c/no-such-link", headers=HTML)
+        assert "Study not found" in study.text and "start page" not in study.text

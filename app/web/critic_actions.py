@@ -122,8 +122,9 @@ def retrain_from_page(
     return _answer(
         request,
         "ok",
-        f"Training version {chain.version_id}: jobs #{chain.train_job_id} (train), "
-        f"#{chain.evaluate_job_id} (evaluate) and #{chain.score_job_id} (score) are queued.",
+        f"Started training version {chain.version_id}: jobs #{chain.train_job_id} (train), "
+        f"#{chain.evaluate_job_id} (evaluate) and #{chain.score_job_id} (score); their "
+        "progress is under Jobs.",
         jobs_changed=True,
         versions_changed=True,
     )
@@ -142,7 +143,13 @@ def score_from_page(
         return _answer(request, "error", f"Not started: {exc}.", back)
     if job_id is None:
         return _answer(request, "ok", "A score job for this version is already queued.", back)
-    return _answer(request, "ok", f"Score job #{job_id} is queued.", back, jobs_changed=True)
+    return _answer(
+        request,
+        "ok",
+        f"Started score job #{job_id}; its progress is under Jobs.",
+        back,
+        jobs_changed=True,
+    )
 
 
 @router.post(

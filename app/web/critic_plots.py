@@ -9,6 +9,7 @@ what makes them readable from a 360 px phone to a wide screen.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -94,6 +95,9 @@ class PRPlot:
     # critic no better than chance lies on this line.
     baseline_y: float | None = None
     baseline_label: str = ""
+    # Where its label goes (see baseline_label_spot): clear of the curve and the points.
+    baseline_label_x: float = 0.0
+    baseline_label_y: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -246,7 +250,65 @@ def pr_plot(metrics: dict[str, Any], chosen_threshold: float | None = None) -> P
         rate = acceptable / n
         plot.baseline_y = frame.y(rate)
         plot.baseline_label = f"all kept: {rate:.2f}"
+        curve_points = [(frame.x(r), frame.y(p)) for r, p in pairs]
+        spot = baseline_label_spot(frame, plot.baseline_y, plot.baseline_label, marks, curve_points)
+        plot.baseline_label_x, plot.baseline_label_y = spot
     return plot
+
+
+# The baseline's label is 10.5 px text (13 on a narrow screen): this wide per character at most.
+BASELINE_CHAR = 7.5
+
+
+def baseline_label_spot(
+    frame: Frame,
+    baseline_y: float,
+    label: str,
+    marks: list[Mark],
+    curve: list[tuple[float, float]],
+) -> tuple[float, float]:
+    """Where "all kept: 0.80" is written (its left end and text baseline). At high recall every
+    curve comes down to this line, so its right end, the obvious place, is where the
+    operating points crowd: a weak critic's rec_0.8 point sat on the label. The first of
+    spots along the line, below it from the right end leftwards and then above it, that
+    touches no point, point label or stretch of the curve wins; if all do, the one that
+    touches least. The text starts at the returned x."""
+    width = BASELINE_CHAR * len(label)
+    lefts = []  # from the right end (the usual place) leftwards, in steps of 20 units
+    left = frame.x1 - 2 - width
+    while left >= frame.x0 + 4:
+        lefts.append(left)
+        left -= 20
+    lefts.append(frame.x0 + 4)
+    candidates = [(x, baseline_y + dy) for dy in (13, -5) for x in lefts]
+    obstacles: list[tuple[float, float, float, float]] = []  # left, top, right, bottom
+    for mark in marks:
+        obstacles.append((mark.x - 7, mark.y - 7, mark.x + 7, mark.y + 7))
+        if mark.label:
+            left, right = _extent(mark)
+            text_y = mark.y + mark.label_dy
+            obstacles.append((left, text_y - LABEL_HEIGHT, right, text_y + 2))
+    dots = list(_along(curve, step=3.0))
+
+    def touches(left: float, y: float) -> int:
+        box = (left, y - LABEL_HEIGHT, left + width, y + 3)
+        hits = sum(
+            box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3] for o in obstacles
+        )
+        return hits + sum(box[0] <= dx <= box[2] and box[1] <= dy <= box[3] for dx, dy in dots)
+
+    scored = [(touches(*spot), order, spot) for order, spot in enumerate(candidates)]
+    return min(scored)[2]
+
+
+def _along(points: list[tuple[float, float]], step: float) -> Iterator[tuple[float, float]]:
+    """Points every ``step`` units along a polyline (its corners included)."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        pieces = max(1, int(math.hypot(x1 - x0, y1 - y0) / step))
+        for i in range(pieces):
+            yield x0 + (x1 - x0) * i / pieces, y0 + (y1 - y0) * i / pieces
+    if points:
+        yield points[-1]
 
 
 # Operating points closer than this (in viewBox units) would print their labels over each

@@ -30,6 +30,14 @@ ADVICE = {
     ),
     409: ("Not available right now", "Please come back later."),
 }
+# Staff mistype addresses and follow old links to deleted things; "study" means nothing to them.
+STAFF_NOT_FOUND = (
+    "Page not found",
+    "Nothing is at this address: it may have been mistyped, or what it showed was deleted. "
+    "Every page is reached from the start page.",
+)
+# Where crowdworkers arrive (study links, invitations, the rating page): they get the study text.
+CROWD_PATHS = ("/c/", "/i/", "/annotate/")
 
 
 def wants_page(request: Request) -> bool:
@@ -43,11 +51,21 @@ async def html_or_json_error(request: Request, exc: Exception) -> Response:
     if not wants_page(request) or exc.status_code not in ADVICE:
         return await http_exception_handler(request, exc)
     title, advice = ADVICE[exc.status_code]
-    detail = exc.detail if isinstance(exc.detail, str) else None
+    staff_page = exc.status_code == 404 and not request.url.path.startswith(CROWD_PATHS)
+    if staff_page:
+        title, advice = STAFF_NOT_FOUND
+    # Starlette's own "Not Found" for an unknown address adds nothing to the title.
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != "Not Found" else None
     response = templates.TemplateResponse(
         request,
         "error.html",
-        {"user": None, "title": title, "advice": advice, "detail": detail},
+        {
+            "user": None,
+            "title": title,
+            "advice": advice,
+            "detail": detail,
+            "start_link": staff_page,
+        },
         status_code=exc.status_code,
     )
     for name, value in (exc.headers or {}).items():

@@ -10,6 +10,7 @@ that can answer 429, 500, slowly, or with garbage. One slow test uses the packag
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,42 @@ def test_inferences_for_a_run_that_has_written_nothing_are_refused(staff_client:
     assert f"teacher run {empty_id} (events, queued) has written no events" in detail["heads.value"]
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(TeacherRun)) == 1
+
+
+def test_the_follow_up_form_carries_the_events_runs_model_and_refuses_an_unknown_run(
+    staff_client: Any,
+) -> None:
+    """``/teacher?events_of_run=N`` (the events-only run's "Write inferences" link) fills the
+    form with run N's events as heads and the server, model and sampling that wrote them."""
+    from app.core.db import session_scope
+    from app.core.models import TeacherRun
+
+    backend = {"type": "openai", "model": "big-teacher", "base_url": "http://10.0.0.7:8000/v1",
+               "mode": "chat", "api_key_env": "LAB_KEY", "concurrency": 3, "timeout": 90.0,
+               "max_retries": 2, "batch_size": None}  # fmt: skip
+    with session_scope(write=True) as session:
+        run = TeacherRun(
+            backend="openai",
+            model="big-teacher",
+            kind="events",
+            params={"backend": backend, "inferences": {"n": 7, "top_p": 0.4}, "seed": 5},
+        )
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    page = staff_client.get(f"/teacher?events_of_run={run_id}")
+    assert page.status_code == 200
+    html = page.text
+    assert 'name="kind" value="inferences" checked' in html
+    assert '<option value="run" selected>' in html
+    assert f'name="heads_value" value="{run_id}"' in html
+    assert 'name="backend" value="openai" checked' in html
+    for name, value in (("model", "big-teacher"), ("base_url", "http://10.0.0.7:8000/v1"),
+                        ("api_key_env", "LAB_KEY"), ("concurrency", "3"), ("inference_n", "7"),
+                        ("inference_top_p", "0.4"), ("seed", "5")):  # fmt: skip
+        assert re.search(rf'name="{name}"[^>]*value="{re.escape(value)}"', html), name
+    assert len(re.findall(r'name="relations" value="\w+" checked', html)) == 7  # every relation
+    assert staff_client.get("/teacher?events_of_run=987654").status_code == 404
 
 
 def test_cli_refuses_bad_parameters_before_any_work(settings: Any, engine: Any) -> None:

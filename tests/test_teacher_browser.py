@@ -63,3 +63,63 @@ def test_researcher_configures_starts_watches_and_opens_a_campaign(
     page.click("text=Open a campaign on this run's triples")
     page.wait_for_url(f"{live_server}/campaigns/*")
     assert "Rate browser run" in page.content()
+
+
+def test_an_events_only_run_leads_on_to_writing_their_inferences(
+    live_server: str,  # noqa: F811
+    browser: Any,  # noqa: F811
+    celery_worker: Any,
+) -> None:
+    """The paper's two steps from the page: events first (no relation ticked), then, from that
+    run's page, inferences for exactly those events. The campaign button waits, visibly
+    disabled, until there are triples to rate."""
+    make_staff("ada", "correct horse")
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{live_server}/login")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "correct horse")
+    page.click("button.primary")
+    page.wait_for_url(f"{live_server}/")
+    with FakeOpenAI() as server:
+        page.goto(f"{live_server}/teacher")
+        page.check("input[name=backend][value=openai]")
+        page.fill("input[name=base_url]", server.base_url)
+        page.fill("input[name=model]", "fake")
+        page.fill("input[name=prompts]", "2")
+        page.fill("input[name=n]", "2")
+        page.click("#teacher-form button.primary")
+        page.wait_for_url(f"{live_server}/teacher/runs/*")
+        page.wait_for_selector("#teacher-panel[data-state=succeeded]", timeout=90_000)
+        events_run = page.url.rsplit("/", 1)[1]
+        campaign = page.locator("text=Open a campaign on this run's triples")
+        assert campaign.is_disabled()
+        assert (
+            page.eval_on_selector(
+                "#teacher-actions button.primary", "b => getComputedStyle(b).opacity"
+            )
+            == "0.45"
+        )
+        assert "wrote events only" in page.inner_text("#teacher-actions")
+        page.screenshot(path=str(OUTPUT / "teacher-events-only.png"), full_page=True)
+
+        page.click("#write-inferences")
+        page.wait_for_url(f"{live_server}/teacher?events_of_run={events_run}")
+        assert page.is_checked("input[name=kind][value=inferences]")
+        assert page.input_value("select[name=heads_kind]") == "run"
+        assert page.input_value("input[name=heads_value]") == events_run
+        assert page.locator("input[name=relations]:checked").count() == 7  # every relation
+        for box in page.locator("input[name=relations]").all():
+            box.uncheck()
+        page.check("input[name=relations][value=xWant]")
+        # The server and model that wrote the events are filled in again.
+        assert page.is_checked("input[name=backend][value=openai]")
+        assert page.input_value("input[name=base_url]") == server.base_url
+        assert page.input_value("input[name=model]") == "fake"
+        page.fill("input[name=inference_n]", "2")
+        page.click("#teacher-form button.primary")
+        page.wait_for_url(f"{live_server}/teacher/runs/*")
+        page.wait_for_selector("#teacher-panel[data-state=succeeded]", timeout=90_000)
+    assert page.url.rsplit("/", 1)[1] != events_run
+    assert "Triples (" in page.inner_text("#teacher-sample")
+    page.click("text=Open a campaign on this run's triples")
+    page.wait_for_url(f"{live_server}/campaigns/*")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request, status
+from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -147,8 +147,55 @@ def _page(
 
 
 @router.get("/teacher", response_class=HTMLResponse)
-def teacher_page(request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
-    return _page(request, session, user)
+def teacher_page(
+    request: Request,
+    session: SessionDep,
+    user: StaffUser,
+    events_of_run: Annotated[RowId | None, Query()] = None,
+) -> HTMLResponse:
+    """The form; ``?events_of_run=N`` (the "Write inferences for these events" link of an
+    events-only run) fills it in for inferences of run N's events, every relation ticked."""
+    values = None
+    if events_of_run is not None:
+        run = session.get(TeacherRun, events_of_run)
+        if run is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no teacher run {events_of_run}")
+        values = _follow_up_values(run)
+    return _page(request, session, user, values)
+
+
+def _follow_up_values(run: TeacherRun) -> dict[str, Any]:
+    """The form for inferences of ``run``'s events with the model, server and sampling that
+    wrote them (an API key typed for that run was never stored: it is asked for again)."""
+    params = dict(run.params or {})
+    backend = dict(params.get("backend") or {})
+    inferences = dict(params.get("inferences") or {})
+    values = _form_defaults()
+    text = {key: "" if value is None else str(value) for key, value in backend.items()}
+    values.update(
+        kind="inferences",
+        heads_kind="run",
+        heads_value=str(run.id),
+        relations=list(ATOMIC10X_RELATIONS),
+        backend=text.get("type") or values["backend"],
+        **{
+            key: text[key]
+            for key in ("model", "base_url", "mode", "api_key_env", "concurrency", "timeout")
+            if key in text
+        },
+        max_retries=text.get("max_retries", values["max_retries"]),
+        batch_size=text.get("batch_size", ""),
+        inference_n=str(inferences.get("n", values["inference_n"])),
+        inference_top_p=str(inferences.get("top_p", values["inference_top_p"])),
+        temperature=str(inferences.get("temperature", values["temperature"])),
+        max_tokens=str(inferences.get("max_tokens", values["max_tokens"])),
+        inference_examples=str(params.get("inference_examples", values["inference_examples"])),
+        seed=str(params.get("seed", values["seed"])),
+    )
+    for key, edited in (params.get("templates") or {}).items():
+        if key in values["templates"]:
+            values["templates"][key] = {**values["templates"][key], **edited}
+    return values
 
 
 def _number(values: dict[str, Any], key: str) -> Any:

@@ -292,12 +292,12 @@ def test_retrain_now_updates_the_head_of_the_critic_page(  # type: ignore[no-unt
     page.click("#retrain")
     page.wait_for_function("document.querySelector('#critic-message')?.innerText.trim()")
     message = page.locator("#critic-message").inner_text()
-    assert "Training version" in message, message
+    assert "Started training version" in message, message
     assert len(held) == 1
     page.wait_for_function(
         "document.querySelector('#critic-status')?.innerText.includes('is training')"
     )
-    training = int(message.split("Training version ", 1)[1].split(":", 1)[0])
+    training = int(message.split("Started training version ", 1)[1].split(":", 1)[0])
     assert f"Version {training} is training." in status.inner_text()
     assert page.locator(f"#version-{training}").count() == 1
     page.screenshot(path=str(OUTPUT / f"critic-retrain-{BACKEND}.png"), full_page=True)

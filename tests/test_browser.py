@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.accessibility import assert_accessible
 from tests.conftest import BACKEND, OUTPUT, add_triples, make_staff
 
 # What a person sees and does in the browser is the same on any database: run once, in
@@ -91,12 +92,14 @@ def test_staff_logs_in_uploads_and_watches_the_job(
     )
     assert "handmade" in page.locator("table.counts").nth(1).inner_text()
     assert page.locator("#jobs").inner_text().count("No jobs yet") == 0
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"home-after-import-{BACKEND}.png"), full_page=True)
 
     narrow = browser.new_page(viewport={"width": 360, "height": 740})
     narrow.context.add_cookies(page.context.cookies())
     narrow.goto(f"{live_server}/")
     overflow = narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert_accessible(narrow)
     narrow.screenshot(path=str(OUTPUT / f"home-360px-{BACKEND}.png"), full_page=True)
     assert overflow <= 0, f"page is {overflow}px wider than a 360px screen"
 
@@ -109,6 +112,7 @@ def test_login_page_renders(live_server, browser) -> None:  # type: ignore[no-un
     page.fill("input[name=password]", "wrong-password")
     page.click("button.primary")
     assert "Wrong username or password" in page.locator(".alert").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"login-{BACKEND}.png"))
 
 
@@ -148,6 +152,7 @@ def test_prolific_worker_rates_with_the_keyboard_and_changes_an_answer(  # type:
     page.wait_for_selector("#rater .sentence")
     assert "Item 1 of 5" in page.locator(".progress-text").inner_text()
     assert "As a result, PersonX wants" in page.locator(".sentence").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"rating-page-{BACKEND}.png"))
     keys = ["1", "2", "3", "4"]
     seen = []
@@ -166,6 +171,7 @@ def test_prolific_worker_rates_with_the_keyboard_and_changes_an_answer(  # type:
     page.keyboard.press("1")
     page.wait_for_selector("#completion-code")
     assert page.locator("#completion-code").inner_text() == "C0DE5"
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"rating-done-{BACKEND}.png"))
 
     with session_scope() as session:
@@ -204,6 +210,7 @@ def test_rating_page_works_without_javascript_and_at_360px(live_server, browser,
     narrow = browser.new_page(viewport={"width": 360, "height": 740})
     narrow.goto(f"{live_server}/c/{share}?workerId=mt2&assignmentId=a2")
     narrow.wait_for_selector("#rater .sentence")
+    assert_accessible(narrow)
     narrow.screenshot(path=str(OUTPUT / f"rating-360px-{BACKEND}.png"), full_page=True)
     assert narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
 
@@ -248,6 +255,7 @@ def test_researcher_creates_a_campaign_and_manages_it(live_server, browser, engi
     page.fill("textarea[name=guidelines]", "## How to rate\nIs it **plausible**?\n\n- yes\n- no")
     # htmx previews the Markdown while it is typed.
     page.wait_for_selector("#guidelines-preview strong", timeout=10_000)
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"campaign-new-{BACKEND}.png"), full_page=True)
     page.click("form.campaign-form .form-actions button.primary")
     page.wait_for_url(re.compile(rf"{re.escape(live_server)}/campaigns/\d+$"))
@@ -300,11 +308,13 @@ def test_researcher_creates_a_campaign_and_manages_it(live_server, browser, engi
     page.click("#campaign-head button:has-text('Resume')")
     page.wait_for_selector("#campaign-head .badge-open")
     assert page.evaluate("window.__same_page") is True
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"campaign-detail-{BACKEND}.png"), full_page=True)
 
     page.goto(f"{live_server}/campaigns")
     row = page.locator(f"#campaign-{campaign_id}")
     assert "12 / 20 ratings · 60%" in row.inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"campaign-list-{BACKEND}.png"), full_page=True)
 
     narrow = browser.new_page(viewport={"width": 360, "height": 740})
@@ -315,6 +325,7 @@ def test_researcher_creates_a_campaign_and_manages_it(live_server, browser, engi
         ("/campaigns/new", "campaign-new"),
     ):
         narrow.goto(f"{live_server}{path}")
+        assert_accessible(narrow)
         narrow.screenshot(path=str(OUTPUT / f"{name}-360px-{BACKEND}.png"), full_page=True)
         overflow = narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than a 360px screen"

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from app.annotation.campaigns import CampaignSpec, create_campaign, set_campaign_state
 from app.core.db import session_scope
 from app.core.models import Rating, RatingOrigin, Role, User
+from tests.accessibility import assert_accessible
 from tests.conftest import BACKEND, OUTPUT, add_triples, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
 
@@ -58,6 +59,7 @@ def test_researcher_browses_filters_pages_and_picks_gold(live_server, browser, e
     page.click("nav >> text=Browse")
     page.wait_for_selector("#browse-table")
     assert page.locator("#browse-table tbody tr").count() == 50
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"browse-{BACKEND}.png"), full_page=True)
     page.click("#next-page")
     page.wait_for_selector("#browse-table")
@@ -72,11 +74,13 @@ def test_researcher_browses_filters_pages_and_picks_gold(live_server, browser, e
     page.click("text=Use the chosen gold items in a new campaign")
     page.wait_for_url("**/campaigns/new?**")
     assert page.locator("textarea[name=gold_items]").input_value() == f"{ids[0]} 2"
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"browse-gold-to-form-{BACKEND}.png"))
     page.goto(f"{live_server}/campaigns/{campaign_id}")
     page.click("#items-link")
     page.wait_for_selector("#items-table")
     assert page.locator("#items-table tbody tr").count() == 10
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"campaign-items-{BACKEND}.png"), full_page=True)
 
 
@@ -105,6 +109,7 @@ def test_rating_page_at_360_guidelines_keys_and_skips(live_server, browser, engi
     page.goto(f"{live_server}/c/{share}?PROLIFIC_PID=narrow1&STUDY_ID=s1&SESSION_ID=x1")
     page.wait_for_selector("#rater .sentence")
     assert page.locator("#guidelines").get_attribute("open") is not None  # first item: open
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"rate-360-first-{BACKEND}.png"))
     assert _in_view(page, "#rater .sentence") and _in_view(page, 'button[data-key="5"]')
     page.keyboard.press("1")
@@ -115,12 +120,14 @@ def test_rating_page_at_360_guidelines_keys_and_skips(live_server, browser, engi
     page.wait_for_timeout(300)
     assert "Item 2 of 3" in page.locator(".progress-text").inner_text()
     assert _in_view(page, "#rater .sentence") and _in_view(page, 'button[data-key="s"]')
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"rate-360-folded-{BACKEND}.png"))
     page.keyboard.press("u")  # change the previous answer: only the keys that work there
     page.wait_for_selector("#keep-and-continue")
     keys = page.locator("#keys").inner_text()
     assert "keep it and continue" in keys and "skip" not in keys
     assert page.locator('[data-key="s"]').count() == 0
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"rate-360-change-{BACKEND}.png"))
     page.keyboard.press("c")  # keep it and continue
     page.wait_for_selector(".progress-text")
@@ -138,6 +145,7 @@ def test_rating_page_at_360_guidelines_keys_and_skips(live_server, browser, engi
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
     page.click("#copy-code")
     page.wait_for_selector("#copy-done:not([hidden])")
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"rate-360-done-{BACKEND}.png"))
     with session_scope() as session:
         worker = session.scalars(select(User).where(User.external_id == "narrow1")).one()
@@ -150,9 +158,11 @@ def test_rating_page_at_360_guidelines_keys_and_skips(live_server, browser, engi
     page = browser.new_page(viewport={"width": 360, "height": 740})
     page.goto(f"{live_server}/c/{share}?PROLIFIC_PID=narrow2")
     assert "This study is paused" in page.inner_text("main")
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"annotator-paused-{BACKEND}.png"))
     page.goto(f"{live_server}/c/not-a-link")
     assert "Study not found" in page.inner_text("main")
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"annotator-unknown-{BACKEND}.png"))
 
 
@@ -181,6 +191,7 @@ def test_mturk_preview_and_hand_back(live_server, browser, engine) -> None:  # t
     page.goto(f"{live_server}/c/{share}?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H9")
     assert "This is a preview" in page.inner_text("main")
     assert page.locator("#mturk-preview button.answer[disabled]").count() == 5
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"mturk-preview-{BACKEND}.png"))
     page.goto(
         f"{live_server}/c/{share}?workerId=WT1&assignmentId=ASG1&hitId=H9"
@@ -191,6 +202,7 @@ def test_mturk_preview_and_hand_back(live_server, browser, engine) -> None:  # t
         page.keyboard.press("1")
         page.wait_for_timeout(400)
     page.wait_for_selector("#mturk-submit")
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"mturk-done-{BACKEND}.png"))
     page.click("#mturk-submit button")
     page.wait_for_selector("text=MTurk got it")
@@ -238,6 +250,7 @@ def test_excluding_an_annotator_refreshes_flags_and_agreement(live_server, brows
         " return s && badge && s.innerText !== before; }",
         arg=before,
     )
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"exclude-refresh-{BACKEND}.png"), full_page=True)
 
 
@@ -262,6 +275,7 @@ def test_critic_page_pr_click_previews_that_threshold_and_thin_numbers_say_so(
     page.wait_for_function("document.querySelector('#preview-threshold')?.innerText === '0.1000'")
     assert page.locator("select[name=rule]").input_value() == "score"
     assert "too few calibration labels (n = " in page.locator("#critic-preview").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"critic-pr-click-{BACKEND}.png"), full_page=True)
 
 
@@ -300,4 +314,5 @@ def test_retrain_now_updates_the_head_of_the_critic_page(  # type: ignore[no-unt
     training = int(message.split("Started training version ", 1)[1].split(":", 1)[0])
     assert f"Version {training} is training." in status.inner_text()
     assert page.locator(f"#version-{training}").count() == 1
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"critic-retrain-{BACKEND}.png"), full_page=True)

@@ -32,6 +32,7 @@ from app.core.models import (
 )
 from app.critic import filtering
 from tests import test_browser
+from tests.accessibility import assert_accessible
 from tests.conftest import BACKEND, OUTPUT, add_triples, csrf_of, login, make_staff
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -594,6 +595,7 @@ def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None
                 session, version, filtering.choose_threshold(session, version, "recall", 0.5)
             )
         assert page.inner_text("#preview-kept") == f"{expected.kept:,}"
+        assert_accessible(page)
         page.screenshot(path=str(OUTPUT / f"critic-page-{width}.png"), full_page=True)
         page.close()
 
@@ -610,6 +612,7 @@ def test_critic_page_in_a_real_browser(live_server, browser, dispatched) -> None
             select(CriticVersion).where(CriticVersion.state == CriticState.training)
         ).one()
         assert started.hyperparameters["full"] == "a full retrain was asked for"
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / "critic-page-retrain-full.png"))
     page.click("#retrain")
     page.wait_for_selector(".critic-flash.alert")
@@ -685,5 +688,6 @@ def test_plot_labels_never_overlap_in_the_browser(  # type: ignore[no-untyped-de
         for dot in dots:
             assert _apart(boxes[-1], dot), (width, "the all-kept label covers a point", dot)
         OUTPUT.mkdir(exist_ok=True)
+        assert_accessible(page)
         page.locator("svg.pr-plot").screenshot(path=str(OUTPUT / f"critic-pr-{name}-{width}.png"))
         page.close()

@@ -10,6 +10,7 @@ import csv
 import io
 from pathlib import Path
 
+from tests.accessibility import assert_accessible
 from tests.conftest import BACKEND, OUTPUT
 from tests.live_stack import live_stack
 from tests.test_browser import browser  # noqa: F401 (fixture)
@@ -66,6 +67,10 @@ def test_mturk_hit_in_mturks_iframe_rates_and_hands_back(tmp_path: Path, browser
             frame.locator("#rater button.answer").first.click()
             page.wait_for_timeout(400)
         frame.locator("#mturk-submit").wait_for()
+        # The page around the frame stands in for MTurk's; the audit is of ours, inside it.
+        hit = page.query_selector("#hit")
+        assert hit is not None
+        assert_accessible(hit.content_frame())
         page.screenshot(path=str(OUTPUT / f"mturk-framed-{BACKEND}.png"))
         cookies = [c for c in context.cookies() if c["name"] == "skd_session"]
         assert cookies and all(c["sameSite"] == "None" and c["secure"] for c in cookies), cookies

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.accessibility import assert_accessible
 from tests.live_stack import live_stack, succeeded, wait_for_job
 
 GOOD = ["to eat dinner", "to sleep well", "to thank them", "to rest", "to call a friend"]
@@ -319,6 +320,7 @@ def test_retrain_now_in_the_browser_runs_to_the_end(tmp_path, tiny_base, chromiu
             )
             time.sleep(0.5)
         OUTPUT.mkdir(exist_ok=True)
+        assert_accessible(page)
         page.screenshot(path=str(OUTPUT / "e2e-retrain-now.png"), full_page=True)
         versions = client.get("/api/critic/versions").json()
         assert [v["state"] for v in versions] == ["active"], versions

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.accessibility import assert_accessible
 from tests.conftest import BACKEND, OUTPUT, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 (fixtures)
 from tests.test_export import build_corpus
@@ -35,6 +36,7 @@ def test_researcher_previews_exports_and_downloads(live_server, browser, celery_
     plan.wait_for()
     assert "triples kept" in plan.inner_text()
     assert "est. precision" in plan.inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"exports-preview-{BACKEND}.png"), full_page=True)
 
     # A value outside [0, 1] is refused with its field named, and nothing starts.
@@ -43,6 +45,7 @@ def test_researcher_previews_exports_and_downloads(live_server, browser, celery_
     page.locator("#export-errors").wait_for()
     assert "outside [0, 1]" in page.locator("#export-errors").inner_text()
     assert page.get_attribute("input[name=value]", "aria-invalid") == "true"
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"exports-error-{BACKEND}.png"), full_page=True)
 
     # Export: the progress bar runs in place, then the list shows the finished export.
@@ -53,6 +56,7 @@ def test_researcher_previews_exports_and_downloads(live_server, browser, celery_
     row = page.locator("#export-list tr[id^=export-]").first
     row.locator(".badge-succeeded").wait_for(timeout=10_000)
     assert ".tar.gz" in row.inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"exports-done-{BACKEND}.png"), full_page=True)
 
     # The archive downloads from the list.
@@ -65,6 +69,7 @@ def test_researcher_previews_exports_and_downloads(live_server, browser, celery_
     page.wait_for_selector(".dataset-card")
     text = page.locator("main").inner_text()
     assert "Counts per relation" in text and "skd export --version" in text
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"export-detail-{BACKEND}.png"), full_page=True)
 
     narrow = browser.new_page(viewport={"width": 360, "height": 740})
@@ -73,6 +78,7 @@ def test_researcher_previews_exports_and_downloads(live_server, browser, celery_
         narrow.goto(f"{live_server}{url}")
         overflow = narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         name = "exports" if url == "/exports" else "export-detail"
+        assert_accessible(narrow)
         narrow.screenshot(path=str(OUTPUT / f"{name}-360px-{BACKEND}.png"), full_page=True)
         assert overflow <= 0, f"{url} is {overflow}px wider than a 360px screen"
 
@@ -84,4 +90,5 @@ def test_researcher_previews_exports_and_downloads(live_server, browser, celery_
     notice.wait_for()
     assert "deleted" in notice.inner_text() and "freed" in notice.inner_text()
     assert page.locator("#export-list tr[id^=export-]").count() == 0
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"exports-deleted-{BACKEND}.png"), full_page=True)

@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 from app.core.db import session_scope
 from app.core.models import CriticVersion, Export, Job, Score
 from app.export import ExportParamError, ExportParams, preview_export
+from tests.accessibility import assert_accessible
 from tests.test_browser import browser, live_server  # noqa: F401 (fixtures)
 from tests.test_export import Corpus, build_corpus, export, rows_of
 from tests.test_export_web import counts, skd, wait_for_export
@@ -254,6 +255,7 @@ def test_browser_no_critic_choice_previews_exports_and_lists(  # type: ignore[no
     plan = page.locator("#export-plan").inner_text()
     assert "no critic filters this export" in plan
     assert f"{len(without_critic(corpus)):,}" in plan
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"exports-no-critic-preview-{BACKEND}.png"), full_page=True)
     # A score rule without a critic is refused, naming the value.
     page.check("input[name=rule][value=threshold]")
@@ -266,9 +268,11 @@ def test_browser_no_critic_choice_previews_exports_and_lists(  # type: ignore[no
     row = page.locator("#export-list tr[id^=export-]").first
     row.locator(".badge-succeeded").wait_for(timeout=10_000)
     assert "no critic" in row.locator("td.critic-cell").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"exports-no-critic-done-{BACKEND}.png"), full_page=True)
     row.locator("td.name a").click()
     page.wait_for_selector(".dataset-card")
     text = page.locator("main").inner_text()
     assert "No critic filtered this export" in text and "--no-critic" in text
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"export-no-critic-detail-{BACKEND}.png"), full_page=True)

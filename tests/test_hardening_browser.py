@@ -7,6 +7,7 @@ import pytest
 
 from app.annotation.campaigns import CampaignSpec, create_campaign
 from app.core.db import session_scope
+from tests.accessibility import assert_accessible
 from tests.conftest import BACKEND, OUTPUT, add_triples, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
 
@@ -40,12 +41,14 @@ def test_full_study_crowd_limit_and_login_throttle_pages(
     assert late.url.endswith(f"/annotate/{campaign_id}")
     assert "This study is full" in late.inner_text("#study-full")
     assert "C-1" not in late.content()
+    assert_accessible(late)
     late.screenshot(path=str(OUTPUT / f"study-full-{BACKEND}.png"), full_page=True)
 
     monkeypatch.setattr(settings, "crowd_accounts_per_address", 2)
     crowd = browser.new_context().new_page()
     crowd.goto(f"{live_server}/c/{share}?PROLIFIC_PID=third")
     assert "Too many new participants" in crowd.inner_text("main")
+    assert_accessible(crowd)
     crowd.screenshot(path=str(OUTPUT / f"too-many-participants-{BACKEND}.png"), full_page=True)
 
     monkeypatch.setattr(settings, "login_failures_per_account", 1)
@@ -58,4 +61,5 @@ def test_full_study_crowd_limit_and_login_throttle_pages(
         staff.click("button.primary")
         staff.wait_for_load_state()
     assert "Too many failed logins" in staff.inner_text(".alert")
+    assert_accessible(staff)
     staff.screenshot(path=str(OUTPUT / f"login-throttled-{BACKEND}.png"))

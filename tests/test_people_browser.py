@@ -12,6 +12,7 @@ from app.core.db import session_scope
 from app.core.jobs import create_job
 from app.core.models import Job, JobState, utcnow
 from app.core.origin import origin
+from tests.accessibility import assert_accessible
 from tests.conftest import OUTPUT, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
 
@@ -63,6 +64,7 @@ def test_jobs_and_people_pages(live_server, browser) -> None:  # type: ignore[no
     assert "critic v2 · score" in running.inner_text()
     assert "300 / 1,200" in running.inner_text() and "beat" in running.inner_text()
     assert "no critic scores" in page.locator(f"#jobrow-{ids['failed']}").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / "jobs-page.png"), full_page=True)
 
     # Live: the worker reports progress, the table shows it without a reload.
@@ -86,6 +88,7 @@ def test_jobs_and_people_pages(live_server, browser) -> None:  # type: ignore[no
     assert page.locator("#retry-job").is_visible()
     assert page.locator("#cancel-job").count() == 0
     assert "Export #4" in page.locator(".job-head").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / "job-detail.png"), full_page=True)
 
     # People: invite someone, copy the link, deactivate a researcher.
@@ -105,6 +108,7 @@ def test_jobs_and_people_pages(live_server, browser) -> None:  # type: ignore[no
     ada_row.locator("button:has-text('Deactivate')").click()
     page.wait_for_selector("text=ada is deactivated")
     assert "deactivated" in page.locator("#staff tr", has_text="ada").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / "people-page.png"), full_page=True)
 
     # The invitation link signs Grace in, in a browser of her own.

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.core.db import session_scope
 from app.core.jobs import run_job
 from app.core.models import CampaignItem, Rating
+from tests.accessibility import assert_accessible
 from tests.conftest import BACKEND, OUTPUT, make_staff
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
 from tests.test_export import build_corpus, export
@@ -43,6 +44,7 @@ def test_train_from_the_page_and_read_the_table(  # type: ignore[no-untyped-def]
     page.click("button.primary")
     page.wait_for_url(f"{live_server}/student")
     assert "No student yet" in page.locator("#models").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"student-empty-{BACKEND}.png"), full_page=True)
 
     page.fill("#train-form input[name=base_model]", str(tiny_causal))
@@ -55,6 +57,7 @@ def test_train_from_the_page_and_read_the_table(  # type: ignore[no-untyped-def]
     page.wait_for_selector("h1 .badge-ready", timeout=180_000)  # then the page refreshes itself
     assert page.locator("#dev-loss tbody tr").count() == TRAIN["epochs"]
     assert f"export #{export_id}" in page.locator(".prose").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"student-model-{BACKEND}.png"), full_page=True)
     model_id = int(page.url.rsplit("/", 1)[1])
 
@@ -91,19 +94,23 @@ def test_train_from_the_page_and_read_the_table(  # type: ignore[no-untyped-def]
     rows = page.locator("#per-system tbody tr")
     assert rows.count() == 3
     assert "%" in page.locator("#per-system .acceptability").first.inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"student-evaluation-{BACKEND}.png"), full_page=True)
     page.goto(f"{live_server}/campaigns/{campaign_id}")
     page.wait_for_selector("#evaluation-table #per-system")
+    assert_accessible(page)
     page.locator("#evaluation-table").screenshot(
         path=str(OUTPUT / f"student-campaign-table-{BACKEND}.png")
     )
     page.goto(f"{live_server}/student")
     assert f"#{campaign_id}" in page.locator("#evaluations").inner_text()
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"student-page-{BACKEND}.png"), full_page=True)
 
     narrow = browser.new_page(viewport={"width": 360, "height": 740})
     narrow.context.add_cookies(page.context.cookies())
     narrow.goto(f"{live_server}/student/evaluations/{campaign_id}")
+    assert_accessible(narrow)
     narrow.screenshot(path=str(OUTPUT / f"student-evaluation-360px-{BACKEND}.png"), full_page=True)
     overflow = narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"page is {overflow}px wider than a 360px screen"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.accessibility import assert_accessible
 from tests.conftest import OUTPUT, make_staff
 from tests.teacher_helpers import FakeOpenAI
 from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
@@ -33,6 +34,7 @@ def test_researcher_configures_starts_watches_and_opens_a_campaign(
     page.wait_for_url(f"{live_server}/")
     page.click("nav a[href='/teacher']")
     page.wait_for_url(f"{live_server}/teacher")
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / "teacher-form.png"), full_page=True)
 
     page.check("input[name=backend][value=openai]")
@@ -58,6 +60,7 @@ def test_researcher_configures_starts_watches_and_opens_a_campaign(
     assert "already in the corpus" in counts and "not starting with PersonX" in counts
     sample = page.locator("#teacher-sample").inner_text()
     assert "PersonX tries hobby" in sample and "to phone PersonX's friend" in sample
+    assert_accessible(page)
     page.screenshot(path=str(OUTPUT / "teacher-run.png"), full_page=True)
 
     page.click("text=Open a campaign on this run's triples")
@@ -100,6 +103,7 @@ def test_an_events_only_run_leads_on_to_writing_their_inferences(
             == "0.45"
         )
         assert "wrote events only" in page.inner_text("#teacher-actions")
+        assert_accessible(page)
         page.screenshot(path=str(OUTPUT / "teacher-events-only.png"), full_page=True)
 
         page.click("#write-inferences")

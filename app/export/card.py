@@ -175,7 +175,7 @@ def render_card(plan: ExportPlan, counts: WrittenCounts, software: dict[str, str
     say("## The critic")
     say("")
     snapshot = version.get("label_snapshot") or {}
-    say("| | |")
+    say("| property | value |")
     say("|---|---|")
     say(f"| version | {version['id']} ({version['state']}) |")
     say(f"| base model | {model_display_name(version['base_model'])} |")

@@ -60,6 +60,26 @@ def browser():  # type: ignore[no-untyped-def]
         browser.close()
 
 
+def signed_in_page(  # type: ignore[no-untyped-def]
+    browser,
+    live_server: str,
+    start: str = "/",
+    *,
+    username: str = "ada",
+    password: str = "correct horse",
+    width: int = 1280,
+    height: int = 900,
+):
+    """A new page signed in through the login form (as a person does), landed on ``start``."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{live_server}/login?next={start}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button.primary")
+    page.wait_for_url(f"{live_server}{start}")
+    return page
+
+
 def test_staff_logs_in_uploads_and_watches_the_job(
     live_server, browser, celery_worker, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -237,12 +257,7 @@ def test_researcher_creates_a_campaign_and_manages_it(live_server, browser, engi
             for i in range(12)
             for relation, source in (("xWant", "atomic2020"), ("xNeed", "atomic10x"))
         )
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.goto(f"{live_server}/campaigns/new")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "correct horse")
-    page.click("button.primary")
-    page.wait_for_url(f"{live_server}/campaigns/new")
+    page = signed_in_page(browser, live_server, "/campaigns/new", width=1200)
 
     page.fill("input[name=name]", "Tree planting pilot")
     page.check("input[name=purpose][value=calibration]")

@@ -39,6 +39,7 @@ LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
 # The real-browser fixtures (chromium under Playwright, the app under uvicorn).
 browser = test_browser.browser
 live_server = test_browser.live_server
+signed_in_page = test_browser.signed_in_page
 
 
 def full_metrics(auc: float = 0.812, ap: float = 0.874) -> dict[str, Any]:
@@ -554,14 +555,9 @@ def test_jobs_panel_says_when_a_watched_job_has_ended(researcher_client) -> None
 def critic_page_as_root(browser, live_server: str, width: int):  # type: ignore[no-untyped-def]
     """A new page of ``width`` px, signed in through the login form as the admin "root" (made
     by the test), on /critic."""
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    page.goto(f"{live_server}/login")
-    page.fill("input[name=username]", "root")
-    page.fill("input[name=password]", "a long password")
-    page.click("button.primary")
-    page.wait_for_url(f"{live_server}/")
-    page.goto(f"{live_server}/critic")
-    return page
+    return signed_in_page(
+        browser, live_server, "/critic", username="root", password="a long password", width=width
+    )
 
 
 @pytest.mark.one_backend  # the page in the browser: the same on any database

@@ -8,7 +8,7 @@ import pytest
 
 from tests.accessibility import assert_accessible
 from tests.conftest import BACKEND, OUTPUT, make_staff
-from tests.test_browser import browser, live_server  # noqa: F401 (fixtures)
+from tests.test_browser import browser, live_server, signed_in_page  # noqa: F401 (fixtures)
 from tests.test_export import build_corpus
 
 # What a person sees and does in the browser is the same on any database: run once, in
@@ -20,12 +20,7 @@ def test_researcher_previews_exports_and_downloads(live_server, browser, celery_
     OUTPUT.mkdir(exist_ok=True)
     build_corpus(heads=120, calibration=80)
     make_staff("ada", "correct horse")
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.goto(f"{live_server}/login?next=/exports")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "correct horse")
-    page.click("button.primary")
-    page.wait_for_url(f"{live_server}/exports")
+    page = signed_in_page(browser, live_server, "/exports", width=1200)
     assert page.locator("nav a[href='/exports']").count() == 1
 
     # Choosing "target recall" fills in the paper's 0.8; Preview shows what would be kept.

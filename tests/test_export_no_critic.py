@@ -17,7 +17,7 @@ from app.core.db import session_scope
 from app.core.models import CriticVersion, Export, Job, Score
 from app.export import ExportParamError, ExportParams, preview_export
 from tests.accessibility import assert_accessible
-from tests.test_browser import browser, live_server  # noqa: F401 (fixtures)
+from tests.test_browser import browser, live_server, signed_in_page  # noqa: F401 (fixtures)
 from tests.test_export import Corpus, build_corpus, export, rows_of
 from tests.test_export_web import counts, skd, wait_for_export
 
@@ -242,12 +242,7 @@ def test_browser_no_critic_choice_previews_exports_and_lists(  # type: ignore[no
     OUTPUT.mkdir(exist_ok=True)
     corpus = no_critic_at_all(heads=40)
     make_staff("ada", "correct horse")
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.goto(f"{live_server}/login?next=/exports")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "correct horse")
-    page.click("button.primary")
-    page.wait_for_url(f"{live_server}/exports")
+    page = signed_in_page(browser, live_server, "/exports", width=1200)
     # No critic version exists: the selector offers "no critic", and the preview uses it.
     page.select_option("select[name=version]", "none")
     page.click("button:has-text('Preview')")

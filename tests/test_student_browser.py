@@ -13,7 +13,7 @@ from app.core.jobs import run_job
 from app.core.models import CampaignItem, Rating
 from tests.accessibility import assert_accessible
 from tests.conftest import BACKEND, OUTPUT, make_staff
-from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
+from tests.test_browser import browser, live_server, signed_in_page  # noqa: F401 - fixtures
 from tests.test_export import build_corpus, export
 from tests.test_student import TRAIN, _export_id, _real_hashes, tiny_causal  # noqa: F401
 
@@ -37,12 +37,7 @@ def test_train_from_the_page_and_read_the_table(  # type: ignore[no-untyped-def]
     export({"threshold": 0.0, "formats": ["student"]}, tmp_path / "graph")
     export_id = _export_id()
     make_staff("ada", "correct horse")
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live_server}/login?next=/student")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "correct horse")
-    page.click("button.primary")
-    page.wait_for_url(f"{live_server}/student")
+    page = signed_in_page(browser, live_server, "/student")
     assert "No student yet" in page.locator("#models").inner_text()
     assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"student-empty-{BACKEND}.png"), full_page=True)

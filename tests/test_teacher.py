@@ -182,6 +182,47 @@ def test_the_follow_up_form_carries_the_events_runs_model_and_refuses_an_unknown
     assert staff_client.get("/teacher?events_of_run=987654").status_code == 404
 
 
+def test_the_cli_writes_events_then_their_inferences_in_two_commands(
+    settings: Any, engine: Any
+) -> None:
+    """``skd generate events`` without ``--relation`` writes events only and says the next
+    command; that command writes inferences for exactly those events."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    def skd(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "generate", *args], cwd=ROOT, capture_output=True,
+            text=True, timeout=180, env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    with FakeOpenAI() as server:
+        backend = ["--backend", "openai", "--base-url", server.base_url, "--model", "fake"]
+        said = skd("events", *backend, "--prompts", "2", "--n", "2", "--no-background")
+        run_id = int(re.search(r"teacher run #(\d+)", said).group(1))  # type: ignore[union-attr]
+        hint = f"next, `skd generate inferences --from-run {run_id}`"
+        assert hint in said
+        said = skd(
+            "inferences", *backend, "--from-run", str(run_id), "--relation", "xWant",
+            "--n", "2", "--no-background",
+        )  # fmt: skip
+        assert "next, `skd generate inferences" not in said
+    from app.core.db import session_scope
+    from app.core.models import Triple
+
+    with session_scope() as session:
+        triples = session.execute(select(Triple.source, Triple.relation, Triple.head)).all()
+    # Only the second run wrote triples: xWant inferences for the first run's events.
+    assert triples and {t.source for t in triples} == {f"teacher-run-{run_id + 1}"}
+    assert {t.relation for t in triples} == {"xWant"}
+    assert all(t.head.startswith("PersonX tries hobby") for t in triples)
+
+
 def test_cli_refuses_bad_parameters_before_any_work(settings: Any, engine: Any) -> None:
     import subprocess
     import sys

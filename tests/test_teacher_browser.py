@@ -12,7 +12,7 @@ import pytest
 from tests.accessibility import assert_accessible
 from tests.conftest import OUTPUT, make_staff
 from tests.teacher_helpers import FakeOpenAI
-from tests.test_browser import browser, live_server  # noqa: F401 - fixtures
+from tests.test_browser import browser, live_server, signed_in_page  # noqa: F401 - fixtures
 
 # What a person sees and does in the browser is the same on any database: run once, in
 # the SQLite pass (the routes under these pages are tested over HTTP on both backends).
@@ -26,12 +26,7 @@ def test_researcher_configures_starts_watches_and_opens_a_campaign(
 ) -> None:
     OUTPUT.mkdir(exist_ok=True)
     make_staff("ada", "correct horse")
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(f"{live_server}/login")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "correct horse")
-    page.click("button.primary")
-    page.wait_for_url(f"{live_server}/")
+    page = signed_in_page(browser, live_server, height=1000)
     page.click("nav a[href='/teacher']")
     page.wait_for_url(f"{live_server}/teacher")
     assert_accessible(page)
@@ -77,12 +72,7 @@ def test_an_events_only_run_leads_on_to_writing_their_inferences(
     run's page, inferences for exactly those events. The campaign button waits, visibly
     disabled, until there are triples to rate."""
     make_staff("ada", "correct horse")
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(f"{live_server}/login")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "correct horse")
-    page.click("button.primary")
-    page.wait_for_url(f"{live_server}/")
+    page = signed_in_page(browser, live_server, height=1000)
     with FakeOpenAI() as server:
         page.goto(f"{live_server}/teacher")
         page.check("input[name=backend][value=openai]")

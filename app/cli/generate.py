@@ -158,6 +158,7 @@ def _print_run(run_id: int) -> None:
         events = [e.text for e in sample["events"]]
         triples = [(t.head, t.relation, t.tail) for t in sample["triples"]]
         state = run.state.value
+        events_only = run.kind == "events" and not (run.params or {}).get("relations")
     table = Table(title=f"Teacher run #{run_id} ({state})", title_justify="left")
     table.add_column("")
     phases = [p for p in ("events", "inferences") if p in counts]
@@ -176,6 +177,12 @@ def _print_run(run_id: int) -> None:
         stdout.print(f"  event  {event}", highlight=False)
     for head, relation, tail in triples:
         stdout.print(f"  {head} · {relation} · {tail}", highlight=False)
+    if events_only and events and state == "succeeded":
+        # The paper's two steps: the events are written; their inferences are the next run.
+        stdout.print(
+            f"events only (no --relation): next, `skd generate inferences --from-run {run_id}`",
+            highlight=False,
+        )
 
 
 def _api_key(prompt_key: bool) -> str | None:

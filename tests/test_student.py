@@ -433,6 +433,28 @@ def test_bad_export_and_a_base_that_cannot_load_fail_clearly(  # type: ignore[no
     assert not started.path.with_name(f".{started.path.name}.partial").exists()
 
 
+def test_the_training_form_offers_only_exports_with_student_files(  # type: ignore[no-untyped-def]
+    staff_client, tmp_path
+) -> None:
+    """An export made without a critic reads "no critic" (it read "critic vNone"), and one made
+    without the student format is listed but cannot be picked: training would refuse it."""
+    import re
+
+    build_corpus(heads=20)
+    export({"critic": "none", "formats": ["student"]}, tmp_path / "with")
+    with_files = _export_id()
+    export({"critic": "none", "formats": ["jsonl"]}, tmp_path / "without")
+    without = _export_id()
+    page = staff_client.get("/student").text
+    form = page[
+        page.index('name="export_id"') : page.index("</select>", page.index('name="export_id"'))
+    ]
+    options = dict(re.findall(r'<option value="(\d+)"([^>]*>[^<]*)</option>', form))
+    assert "vNone" not in form
+    assert "no critic" in options[str(with_files)] and "disabled" not in options[str(with_files)]
+    assert "disabled" in options[str(without)] and "no student files" in options[str(without)]
+
+
 def test_cancel_stops_training_at_the_next_step_and_leaves_no_folder(  # type: ignore[no-untyped-def]
     engine, tiny_causal, tmp_path
 ) -> None:

@@ -65,6 +65,9 @@ def _exports(session: Session) -> list[dict[str, Any]]:
             "id": e.id,
             "total": (e.counts or {}).get("total"),
             "critic_version_id": e.critic_version_id,
+            # Training reads the student format's files: an export without them is shown,
+            # not offered.
+            "student_files": "student" in (e.formats or []),
         }
         for e in rows
     ]

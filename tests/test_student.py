@@ -455,6 +455,24 @@ def test_the_training_form_offers_only_exports_with_student_files(  # type: igno
     assert "disabled" in options[str(without)] and "no student files" in options[str(without)]
 
 
+def test_the_model_card_names_a_no_critic_export_and_default_settings_in_words() -> None:
+    """The card said "critic version None" and "bf16 | None" for what the researcher chose:
+    no critic, and the default."""
+    from app.student.runs import model_card
+
+    figures = {"train_examples": 9, "val_examples": 1, "skipped_examples": 0, "parameters": 10,
+               "bf16": False, "device": "cpu", "dev_loss": [], "best": None, "train_loss": 1.0,
+               "steps": 1, "wall_seconds": 1.0, "train_runtime_s": 1.0}  # fmt: skip
+    export_row = {"id": 4, "critic_version_id": None, "threshold": None, "params": {}}
+    card = model_card(7, export_row, {"base_model": "tiny", "bf16": None}, figures)
+    assert "export #4, no critic" in card and "None" not in card
+    assert "| bf16 | default |" in card
+    with_critic = model_card(
+        7, {**export_row, "critic_version_id": 2, "threshold": 0.5}, {"base_model": "tiny"}, figures
+    )
+    assert "export #4, critic version 2, threshold 0.5000" in with_critic
+
+
 def test_cancel_stops_training_at_the_next_step_and_leaves_no_folder(  # type: ignore[no-untyped-def]
     engine, tiny_causal, tmp_path
 ) -> None:

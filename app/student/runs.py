@@ -225,8 +225,13 @@ def model_card(
         "",
         "## Training data",
         "",
-        f"- export #{export['id']}, critic version {export['critic_version_id']}, threshold "
-        + (f"{export['threshold']:.4f}" if export["threshold"] is not None else "none"),
+        f"- export #{export['id']}, "
+        + (
+            f"critic version {export['critic_version_id']}, threshold "
+            + (f"{export['threshold']:.4f}" if export["threshold"] is not None else "none")
+            if export["critic_version_id"] is not None
+            else "no critic (every triple in its filters, less what the human-label rule drops)"
+        ),
         f"- export parameters: `{json.dumps(export['params'], sort_keys=True)}`",
         f"- examples: {figures['train_examples']} train, {figures['val_examples']} val "
         f"({figures['skipped_examples']} skipped: no tail token within max_length)",
@@ -242,7 +247,12 @@ def model_card(
         "| argument | value |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v} |" for k, v in sorted(args.items()) if k != "output_dir"]
+    # None is a setting left to its default (bf16: on where the device supports it).
+    lines += [
+        f"| {k} | {'default' if v is None else v} |"
+        for k, v in sorted(args.items())
+        if k != "output_dir"
+    ]
     lines += ["", "## Dev loss", "", "| epoch | step | dev loss |", "|---|---|---|"]
     best = figures.get("best")
     for entry in figures["dev_loss"]:

@@ -93,6 +93,9 @@ def test_staff_logs_in_uploads_and_watches_the_job(
     page.click("button.primary")
     page.wait_for_url(f"{live_server}/")
     assert page.locator(".stat .num").first.inner_text() == "0"
+    # An empty jobs list says so (the stylesheet's :empty text; whitespace in it defeated that).
+    empty = page.eval_on_selector("#jobs", "e => getComputedStyle(e, '::before').content")
+    assert empty == '"No jobs yet."'
 
     upload = tmp_path / "handmade.tsv"
     upload.write_text(

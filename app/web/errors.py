@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.web.deps import templates
+from app.web.sessions import CROWD_PATHS
 
 # status -> (title, what to do)
 ADVICE = {
@@ -36,8 +37,8 @@ STAFF_NOT_FOUND = (
     "Nothing is at this address: it may have been mistyped, or what it showed was deleted. "
     "Every page is reached from the start page.",
 )
-# Where crowdworkers arrive (study links, invitations, the rating page): they get the study text.
-CROWD_PATHS = ("/c/", "/i/", "/annotate/")
+# Where crowdworkers are (the session's crowd paths) or arrive (invitation links): the study text.
+CROWD_PAGES = (*CROWD_PATHS, "/i/")
 
 
 def wants_page(request: Request) -> bool:
@@ -51,7 +52,7 @@ async def html_or_json_error(request: Request, exc: Exception) -> Response:
     if not wants_page(request) or exc.status_code not in ADVICE:
         return await http_exception_handler(request, exc)
     title, advice = ADVICE[exc.status_code]
-    staff_page = exc.status_code == 404 and not request.url.path.startswith(CROWD_PATHS)
+    staff_page = exc.status_code == 404 and not request.url.path.startswith(CROWD_PAGES)
     if staff_page:
         title, advice = STAFF_NOT_FOUND
     # Starlette's own "Not Found" for an unknown address adds nothing to the title.

@@ -131,6 +131,21 @@ def test_a_run_from_the_page_form_and_one_over_the_api_both_run_on_the_worker(
         }
         assert "sk-typed" not in str(run) and "sk-typed" not in shown.text
 
+        # The follow-up door: the form for inferences of the page run's events comes filled
+        # with its server and model, and posting it runs on the worker too.
+        follow_up = client.get(f"/teacher?events_of_run={page_run}").text
+        assert f'name="heads_value" value="{page_run}"' in follow_up
+        assert f'value="{server.base_url}"' in follow_up and 'value="fake"' in follow_up
+        more = {**form, "kind": "inferences", "heads_kind": "run", "heads_value": str(page_run),
+                "relations": ["xNeed"], "name": "the follow-up"}  # fmt: skip
+        answer = client.post("/teacher/runs", data={**more, "csrf_token": token})
+        assert answer.status_code == 303, answer.text
+        next_run = int(answer.headers["location"].rsplit("/", 1)[1])
+        job = client.get(f"/api/teacher/runs/{next_run}").json()["job"]["id"]
+        succeeded(client, job, 120)
+        written = client.get(f"/api/teacher/runs/{next_run}").json()
+        assert written["triples"] == 12 * 2  # the 12 events of the page run, 2 xNeed each
+
 
 def _kill_worker(stack: Stack) -> None:
     process = stack.processes.pop("worker")

@@ -455,6 +455,37 @@ def test_the_training_form_offers_only_exports_with_student_files(  # type: igno
     assert "disabled" in options[str(without)] and "no student files" in options[str(without)]
 
 
+def test_the_evaluation_form_redirects_so_a_reload_starts_nothing(  # type: ignore[no-untyped-def]
+    staff_client, tmp_path
+) -> None:
+    """The form answered its post with the page itself, so a reload offered to post again and
+    would have opened a second campaign. It redirects to a page that shows the started job."""
+    build_corpus(heads=20)
+    export({"critic": "none", "formats": ["student"]}, tmp_path / "graph")
+    form = {"csrf_token": csrf_of(staff_client), "name": "reload", "export_id": str(_export_id()),
+            "teacher": "1", "teacher_sources": "teacher", "heads": "2", "n": "1",
+            "ratings_per_item": "1"}  # fmt: skip
+    posted = staff_client.post("/student/evaluations", data=form, follow_redirects=False)
+    assert posted.status_code == 303, posted.text
+    landing = posted.headers["location"]
+    job_id = int(landing.split("evaluation_job=")[1].split("#")[0])
+
+    def evaluation_jobs() -> int:
+        with session_scope() as session:
+            return len(session.scalars(select(Job).where(Job.kind == "student_evaluate")).all())
+
+    for _reload in range(2):
+        page = staff_client.get(landing)
+        assert page.status_code == 200
+        assert 'id="evaluation-started"' in page.text and f'href="/jobs/{job_id}"' in page.text
+    assert evaluation_jobs() == 1
+    # Another kind of job, or none, shows no evaluation panel.
+    with session_scope() as session:
+        export_job = session.scalars(select(Job.id).where(Job.kind != "student_evaluate")).first()
+    for other in (f"/student?evaluation_job={export_job}", "/student?evaluation_job=999999"):
+        assert 'id="evaluation-started"' not in staff_client.get(other).text
+
+
 def test_the_model_card_names_a_no_critic_export_and_default_settings_in_words() -> None:
     """The card said "critic version None" and "bf16 | None" for what the researcher chose:
     no critic, and the default."""

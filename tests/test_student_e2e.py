@@ -95,9 +95,14 @@ def test_student_trains_from_page_and_api_and_is_evaluated_on_the_worker(  # typ
                 "ratings_per_item": "1",
             },
         )
-        assert evaluation.status_code == 200, evaluation.text
-        started = re.search(r"/jobs/(\d+)", evaluation.text)
-        assert started, evaluation.text
+        # Post, then a redirect: the page it lands on shows the job, and a reload posts nothing.
+        assert evaluation.status_code == 303, evaluation.text
+        landing = evaluation.headers["location"]
+        started = re.fullmatch(r"/student\?evaluation_job=(\d+)#evaluation-started", landing)
+        assert started, landing
+        shown = client.get(landing)
+        assert 'id="evaluation-started"' in shown.text
+        assert f'/jobs/{started.group(1)}"' in shown.text
         job = succeeded(client, int(started.group(1)))
         campaign_id = job["result"]["campaign_id"]
         table = client.get(f"/api/student/evaluations/{campaign_id}").json()

@@ -13,18 +13,18 @@ job bars.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from app.core.db import session_scope
 from app.core.jobs import job_as_dict
 from app.core.models import Campaign, CampaignPurpose, Export, Job, StudentState, Triple
+from app.student.evaluation import JOB_KIND as EVALUATION_JOB_KIND
 from app.student.evaluation import EvaluationSpec, EvaluationSpecError, queue_evaluation
 from app.student.generate import METHODS
 from app.student.runs import (
@@ -127,9 +127,28 @@ def _page(
     return templates.TemplateResponse(request, "student.html", context, status_code=status_code)
 
 
+def _started_evaluation(session: Session, job_id: int | None) -> dict[str, Any] | None:
+    """The evaluation job a form post started, for its bar at the top of the page.
+
+    The form answers with a redirect here (``?evaluation_job=N``), so a reload shows the bar
+    again instead of offering to post the form a second time; any other job id shows nothing.
+    """
+    if job_id is None:
+        return None
+    job = session.get(Job, job_id)
+    if job is None or job.kind != EVALUATION_JOB_KIND:
+        return None
+    return job_as_dict(job)
+
+
 @router.get("/student", response_class=HTMLResponse)
-def student_page(request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
-    return _page(request, session, user)
+def student_page(
+    request: Request,
+    session: SessionDep,
+    user: StaffUser,
+    evaluation_job: Annotated[RowId | None, Query()] = None,
+) -> HTMLResponse:
+    return _page(request, session, user, started=_started_evaluation(session, evaluation_job))
 
 
 def _number(values: dict[str, Any], name: str, kind: type, errors: dict[str, str]) -> Any:
@@ -258,24 +277,23 @@ def evaluation_form(
         "reference_sources": [str(v) for v in form.getlist("reference_sources")],
     }
     spec, errors = _eval_spec(values, form)
-    started = None
     if spec is not None:
         try:
             job_id = queue_evaluation(spec, user.id)
         except EvaluationSpecError as exc:
             errors = exc.errors
         else:
-            with session_scope() as fresh:
-                job = fresh.get(Job, job_id)
-                started = job_as_dict(job) if job else None
+            return RedirectResponse(
+                f"/student?evaluation_job={job_id}#evaluation-started",
+                status_code=status.HTTP_303_SEE_OTHER,
+            )
     return _page(
         request,
         session,
         user,
         eval_values=values,
         eval_errors=errors,
-        started=started,
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if errors else status.HTTP_200_OK,
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
 
 

@@ -29,6 +29,11 @@ def test_researcher_configures_starts_watches_and_opens_a_campaign(
     page = signed_in_page(browser, live_server, height=1000)
     page.click("nav a[href='/teacher']")
     page.wait_for_url(f"{live_server}/teacher")
+    # The plan of the form's defaults (four prompts, five events each), shown on arrival.
+    plan = page.locator("#plan-summary")
+    plan.wait_for()
+    assert "20 generations" in plan.inner_text()
+    assert "No finished run of this model" in plan.inner_text()
     assert_accessible(page)
     page.screenshot(path=str(OUTPUT / "teacher-form.png"), full_page=True)
 
@@ -48,6 +53,11 @@ def test_researcher_configures_starts_watches_and_opens_a_campaign(
         page.fill("input[name=inference_n]", "2")
         page.check("input[name=relations][value=xWant]")
         page.fill("input[name=name]", "browser run")
+        # The plan follows the form as it is filled in: 4 x 2 events, then at most 8 x 2.
+        page.wait_for_function(
+            "document.querySelector('#plan-summary')?.innerText.includes('24 generations')"
+        )
+        base_url = server.base_url
         page.click("#teacher-form button.primary")
         page.wait_for_url(f"{live_server}/teacher/runs/*")
         page.wait_for_selector("#teacher-panel[data-state=succeeded]", timeout=90_000)
@@ -61,6 +71,29 @@ def test_researcher_configures_starts_watches_and_opens_a_campaign(
     page.click("text=Open a campaign on this run's triples")
     page.wait_for_url(f"{live_server}/campaigns/*")
     assert "Rate browser run" in page.content()
+
+    # The next run of the same model on the same server is timed by this one.
+    page.goto(f"{live_server}/teacher")
+    page.check("input[name=backend][value=openai]")
+    page.fill("input[name=base_url]", base_url)
+    page.fill("input[name=model]", "fake")
+    page.fill("input[name=prompts]", "40")
+    page.locator("input[name=prompts]").dispatch_event("change")
+    page.wait_for_function(
+        "document.querySelector('#plan-summary')?.innerText.includes('at the pace of run #')"
+    )
+    assert "200 generations" in page.locator("#plan-summary").inner_text()
+    assert_accessible(page)
+    page.locator("#teacher-plan").screenshot(path=str(OUTPUT / "teacher-plan.png"))
+
+    narrow = browser.new_page(viewport={"width": 360, "height": 740})
+    narrow.context.add_cookies(page.context.cookies())
+    narrow.goto(f"{live_server}/teacher")
+    narrow.locator("#plan-summary").wait_for()
+    assert_accessible(narrow)
+    narrow.locator("#teacher-plan").screenshot(path=str(OUTPUT / "teacher-plan-360px.png"))
+    overflow = narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"/teacher is {overflow}px wider than a 360px screen"
 
 
 def test_an_events_only_run_leads_on_to_writing_their_inferences(

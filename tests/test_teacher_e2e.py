@@ -50,6 +50,10 @@ def test_a_run_over_the_api_runs_on_the_worker_and_opens_a_campaign(tmp_path: Pa
         run = client.get(f"/api/teacher/runs/{run_id}").json()
         assert run["counts"]["events"]["kept"] == 12  # 6 prompts x 2 events, all distinct
         assert run["counts"]["inferences"]["kept"] == 12 * 2 * 2 == run["triples"]
+        # The next run of this model is planned and timed by this one, as the worker ran it.
+        plan = client.post("/api/teacher/plan", json=body).json()
+        assert plan["generations"] == 12 + 12 * 2 * 2 and plan["pace"]["run_id"] == run_id
+        assert plan["pace"]["generations"] == 12 + 48 and plan["estimated_seconds"] > 0
         assert all("PersonX" in t["tail"] for t in run["sample"]["triples"])  # names mapped back
         assert all(t["logprob"] is not None for t in run["sample"]["triples"])
         # The triples are a corpus source like any import.

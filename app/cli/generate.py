@@ -141,6 +141,45 @@ def _start(data: dict[str, Any], background: bool, api_key: str | None) -> None:
     _print_run(run_id)
 
 
+def _print_plan(data: dict[str, Any]) -> None:
+    """``--dry-run``: the plan of the run ``data`` describes, as a table; nothing is written."""
+    from rich.table import Table
+
+    from app.cli.common import schema_ready
+    from app.cli.console import out as stdout
+    from app.teacher.estimate import duration_words, plan_run
+    from app.teacher.params import TeacherParamsError
+
+    schema_ready()
+    try:
+        plan = plan_run(data)
+    except TeacherParamsError as exc:
+        raise fail("\n".join(f"{k}: {v}" for k, v in exc.errors.items()), 2) from None
+    table = Table(title=f"teacher run plan ({plan.backend}: {plan.model}); nothing started")
+    for column in ("phase", "prompts", "per prompt", "generations", "max new tokens"):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for p in plan.phases:
+        phase = f"{p.phase} (at most)" if p.upper_bound else p.phase
+        table.add_row(
+            phase, f"{p.prompts:,}", str(p.n), f"{p.generations:,}", f"{p.max_new_tokens:,}"
+        )
+    stdout.print(table)
+    picked = f"{plan.heads:,} events picked; " if plan.heads is not None else ""
+    stdout.print(
+        f"{picked}in all {plan.generations:,} generations, at most "
+        f"{plan.max_new_tokens:,} new tokens",
+        highlight=False,
+    )
+    if plan.pace is not None and plan.estimated_seconds is not None:
+        stdout.print(
+            f"about {duration_words(plan.estimated_seconds)} at the pace of teacher run "
+            f"#{plan.pace.run_id} ({plan.pace.per_second:.2g} generations/s)",
+            highlight=False,
+        )
+    else:
+        stdout.print("no finished run of this model to time it by yet", highlight=False)
+
+
 def _print_run(run_id: int) -> None:
     from rich.table import Table
 
@@ -237,6 +276,14 @@ ParamsOpt = Annotated[
 BackgroundOpt = Annotated[
     bool, typer.Option(help="Queue the run for the Celery workers and follow its progress.")
 ]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print what the run would ask of the model (prompts, generations, new tokens, "
+        "time at the pace of the last run of this model) and start nothing.",
+    ),
+]
 
 
 @generate_app.command("events")
@@ -271,6 +318,7 @@ def events_command(
     name: NameOpt = None,
     params_file: ParamsOpt = None,
     background: BackgroundOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Write new events (then, with --relation, inferences for them)."""
     given = {
@@ -306,6 +354,9 @@ def events_command(
     }
     data = _merge(_read_params(params_file), given)
     data["kind"] = "events"
+    if dry_run:
+        _print_plan(data)
+        return
     _start(data, background, _api_key(ask_api_key))
 
 
@@ -344,6 +395,7 @@ def inferences_command(
     name: NameOpt = None,
     params_file: ParamsOpt = None,
     background: BackgroundOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Write inferences for events you pick (a file, a run, a source or a campaign)."""
     from app.teacher.prompts import read_seed_events
@@ -402,6 +454,9 @@ def inferences_command(
         data["relations"] = list(ATOMIC10X_RELATIONS)
     if not data.get("heads", {}).get("kind"):
         raise fail("pick the events: --heads-file, --from-run, --source or --campaign", 2)
+    if dry_run:
+        _print_plan(data)
+        return
     _start(data, background, _api_key(ask_api_key))
 
 

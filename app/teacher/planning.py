@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
@@ -61,7 +61,7 @@ def create_run(data: dict[str, Any], *, created_by_id: int | None = None) -> tup
     settings = get_settings()
     params = check_params(data, allowed_relations(settings))
     with session_scope(write=True) as session:
-        _check_heads_exist(session, params)
+        check_heads_exist(session, params)
         run = TeacherRun(
             backend=params.backend.type,
             model=params.model_label(),
@@ -78,7 +78,8 @@ def create_run(data: dict[str, Any], *, created_by_id: int | None = None) -> tup
         return run.id, job.id
 
 
-def _check_heads_exist(session: Session, params: RunParams) -> None:
+def check_heads_exist(session: Session, params: RunParams) -> None:
+    """An inferences run's events exist (``TeacherParamsError`` on ``heads.value`` if not)."""
     if params.kind != INFERENCES:
         return
     heads = params.heads
@@ -150,30 +151,51 @@ def heads_for(session: Session, run: TeacherRun, params: RunParams) -> list[str]
     if params.kind == "events":
         query = select(TeacherEvent.text).where(TeacherEvent.run_id == run.id)
         return list(session.scalars(query.order_by(TeacherEvent.id)))
+    return chosen_heads(session, params)
+
+
+def _heads_query(session: Session, params: RunParams) -> Select[tuple[str]]:
+    """The picked events as one column, in a fixed order (not for a list of events)."""
     h = params.heads
-    if h.kind == "file":
-        heads = [clean(x) for x in h.heads]
-    elif h.kind == "run":
+    if h.kind == "run":
         other = session.get(TeacherRun, int(h.value or 0))
         if other is not None and other.kind == "events":
             query = select(TeacherEvent.text).where(TeacherEvent.run_id == other.id)
-            heads = list(session.scalars(query.order_by(TeacherEvent.id)))
-        else:
-            query = select(Triple.head).where(Triple.teacher_run_id == int(h.value or 0))
-            heads = list(session.scalars(query.distinct().order_by(Triple.head)))
-    elif h.kind == "source":
-        query = select(Triple.head).where(Triple.source == h.value).distinct()
-        heads = list(session.scalars(query.order_by(Triple.head)))
+            return query.order_by(TeacherEvent.id)
+        query = select(Triple.head).where(Triple.teacher_run_id == int(h.value or 0))
+        return query.distinct().order_by(Triple.head)
+    if h.kind == "source":
+        return select(Triple.head).where(Triple.source == h.value).distinct().order_by(Triple.head)
+    return (
+        select(Triple.head)
+        .join(CampaignItem, CampaignItem.triple_id == Triple.id)
+        .where(CampaignItem.campaign_id == h.value)
+        .distinct()
+        .order_by(Triple.head)
+    )
+
+
+def chosen_heads(session: Session, params: RunParams) -> list[str]:
+    """The events an inferences run picked (a list, a run, a source or a campaign), in a fixed
+    order, distinct, cut at its limit."""
+    h = params.heads
+    if h.kind == "file":
+        heads = [clean(x) for x in h.heads]
     else:
-        query = (
-            select(Triple.head)
-            .join(CampaignItem, CampaignItem.triple_id == Triple.id)
-            .where(CampaignItem.campaign_id == h.value)
-            .distinct()
-        )
-        heads = list(session.scalars(query.order_by(Triple.head)))
+        heads = list(session.scalars(_heads_query(session, params)))
     heads = list(dict.fromkeys(x for x in heads if x))
     return heads[: h.limit] if h.limit else heads
+
+
+def chosen_heads_count(session: Session, params: RunParams) -> int:
+    """``len(chosen_heads(...))`` counted by the database: a plan asks for it on every change
+    of the form, and a source can hold a million events."""
+    h = params.heads
+    if h.kind == "file":
+        return len(chosen_heads(session, params))
+    column = _heads_query(session, params).order_by(None).subquery().c[0]
+    count = session.scalar(select(func.count(column.distinct())).where(column != "")) or 0
+    return min(count, h.limit) if h.limit else count
 
 
 def phase_size(session: Session, run: TeacherRun, params: RunParams, phase: str) -> int:

@@ -22,6 +22,7 @@ from app.core.job_list import timing
 from app.core.jobs import job_as_dict
 from app.core.models import CampaignPurpose, Job, TeacherRun, Triple
 from app.corpus.relations import ATOMIC10X_RELATIONS, allowed_relations
+from app.teacher.estimate import RunPlan, duration_words, plan_run
 from app.teacher.params import TeacherParamsError
 from app.teacher.planning import create_run, source_name
 from app.teacher.postprocess import FILTERS
@@ -129,6 +130,7 @@ def _page(
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
+    plan: RunPlan | None = None,
 ) -> HTMLResponse:
     runs = list(session.scalars(select(TeacherRun).order_by(TeacherRun.id.desc()).limit(30)))
     sources = list(session.scalars(select(Triple.source).distinct().order_by(Triple.source)))
@@ -142,6 +144,7 @@ def _page(
         "sources": sources,
         "filters": FILTERS,
         "filter_words": FILTER_WORDS,
+        "plan": plan_view(plan) if plan else None,
     }
     return templates.TemplateResponse(request, "teacher.html", context, status_code=status_code)
 
@@ -334,6 +337,43 @@ def start_from_form(request: Request, user: StaffUser, form: PostedForm) -> Resp
     return RedirectResponse(f"/teacher/runs/{run_id}", status_code=status.HTTP_303_SEE_OTHER)
 
 
+def plan_view(plan: RunPlan) -> dict[str, Any]:
+    """The plan as the page words it: numbers with thousands separators, the time in words."""
+    seconds = plan.estimated_seconds
+    return {
+        **plan.as_dict(),
+        "duration": duration_words(seconds) if seconds is not None else None,
+    }
+
+
+@router.post("/teacher/plan", dependencies=[CSRFChecked], response_model=None)
+def plan_from_form(request: Request, user: StaffUser, form: PostedForm) -> Response:
+    """What the form's run would ask of the model. htmx (on every change of the form): the
+    panel beside the start button; without JavaScript (the "Check the plan" button): the page
+    again, the form as filled in and the plan under it."""
+    values = _form_defaults()
+    plan = None
+    errors: dict[str, str] = {}
+    try:
+        values, params, _api_key = _form_params(form)
+        plan = plan_run(params)
+    except TeacherParamsError as exc:
+        errors = exc.errors
+    if request.headers.get("hx-request"):
+        context = {"plan": plan_view(plan) if plan else None, "plan_errors": errors}
+        return templates.TemplateResponse(request, "_teacher_plan.html", context)
+    with session_scope() as session:
+        return _page(
+            request,
+            session,
+            user,
+            values,
+            errors,
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if errors else status.HTTP_200_OK,
+            plan=plan,
+        )
+
+
 def _run_or_404(session: Session, run_id: int) -> TeacherRun:
     run = session.get(TeacherRun, run_id)
     if run is None:
@@ -443,6 +483,20 @@ def api_create(user: StaffUser, body: Annotated[dict[str, Any], Body()]) -> JSON
         },
         status_code=status.HTTP_202_ACCEPTED,
     )
+
+
+@router.post("/api/teacher/plan", dependencies=[CSRFChecked], response_model=None)
+def api_plan(user: StaffUser, body: Annotated[dict[str, Any], Body()]) -> Response:
+    """What a run with these parameters (the body of ``POST /api/teacher/runs``) would ask:
+    prompts, generations and the most new tokens per phase, and the time it should take at
+    the pace of the newest finished run of the same model. Nothing is started or written."""
+    body = dict(body)
+    body.pop("api_key", None)
+    try:
+        plan = plan_run(body)
+    except TeacherParamsError as exc:
+        return _unprocessable(exc.errors)
+    return JSONResponse(plan.as_dict())
 
 
 @router.get("/api/teacher/runs")

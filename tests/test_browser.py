@@ -273,6 +273,12 @@ def test_researcher_creates_a_campaign_and_manages_it(live_server, browser, engi
     page.fill("textarea[name=guidelines]", "## How to rate\nIs it **plausible**?\n\n- yes\n- no")
     # htmx previews the Markdown while it is typed.
     page.wait_for_selector("#guidelines-preview strong", timeout=10_000)
+    # The plan follows the form: 10 of the 24 triples, 2 ratings each, 8 per annotator.
+    page.wait_for_function(
+        r"/Annotators \(places\)\s+3 at 8/.test(document.querySelector('#plan-facts')?.innerText)"
+    )
+    facts = page.locator("#plan-facts").inner_text()
+    assert "24" in facts and "20" in facts  # matched, ratings needed
     assert_accessible(page)
     page.screenshot(path=str(OUTPUT / f"campaign-new-{BACKEND}.png"), full_page=True)
     page.click("form.campaign-form .form-actions button.primary")

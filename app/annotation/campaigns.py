@@ -66,6 +66,11 @@ class CampaignSpec:
 
 
 MAX_RATINGS_PER_ITEM = 50
+ALL_LABELLED = "every selected triple already has a human label: nothing to learn"
+NO_GOLD_TO_DRAW = (
+    "no triple has a known answer (an imported human label) to draw gold from; list gold "
+    "items instead"
+)
 MAX_LEASE_SECONDS = 7 * 24 * 3600
 
 
@@ -195,9 +200,7 @@ def create_campaign(
         order = uncertainty_order(session, query, critic.id, critic.threshold, spec.sample_size)
         ids = list(order)
         if not ids:
-            raise CampaignSpecError(
-                {"filters": "every selected triple already has a human label: nothing to learn"}
-            )
+            raise CampaignSpecError({"filters": ALL_LABELLED})
         sampling = (
             f"uncertainty first: unlabelled triples scored nearest critic version {critic.id}'s "
             f"threshold {critic.threshold:.4f}"
@@ -216,12 +219,7 @@ def create_campaign(
         )
         candidates = sorted(labelled)
         if not candidates:
-            raise CampaignSpecError(
-                {
-                    "gold_fraction": "no triple has a known answer (an imported human label) "
-                    "to draw gold from; list gold items instead"
-                }
-            )
+            raise CampaignSpecError({"gold_fraction": NO_GOLD_TO_DRAW})
         wanted = max(1, round(spec.gold_fraction * len(ids)))
         for triple_id in rng.sample(candidates, min(wanted, len(candidates))):
             gold[triple_id] = labelled[triple_id]

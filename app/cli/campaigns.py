@@ -1,17 +1,20 @@
 """``skd campaign ...``: create, list, pause, resume and close rating campaigns from a terminal.
 
 The same door as the page and the JSON API: a ``CampaignSpec`` into
-``app.annotation.campaigns.create_campaign``, state changes through ``set_campaign_state``. Kept out
-of
-``app/cli/main.py`` so that file stays a table of contents; it registers ``campaign_app``.
+``app.annotation.campaigns.create_campaign``, state changes through ``set_campaign_state``
+(``--dry-run``: ``app.annotation.campaign_plan``). Kept out of ``app/cli/main.py`` so that file
+stays a table of contents; it registers ``campaign_app``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from app.annotation.campaign_plan import CampaignPlan
 
 campaign_app = typer.Typer(help="Rating campaigns.", no_args_is_help=True)
 
@@ -90,8 +93,17 @@ def create(
     seed: Annotated[
         int | None, typer.Option(help="Sampling seed (default: a fresh one, printed).")
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print what the campaign would ask (items, ratings, annotators, time at the "
+            "recent pace) and create nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Create a campaign and print its share link."""
+    from app.annotation.campaign_plan import plan_campaign
     from app.annotation.campaign_stats import campaign_progress
     from app.annotation.campaigns import (
         DEFAULT_SCALE,
@@ -147,6 +159,10 @@ def create(
         "filters": "--relation/--source",
     }
     try:
+        if dry_run:
+            with session_scope() as session:
+                _print_plan(plan_campaign(session, spec))
+            return
         with session_scope(write=True) as session:
             campaign = create_campaign(session, spec)
             progress = campaign_progress(session, [campaign.id])[campaign.id]
@@ -163,6 +179,33 @@ def create(
     typer.echo(f"created campaign #{campaign_id} {spec.name!r}: {items}")
     typer.echo(f"seed {used_seed}; completion code {code}")
     typer.echo(f"share link: {link}")
+
+
+def _print_plan(plan: CampaignPlan) -> None:
+    """``--dry-run``: the plan, one fact a line; nothing was created."""
+    from app.core.durations import duration_words
+
+    gold = f" + up to {plan.gold_items:,} gold" if plan.gold_items else ""
+    lines = [
+        "campaign plan; nothing created",
+        f"triples matched  {plan.matched:,}",
+        f"items to rate    {plan.items:,}{gold}",
+        f"ratings needed   {plan.ratings:,} ({plan.ratings_per_item} per item)",
+        f"answers in all   {plan.served:,}" if plan.served is not None else "answers in all   –",
+    ]
+    if plan.annotators is not None:
+        lines.append(f"annotators       {plan.annotators:,} at {plan.quota_per_annotator} each")
+    if plan.pace is not None and plan.person_hours is not None:
+        per = plan.minutes_per_annotator
+        each = f"about {duration_words(per * 60)} per annotator, " if per is not None else ""
+        lines.append(
+            f"at the median pace of the last {plan.pace.ratings:,} ratings here "
+            f"({plan.pace.seconds_per_rating:.1f} s each): {each}"
+            f"{duration_words(plan.person_hours * 3600)} of rating in all"
+        )
+    else:
+        lines.append("no ratings here yet to time it by")
+    typer.echo("\n".join(lines))
 
 
 @campaign_app.command("list")

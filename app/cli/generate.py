@@ -147,7 +147,8 @@ def _print_plan(data: dict[str, Any]) -> None:
 
     from app.cli.common import schema_ready
     from app.cli.console import out as stdout
-    from app.teacher.estimate import duration_words, plan_run
+    from app.core.durations import duration_words
+    from app.teacher.estimate import plan_run
     from app.teacher.params import TeacherParamsError
 
     schema_ready()

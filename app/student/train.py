@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from app.core.durations import duration_words
 from app.core.jobs import NullProgress, Progress
 from app.student.base import load_base
 from app.student.examples import PadCollator, read_pairs, tokenize_pair
@@ -148,7 +149,7 @@ def _progress_callback(progress: Progress) -> Any:
             left = elapsed / step * (total - step) if step else 0.0
             loss = f" · loss {self.loss:.3f}" if self.loss is not None else ""
             progress.update(
-                step, total, f"step {step}/{total}{loss} · about {_duration(left)} left"
+                step, total, f"step {step}/{total}{loss} · about {duration_words(left)} left"
             )
 
         def on_evaluate(
@@ -163,14 +164,6 @@ def _progress_callback(progress: Progress) -> Any:
                 )
 
     return ProgressCallback()
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def train_student(

@@ -173,12 +173,3 @@ def plan_run(data: dict[str, Any]) -> RunPlan:
             )
         pace = latest_pace(session, params)
     return RunPlan(params.backend.type, params.model_label(), phases, heads, pace)
-
-
-def duration_words(seconds: float) -> str:
-    """ "40 s", "7 min", "2.5 h": rounded the way an estimate deserves."""
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"

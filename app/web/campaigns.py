@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.annotation.agreement import campaign_agreement
 from app.annotation.annotators import annotator_quality
+from app.annotation.campaign_plan import CampaignPlan, plan_campaign
 from app.annotation.campaign_stats import CampaignProgress, campaign_progress
 from app.annotation.campaigns import (
     DEFAULT_SCALE,
@@ -32,6 +33,7 @@ from app.annotation.campaigns import (
 from app.annotation.scale import ScaleError, parse_scale_lines
 from app.core.config import get_settings
 from app.core.db import session_scope
+from app.core.durations import duration_words
 from app.core.models import Campaign, CampaignPurpose, CampaignState, Role, User
 from app.corpus.stats import corpus_counts
 from app.web.campaign_form import (
@@ -130,11 +132,13 @@ def _render_form(
     values: dict[str, Any],
     errors: dict[str, str],
     status_code: int = status.HTTP_200_OK,
+    plan: CampaignPlan | None = None,
 ) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "campaign_new.html",
         {
+            "plan": plan_view(plan) if plan else None,
             "user": user,
             "csrf": csrf_token(request),
             "values": values,
@@ -189,6 +193,45 @@ def create_campaign_from_form(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
     return RedirectResponse(f"/campaigns/{campaign_id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/campaigns/plan", dependencies=[CSRFChecked], response_model=None)
+def plan_from_form(
+    request: Request, session: SessionDep, user: StaffUser, form: PostedForm
+) -> HTMLResponse:
+    """What the form's campaign would ask of people. htmx (on every change of the form): the
+    panel above the create button; without JavaScript (the "Check the plan" button): the
+    form again, as filled in, with the plan."""
+    parsed = parse_campaign_form(form)
+    errors = dict(parsed.errors)
+    plan = None
+    if not errors:
+        try:
+            plan = plan_campaign(session, parsed.spec)
+        except CampaignSpecError as exc:
+            errors = form_errors(exc.errors)
+    if request.headers.get("hx-request"):
+        context = {"plan": plan_view(plan) if plan else None, "plan_errors": errors}
+        return templates.TemplateResponse(request, "_campaign_plan.html", context)
+    return _render_form(
+        request,
+        session,
+        user,
+        parsed.values,
+        errors,
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if errors else status.HTTP_200_OK,
+        plan=plan,
+    )
+
+
+def plan_view(plan: CampaignPlan) -> dict[str, Any]:
+    """The plan with its durations in words, as the page shows it."""
+    minutes, hours = plan.minutes_per_annotator, plan.person_hours
+    return {
+        **plan.as_dict(),
+        "per_annotator_words": duration_words(minutes * 60) if minutes is not None else None,
+        "total_words": duration_words(hours * 3600) if hours is not None else None,
+    }
 
 
 @router.post(
@@ -326,6 +369,39 @@ def api_get_campaign(
     return campaign_as_dict(campaign, progress, _base_url(request))
 
 
+def _spec_of(body: CampaignIn) -> CampaignSpec | JSONResponse:
+    """The spec a JSON body describes, or the 422 for an answer scale that cannot be read."""
+    scale: list[dict[str, Any]] = list(DEFAULT_SCALE)
+    if isinstance(body.answer_scale, str):
+        try:
+            scale = parse_scale_lines(body.answer_scale)
+        except ScaleError as exc:
+            return _unprocessable({"answer_scale": "; ".join(exc.problems)})
+    elif body.answer_scale is not None:
+        scale = [option.model_dump() for option in body.answer_scale]
+    return CampaignSpec(
+        **body.model_dump(exclude={"answer_scale", "name"}),
+        name=body.name.strip(),
+        answer_scale=scale,
+    )
+
+
+@router.post("/api/campaigns/plan", dependencies=[CSRFChecked], response_model=None)
+def api_plan_campaign(
+    body: CampaignIn, session: SessionDep, user: StaffUser
+) -> dict[str, Any] | JSONResponse:
+    """What the campaign this body describes (the body of ``POST /api/campaigns``) would ask:
+    triples matched, items, ratings, annotators for its quota and the time at the recent
+    pace. Nothing is created; 422 names each field that is wrong, as creating it would."""
+    spec = _spec_of(body)
+    if isinstance(spec, JSONResponse):
+        return spec
+    try:
+        return plan_campaign(session, spec).as_dict()
+    except CampaignSpecError as exc:
+        return _unprocessable(exc.errors)
+
+
 @router.post(
     "/api/campaigns",
     dependencies=[CSRFChecked],
@@ -336,19 +412,9 @@ def api_create_campaign(
     body: CampaignIn, request: Request, user: StaffUser
 ) -> dict[str, Any] | JSONResponse:
     """Create a campaign; 422 names each field that is wrong."""
-    scale: list[dict[str, Any]] = list(DEFAULT_SCALE)
-    if isinstance(body.answer_scale, str):
-        try:
-            scale = parse_scale_lines(body.answer_scale)
-        except ScaleError as exc:
-            return _unprocessable({"answer_scale": "; ".join(exc.problems)})
-    elif body.answer_scale is not None:
-        scale = [option.model_dump() for option in body.answer_scale]
-    spec = CampaignSpec(
-        **body.model_dump(exclude={"answer_scale", "name"}),
-        name=body.name.strip(),
-        answer_scale=scale,
-    )
+    spec = _spec_of(body)
+    if isinstance(spec, JSONResponse):
+        return spec
     try:
         with session_scope(write=True) as session:
             campaign = create_campaign(session, spec, user.id)

@@ -18,11 +18,12 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.annotation.campaigns import CampaignSpec, CampaignSpecError, create_campaign
 from app.core.db import session_scope
+from app.core.durations import duration_words
 from app.core.job_list import timing
 from app.core.jobs import job_as_dict
 from app.core.models import CampaignPurpose, Job, TeacherRun, Triple
 from app.corpus.relations import ATOMIC10X_RELATIONS, allowed_relations
-from app.teacher.estimate import RunPlan, duration_words, plan_run
+from app.teacher.estimate import RunPlan, plan_run
 from app.teacher.params import TeacherParamsError
 from app.teacher.planning import create_run, source_name
 from app.teacher.postprocess import FILTERS

@@ -79,10 +79,11 @@ def test_researcher_configures_starts_watches_and_opens_a_campaign(
     page.fill("input[name=model]", "fake")
     page.fill("input[name=prompts]", "40")
     page.locator("input[name=prompts]").dispatch_event("change")
+    # The panel answers each change in turn: wait for the one with every field filled in.
     page.wait_for_function(
-        "document.querySelector('#plan-summary')?.innerText.includes('at the pace of run #')"
+        "(s => s && s.includes('200 generations') && s.includes('at the pace of run #'))"
+        "(document.querySelector('#plan-summary')?.innerText)"
     )
-    assert "200 generations" in page.locator("#plan-summary").inner_text()
     assert_accessible(page)
     page.locator("#teacher-plan").screenshot(path=str(OUTPUT / "teacher-plan.png"))
 

@@ -87,6 +87,20 @@ def test_the_api_plans_a_run_and_times_it_by_the_last_run_of_the_same_model(
         assert plan["phases"][0]["prompts"] == kept * 3 and plan["generations"] == kept * 9
         follow_up["heads"] = {"kind": "run", "value": run_id, "limit": 1}
         assert _plan(staff_client, follow_up)["heads"] == 1
+        # The plan counts in the database what the run would load: the same events.
+        from app.teacher.params import check_params
+        from app.teacher.planning import chosen_heads, chosen_heads_count
+
+        for heads in ({"kind": "source", "value": f"teacher-run-{run_id}"},
+                      {"kind": "source", "value": f"teacher-run-{run_id}", "limit": 2},
+                      {"kind": "run", "value": run_id}):  # fmt: skip
+            params = check_params(
+                {**follow_up, "heads": heads}, frozenset({"xWant", "xAttr", "xNeed"})
+            )
+            with session_scope() as session:
+                loaded = chosen_heads(session, params)
+                assert chosen_heads_count(session, params) == len(loaded) > 0
+            assert _plan(staff_client, {**follow_up, "heads": heads})["heads"] == len(loaded)
     assert _runs() == 1
 
     bad = staff_client.post(

@@ -102,9 +102,9 @@ class RunPlan:
         }
 
 
-def _same_model(run: TeacherRun, params: RunParams) -> bool:
-    if run.backend != params.backend.type or run.model != params.model_label():
-        return False
+def _same_server(run: TeacherRun, params: RunParams) -> bool:
+    """A server's model name says nothing of the hardware behind it: the base URL must match
+    too (the backend and the model are matched by the query)."""
     if params.backend.type != "openai":
         return True
     given = ((run.params or {}).get("backend") or {}).get("base_url")
@@ -128,7 +128,7 @@ def latest_pace(session: Session, params: RunParams, look_back: int = 20) -> Pac
         .limit(look_back)
     ).all()
     for run, job in rows:
-        if not _same_model(run, params) or job.started_at is None or job.finished_at is None:
+        if not _same_server(run, params) or job.started_at is None or job.finished_at is None:
             continue
         counts = run.counts or {}
         phases = (counts.get(p) or {} for p in (EVENTS, INFERENCES))

@@ -339,7 +339,7 @@ def start_from_form(request: Request, user: StaffUser, form: PostedForm) -> Resp
 
 
 def plan_view(plan: RunPlan) -> dict[str, Any]:
-    """The plan as the page words it: numbers with thousands separators, the time in words."""
+    """The plan with its estimated time in words, as the page shows it."""
     seconds = plan.estimated_seconds
     return {
         **plan.as_dict(),

@@ -19,6 +19,7 @@ from app.core.config import Settings, get_settings
 from app.core.paths import STATIC_DIR
 from app.core.queue import BrokerUnavailable
 from app.web import (
+    account,
     annotate,
     auth,
     browse,
@@ -37,6 +38,7 @@ from app.web import (
     student,
     teacher,
 )
+from app.web.bearer import BearerTokenMiddleware
 from app.web.deps import LoginRequired, refuse_unstorable_input
 from app.web.docs import mount_offline_docs
 from app.web.errors import html_or_json_error
@@ -78,6 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added before (so inside) the session middleware: it reads the session's user, so that
     # every job a request starts records who started it.
     application.add_middleware(JobOriginMiddleware)
+    # Outside the job origin (which names the token), inside the security headers (a refused
+    # token's 401 carries them too).
+    application.add_middleware(BearerTokenMiddleware)
     application.add_middleware(
         SessionCookies,
         secret_key=secret,
@@ -94,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         home.router,
         auth.router,
+        account.router,
         jobs.router,
         jobs_page.router,
         corpus.router,

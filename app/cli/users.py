@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 
 from app.cli.common import fail, schema_ready
+from app.cli.tokens import tokens_app
 from app.core.config import get_settings
 
 users_app = typer.Typer(help="Staff and annotator accounts.", no_args_is_help=True)
+users_app.add_typer(tokens_app, name="tokens")
 
 
 @users_app.command("add")

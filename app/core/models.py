@@ -656,3 +656,25 @@ class CrowdVisit(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index(None, "campaign_id", "annotator_id", "created_at"),)
+
+
+class ApiToken(Base):
+    """A staff member's key for scripts: ``Authorization: Bearer skd_…`` on any request acts as
+    its owner, with the owner's current role, and needs no CSRF token (a browser never sends
+    it by itself). The token is shown once; only its SHA-256 digest is kept, with a short
+    prefix so people can tell their tokens apart. ``read`` tokens may only read (GET, HEAD)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(10), default="write")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("token_hash"), Index(None, "user_id", "id"))

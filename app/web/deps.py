@@ -15,6 +15,7 @@ from annotated_types import Ge, Le
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
@@ -25,6 +26,7 @@ from app.core.db import session_scope
 from app.core.models import Role, User
 from app.core.paths import TEMPLATES_DIR
 from app.critic.estimates import is_weak, too_few, too_few_text
+from app.web.bearer import token_use
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 # Honest numbers in every template (app.critic.estimates): thin estimates and weak critics.
@@ -221,7 +223,27 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
-def current_user_or_none(request: Request, session: SessionDep) -> User | None:
+# Documents the header in the OpenAPI schema (Swagger's "Authorize" button); the token itself
+# is checked once, at the door, by ``app.web.bearer``.
+api_token_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="API token",
+    description="A token from /account or `skd users tokens create` (skd_…). "
+    "Without it, the signed-in browser session is used.",
+)
+
+
+def current_user_or_none(
+    request: Request,
+    session: SessionDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_token_scheme)],
+) -> User | None:
+    """The signed-in user: the owner of the request's API token, else the session's user."""
+    use = token_use(request.scope)
+    if use is not None:
+        owner = session.get(User, use.user_id)
+        session.commit()
+        return owner if owner is not None and owner.is_active else None
     user_id = request.session.get("user_id")
     if user_id is None:
         return None
@@ -249,7 +271,11 @@ def require_staff(request: Request, user: OptionalUser) -> User:
     if user is None:
         if _wants_html(request) and request.method == "GET":
             raise LoginRequired(str(request.url.path))
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in as staff first")
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "log in as staff first, or send an API token (Authorization: Bearer skd_…)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if user.role not in STAFF_ROLES:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "staff only")
     return user
@@ -319,7 +345,11 @@ def csrf_token(request: Request) -> str:
 
 
 async def verify_csrf(request: Request) -> None:
-    """State-changing requests must echo the session's token (form field or X-CSRF-Token)."""
+    """State-changing requests must echo the session's token (form field or X-CSRF-Token).
+    A request with a valid API token needs none: browsers never send that header by themselves,
+    so no other site can make one."""
+    if token_use(request.scope) is not None:
+        return
     expected = request.session.get("csrf")
     sent = request.headers.get("x-csrf-token")
     if sent is None and request.headers.get("content-type", "").startswith(

@@ -334,3 +334,30 @@ def test_annotators_hold_no_tokens(engine) -> None:  # type: ignore[no-untyped-d
         session.flush()
         with pytest.raises(ValueError, match="only active staff"):
             create_token(session, person, "x")
+
+
+def test_an_admin_revokes_every_token_of_a_person(client) -> None:  # type: ignore[no-untyped-def]
+    make_staff("ada")
+    make_staff("root", "a long password", "admin")
+    client.headers["X-CSRF-Token"] = login(client)
+    adas = [_token(client, name)["token"] for name in ("one", "two")]
+    ada_id = client.get("/api/account").json()["id"]
+    # A researcher may not.
+    refused = client.post(
+        f"/admin/users/{ada_id}/tokens/revoke", data={"csrf_token": client.headers["X-CSRF-Token"]}
+    )
+    assert refused.status_code == 403
+    _anonymous(client)
+    token = login(client, "root", "a long password")
+    page = client.get("/admin/users").text
+    row = page[page.index(f'id="user-{ada_id}"') :]
+    assert "2 live" in row[: row.index("</tr>")]
+    done = client.post(
+        f"/admin/users/{ada_id}/tokens/revoke", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert done.status_code == 303
+    assert "Revoked 2 API tokens of" in client.get("/admin/users").text
+    for plain in adas:
+        assert client.get("/api/account", headers=_bearer(plain)).status_code == 401
+    missing = client.post("/admin/users/9999/tokens/revoke", data={"csrf_token": token})
+    assert missing.status_code == 404

@@ -81,7 +81,7 @@ def tokens_list(
         except (LookupError, PeopleError) as exc:
             raise fail(str(exc).strip("'\""), 2) from None
         tokens = list_tokens(session, owner_id)
-        names = dict(session.execute(select(User.id, User.username)).tuples().all())
+        names = {user_id: name for user_id, name in session.execute(select(User.id, User.username))}
         rows = [
             (
                 str(t.id),

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.accounts import STAFF_ROLES, hash_token
@@ -158,3 +158,24 @@ def revoke_token(session: Session, token_id: int, user_id: int | None = None) ->
     if token.revoked_at is None:
         token.revoked_at = utcnow()
     return token
+
+
+def live_token_counts(session: Session) -> dict[int, int]:
+    """Live (not revoked, not expired) tokens per user id, for the admins' people page."""
+    rows = session.execute(
+        select(ApiToken.user_id, func.count()).where(_live(utcnow())).group_by(ApiToken.user_id)
+    )
+    return {user_id: count for user_id, count in rows}
+
+
+def revoke_all(session: Session, user_id: int) -> int:
+    """Revoke every live token of a person (an admin's answer to a leaked key or a laptop left
+    on a train); returns how many."""
+    now = utcnow()
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, _live(now))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

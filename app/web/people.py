@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.annotation.access import admit
 from app.annotation.people import annotator_rows
-from app.core import people
+from app.core import api_tokens, people
 from app.core.db import session_scope
 from app.core.models import Campaign, CampaignState, User
 from app.web.deps import (
@@ -52,6 +52,7 @@ def _page(
         "user": user,
         "csrf": csrf_token(request),
         "staff": people.list_staff(session),
+        "token_counts": api_tokens.live_token_counts(session),
         "annotators": annotators,
         "annotator_total": annotator_total,
         "invitations": people.list_invitations(session),
@@ -153,6 +154,20 @@ def _section_of(session: Session, user_id: int) -> str:
     if person is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
     return "annotators" if person.role.value == "annotator" else "staff"
+
+
+@router.post(PAGE + "/{user_id}/tokens/revoke", dependencies=[CSRFChecked], response_model=None)
+def revoke_tokens(
+    user_id: RowId, request: Request, session: SessionDep, admin: AdminUser
+) -> Response:
+    """Revoke every API token of a staff member (their scripts get 401 from now on)."""
+
+    def change(write: Session) -> str:
+        person = people.find_user(write, str(user_id))
+        count = api_tokens.revoke_all(write, person.id)
+        return f"Revoked {count} API token{'s' if count != 1 else ''} of {people.describe(person)}."
+
+    return _act(request, session, admin, "staff", change)
 
 
 @router.post(PAGE + "/{user_id}/deactivate", dependencies=[CSRFChecked], response_model=None)

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.accounts import STAFF_ROLES, hash_token
@@ -59,9 +59,11 @@ def token_state(token: ApiToken, now: datetime | None = None) -> str:
     return "active"
 
 
-def _live(now: datetime) -> object:
-    return (ApiToken.revoked_at.is_(None)) & (
-        ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now)
+def _live(now: datetime) -> ColumnElement[bool]:
+    """Not revoked and not (yet) expired at ``now``."""
+    return and_(
+        ApiToken.revoked_at.is_(None),
+        or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
     )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.core import api_tokens, throttle
 from app.core.accounts import check_login, set_password
+from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.models import ApiToken, User
 from app.web.auth import count_login, login_wait, password_lane
@@ -67,7 +68,7 @@ def _page(
         "form": form or {},
         "expiry_choices": api_tokens.EXPIRY_CHOICES,
         "default_expiry": api_tokens.DEFAULT_EXPIRY_DAYS,
-        "public_url": str(request.base_url).rstrip("/"),
+        "public_url": get_settings().public_url,
     }
     response = templates.TemplateResponse(request, "account.html", context, status_code=code)
     if created is not None:

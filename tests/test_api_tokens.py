@@ -361,3 +361,20 @@ def test_an_admin_revokes_every_token_of_a_person(client) -> None:  # type: igno
         assert client.get("/api/account", headers=_bearer(plain)).status_code == 401
     missing = client.post("/admin/users/9999/tokens/revoke", data={"csrf_token": token})
     assert missing.status_code == 404
+
+
+def test_scripts_and_the_page_are_told_before_a_token_expires(staff_client) -> None:  # type: ignore[no-untyped-def]
+    soon = _token(staff_client, "nightly", expires_in_days=3)
+    never = _token(staff_client, "forever", expires_in_days=None)
+    later = _token(staff_client, "quarterly")
+    page = staff_client.get("/account").text
+    assert "The token “nightly” expires on" in page
+    assert "“quarterly” expires" not in page and "“forever” expires" not in page
+    client = _anonymous(staff_client)
+    answer = client.get("/api/jobs", headers=_bearer(soon["token"]))
+    assert answer.headers["x-skd-token-expires"] == soon["expires_at"][:19] + "Z"
+    assert (
+        "x-skd-token-expires"
+        not in client.get("/api/jobs", headers=_bearer(never["token"])).headers
+    )
+    assert client.get("/api/jobs", headers=_bearer(later["token"])).headers["x-skd-token-expires"]

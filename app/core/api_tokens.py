@@ -45,9 +45,24 @@ class TokenUse:
     user_id: int
     name: str
     scope: str
+    expires_at: datetime | None = None
 
     def allows(self, method: str) -> bool:
         return self.scope == "write" or method.upper() in READ_METHODS
+
+
+EXPIRES_SOON = timedelta(days=7)
+
+
+def expires_soon(token: ApiToken, now: datetime | None = None) -> bool:
+    """A live token with a week or less to go: the page says so, so nobody's nightly job
+    stops without warning."""
+    now = now or utcnow()
+    return (
+        token_state(token, now) == "active"
+        and token.expires_at is not None
+        and token.expires_at - now <= EXPIRES_SOON
+    )
 
 
 def token_state(token: ApiToken, now: datetime | None = None) -> str:
@@ -127,6 +142,7 @@ def authenticate_token(plain: str) -> TokenUse | None:
                 ApiToken.user_id,
                 ApiToken.name,
                 ApiToken.scope,
+                ApiToken.expires_at,
                 ApiToken.last_used_at,
                 User.is_active,
                 User.role,
@@ -139,7 +155,7 @@ def authenticate_token(plain: str) -> TokenUse | None:
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
         with session_scope(write=True) as session:
             session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-    return TokenUse(row.id, row.user_id, row.name, row.scope)
+    return TokenUse(row.id, row.user_id, row.name, row.scope, row.expires_at)
 
 
 def list_tokens(session: Session, user_id: int | None = None) -> list[ApiToken]:

@@ -61,6 +61,7 @@ def _page(
         "user": user,
         "csrf": csrf_token(request),
         "tokens": [(token, api_tokens.token_state(token)) for token in tokens],
+        "expiring": [token for token in tokens if api_tokens.expires_soon(token)],
         "created": created,
         "notice": request.session.pop(NOTICE_KEY, None),
         "error": error,

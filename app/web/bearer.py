@@ -11,8 +11,9 @@ makes its owner the request's user and lets it past the CSRF check.
 from __future__ import annotations
 
 import anyio
+from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.api_tokens import TokenUse, authenticate_token
 
@@ -68,4 +69,15 @@ class BearerTokenMiddleware:
             await answer(scope, receive, send)
             return
         scope[SCOPE_KEY] = use
-        await self.app(scope, receive, send)
+        if use.expires_at is None:
+            await self.app(scope, receive, send)
+            return
+        # Every answer tells the script when its key stops working, so it can warn in time.
+        expires = use.expires_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+        async def send_with_expiry(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-SKD-Token-Expires"] = expires
+            await send(message)
+
+        await self.app(scope, receive, send_with_expiry)

@@ -124,6 +124,7 @@ def demo(
         if teacher_run is not None:
             say(f"  teacher run    {url}/teacher/runs/{teacher_run}  (the worker writes it now)")
         say(f"  data           {settings.data_dir.resolve()}")
+        say(f"  scripts        an API token on {url}/account (docs: {url}/docs)")
         say("  Ctrl-C stops the web server, the worker and beat.")
         console.rule()
 

@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.live_stack import Stack, live_stack, start_at_once, succeeded, wait_for_job
+import httpx
+
+from tests.live_stack import ADMIN, Stack, live_stack, start_at_once, succeeded, wait_for_job
 from tests.teacher_helpers import FakeOpenAI
 
 
@@ -76,6 +78,40 @@ def test_a_run_over_the_api_runs_on_the_worker_and_opens_a_campaign(tmp_path: Pa
         # A key typed for the run reached the server, and is stored nowhere the API shows.
         assert {r["auth"] for r in server.requests} == {"Bearer sk-typed-for-this-run"}
         assert "sk-typed" not in str(run) and "sk-typed" not in page.text
+        # A script does the same over the JSON API: another campaign on the run's triples,
+        # and a finished run is not resumed.
+        again = client.post(f"/api/teacher/runs/{run_id}/campaign")
+        assert again.status_code == 201, again.text
+        assert again.json()["campaign_id"] != campaign_id
+        assert client.get(again.json()["campaign_url"]).json()["progress"]["items"] == 48
+        finished = client.post(f"/api/teacher/runs/{run_id}/resume")
+        assert finished.status_code == 409 and "already finished" in finished.text
+        assert client.post("/api/teacher/runs/99999/resume").status_code == 404
+
+
+def test_a_failed_run_resumed_over_the_api_finishes_on_the_worker(tmp_path: Path) -> None:
+    """The server answers 500 once and the run allows no retries, so it fails; a script
+    holding only an API token resumes it and the worker finishes it."""
+    with FakeOpenAI() as server, live_stack(tmp_path) as stack:
+        made = stack.skd("users", "tokens", "create", ADMIN, "--name", "teacher script")
+        assert made.returncode == 0, made.stderr
+        script = httpx.Client(
+            base_url=stack.url, headers={"Authorization": f"Bearer {made.stdout.strip()}"}
+        )
+        params = _params(server, prompts=2, relations=["xWant"])
+        params["backend"].update(concurrency=1, max_retries=0)
+        server.script = [500]
+        started = script.post("/api/teacher/runs", json=params)
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        failed = wait_for_job(script, started.json()["job_id"], timeout=120)
+        assert failed["state"] == "failed", failed
+        resumed = script.post(f"/api/teacher/runs/{run_id}/resume")
+        assert resumed.status_code == 202, resumed.text
+        job = succeeded(script, resumed.json()["job_id"])
+        assert job["started_by"] == f"{ADMIN} (api token 'teacher script')"
+        run = script.get(f"/api/teacher/runs/{run_id}").json()
+        assert run["state"] == "succeeded" and run["counts"]["events"]["kept"] == 4
 
 
 def test_a_run_from_the_page_form_and_one_over_the_api_both_run_on_the_worker(

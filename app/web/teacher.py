@@ -21,7 +21,7 @@ from app.core.db import session_scope
 from app.core.durations import duration_words
 from app.core.job_list import timing
 from app.core.jobs import job_as_dict
-from app.core.models import CampaignPurpose, Job, TeacherRun, Triple
+from app.core.models import CampaignPurpose, Job, TeacherRun, Triple, User
 from app.corpus.relations import ATOMIC10X_RELATIONS, allowed_relations
 from app.teacher.estimate import RunPlan, plan_run
 from app.teacher.params import TeacherParamsError
@@ -412,9 +412,9 @@ def run_panel(
     return templates.TemplateResponse(request, "_teacher_panel.html", context)
 
 
-@router.post("/teacher/runs/{run_id}/campaign", dependencies=[CSRFChecked], response_model=None)
-def campaign_from_run(run_id: RowId, session: SessionDep, user: StaffUser) -> Response:
-    """One click: an evaluation campaign on (a sample of up to 200 of) the run's triples."""
+def _open_campaign(session: Session, run_id: int, user: User) -> int:
+    """An evaluation campaign on (a sample of up to 200 of) the run's triples; its id.
+    409 when the run has no triples yet."""
     run = _run_or_404(session, run_id)
     count = run_triples_count(session, run_id)
     if not count:
@@ -431,11 +431,12 @@ def campaign_from_run(run_id: RowId, session: SessionDep, user: StaffUser) -> Re
     except CampaignSpecError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "; ".join(exc.errors.values())) from None
     session.commit()
-    return RedirectResponse(f"/campaigns/{campaign.id}", status_code=status.HTTP_303_SEE_OTHER)
+    return campaign.id
 
 
-@router.post("/teacher/runs/{run_id}/resume", dependencies=[CSRFChecked], response_model=None)
-def resume_from_page(run_id: RowId, user: StaffUser) -> Response:
+def _resume(run_id: int) -> int:
+    """A new job for an unfinished run, sent to the workers; its id. 404: no such run;
+    409: the run has finished, or its job is still queued or running."""
     try:
         job_id = resume_run(run_id)
     except LookupError as exc:
@@ -443,6 +444,19 @@ def resume_from_page(run_id: RowId, user: StaffUser) -> Response:
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     _start(run_id, job_id, None)
+    return job_id
+
+
+@router.post("/teacher/runs/{run_id}/campaign", dependencies=[CSRFChecked], response_model=None)
+def campaign_from_run(run_id: RowId, session: SessionDep, user: StaffUser) -> Response:
+    """One click: an evaluation campaign on (a sample of up to 200 of) the run's triples."""
+    campaign_id = _open_campaign(session, run_id, user)
+    return RedirectResponse(f"/campaigns/{campaign_id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/teacher/runs/{run_id}/resume", dependencies=[CSRFChecked], response_model=None)
+def resume_from_page(run_id: RowId, user: StaffUser) -> Response:
+    _resume(run_id)
     return RedirectResponse(f"/teacher/runs/{run_id}", status_code=status.HTTP_303_SEE_OTHER)
 
 
@@ -484,6 +498,30 @@ def api_create(user: StaffUser, body: Annotated[dict[str, Any], Body()]) -> JSON
         },
         status_code=status.HTTP_202_ACCEPTED,
     )
+
+
+@router.post(
+    "/api/teacher/runs/{run_id}/resume",
+    dependencies=[CSRFChecked],
+    status_code=status.HTTP_202_ACCEPTED,
+)
+def api_resume(run_id: RowId, user: StaffUser) -> dict[str, Any]:
+    """Finish an interrupted or failed run (its finished chunks are kept and skipped), as
+    `skd generate resume` and the run page's Resume button do."""
+    job_id = _resume(run_id)
+    return {"run_id": run_id, "job_id": job_id, "status_url": f"/api/jobs/{job_id}"}
+
+
+@router.post(
+    "/api/teacher/runs/{run_id}/campaign",
+    dependencies=[CSRFChecked],
+    status_code=status.HTTP_201_CREATED,
+)
+def api_campaign(run_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+    """Open an evaluation campaign on (a sample of up to 200 of) the run's triples, as the
+    run page's button does."""
+    campaign_id = _open_campaign(session, run_id, user)
+    return {"campaign_id": campaign_id, "campaign_url": f"/api/campaigns/{campaign_id}"}
 
 
 @router.post("/api/teacher/plan", dependencies=[CSRFChecked], response_model=None)

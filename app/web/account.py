@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from app.core import api_tokens, throttle
-from app.core.accounts import check_login, set_password
+from app.core.accounts import set_password
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.models import ApiToken, User
-from app.web.auth import count_login, login_wait, password_lane
+from app.web.auth import check_password
 from app.web.bearer import token_use
 from app.web.deps import (
     CSRFChecked,
@@ -33,7 +33,6 @@ from app.web.deps import (
     SessionDep,
     SessionRoute,
     StaffUser,
-    client_address,
     csrf_token,
     templates,
 )
@@ -180,10 +179,7 @@ async def change_password_form(
         return await refuse(
             "password: use at least 8 characters", status.HTTP_422_UNPROCESSABLE_CONTENT
         )
-    username = user.username or ""
-    address = client_address(request)
-    lane = password_lane(request)
-    wait = await anyio.to_thread.run_sync(login_wait, username, address, limiter=lane)
+    wait, found = await check_password(request, user.username or "", current_password)
     if wait:
         response = await refuse(
             f"Too many wrong passwords for this account. Try again in "
@@ -192,10 +188,6 @@ async def change_password_form(
         )
         response.headers["Retry-After"] = str(wait)
         return response
-    found = await anyio.to_thread.run_sync(check_login, username, current_password, limiter=lane)
-    await anyio.to_thread.run_sync(
-        count_login, username, address, found, current_password, limiter=lane
-    )
     if found is None or found.user_id != user.id:
         return await refuse("The current password is wrong.", status.HTTP_422_UNPROCESSABLE_CONTENT)
     epoch = await anyio.to_thread.run_sync(_change_password, user.id, new_password)

@@ -101,6 +101,23 @@ def count_login(username: str, address: str, check: LoginCheck | None, password:
             throttle.record(session, throttle.LOGIN_ADDRESS, address, window)
 
 
+async def check_password(
+    request: Request, username: str, password: str
+) -> tuple[int, LoginCheck | None]:
+    """A password checked at the door: the seconds to wait first (the throttle; nothing is
+    checked then), else 0 and whose credentials they are (None: wrong), with the attempt
+    counted. Everything runs in the password lane (``SKD_PASSWORD_CHECK_CONCURRENCY``
+    threads), never in the request threads: a burst of logins queues here, without a thread."""
+    address = client_address(request)
+    lane = password_lane(request)
+    wait = await anyio.to_thread.run_sync(login_wait, username, address, limiter=lane)
+    if wait:
+        return wait, None
+    found = await anyio.to_thread.run_sync(check_login, username, password, limiter=lane)
+    await anyio.to_thread.run_sync(count_login, username, address, found, password, limiter=lane)
+    return 0, found
+
+
 def _login_page(
     request: Request, next_url: str | None, error: str, username: str, code: int
 ) -> HTMLResponse:
@@ -125,11 +142,7 @@ async def login(
     next: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> HTMLResponse | RedirectResponse:
     username = username.strip()
-    address = client_address(request)
-    # Everything a login does runs in the login lane (``SKD_PASSWORD_CHECK_CONCURRENCY``
-    # threads), never in the request threads: a burst of logins queues here, without a thread.
-    lane = password_lane(request)
-    wait = await anyio.to_thread.run_sync(login_wait, username, address, limiter=lane)
+    wait, found = await check_password(request, username, password)
     if wait:
         response = _login_page(
             request,
@@ -141,8 +154,6 @@ async def login(
         )
         response.headers["Retry-After"] = str(wait)
         return response
-    found = await anyio.to_thread.run_sync(check_login, username, password, limiter=lane)
-    await anyio.to_thread.run_sync(count_login, username, address, found, password, limiter=lane)
     if found is None:
         return _login_page(
             request, next, "Wrong username or password.", username, status.HTTP_401_UNAUTHORIZED

@@ -56,7 +56,7 @@ def login_page(request: Request, next: str | None = None) -> HTMLResponse:
     )
 
 
-def password_lane(request: Request) -> anyio.CapacityLimiter:
+def _password_lane(request: Request) -> anyio.CapacityLimiter:
     """The process's password-hashing slots (``SKD_PASSWORD_CHECK_CONCURRENCY``), made on first
     use inside the event loop that will use them."""
     limiter = getattr(request.app.state, "password_limiter", None)
@@ -89,7 +89,7 @@ def login_wait(username: str, address: str) -> int:
         )
 
 
-def count_login(username: str, address: str, check: LoginCheck | None, password: str) -> None:
+def _count_login(username: str, address: str, check: LoginCheck | None, password: str) -> None:
     """What a login attempt writes, in one short write transaction after the hash."""
     window = get_settings().login_window_seconds
     with session_scope(write=True) as session:
@@ -109,12 +109,12 @@ async def check_password(
     counted. Everything runs in the password lane (``SKD_PASSWORD_CHECK_CONCURRENCY``
     threads), never in the request threads: a burst of logins queues here, without a thread."""
     address = client_address(request)
-    lane = password_lane(request)
+    lane = _password_lane(request)
     wait = await anyio.to_thread.run_sync(login_wait, username, address, limiter=lane)
     if wait:
         return wait, None
     found = await anyio.to_thread.run_sync(check_login, username, password, limiter=lane)
-    await anyio.to_thread.run_sync(count_login, username, address, found, password, limiter=lane)
+    await anyio.to_thread.run_sync(_count_login, username, address, found, password, limiter=lane)
     return 0, found
 
 

@@ -27,6 +27,7 @@ from app.web import (
     corpus,
     critic,
     critic_actions,
+    docs,
     exports,
     home,
     job_actions,
@@ -40,13 +41,34 @@ from app.web import (
 )
 from app.web.bearer import BearerTokenMiddleware
 from app.web.deps import LoginRequired, refuse_unstorable_input
-from app.web.docs import mount_offline_docs
 from app.web.errors import html_or_json_error
 from app.web.headers import SecurityHeadersMiddleware
 from app.web.job_actions import broker_unavailable
 from app.web.origin import JobOriginMiddleware
 from app.web.sessions import SessionCookies
 from app.web.sweeper import start_sweeper
+
+# One router per resource, in the order they are included.
+ROUTERS = (
+    home.router,
+    auth.router,
+    account.router,
+    jobs.router,
+    jobs_page.router,
+    corpus.router,
+    browse.router,
+    annotate.router,
+    rate.router,
+    quality.router,
+    campaigns.router,
+    critic.router,
+    critic_actions.router,
+    exports.router,
+    people.router,
+    teacher.router,
+    student.router,
+    job_actions.router,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,7 +94,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         title="SKD Studio",
         version=package.__version__,
-        description="Human-in-the-loop Symbolic Knowledge Distillation.",
+        summary="Human-in-the-loop Symbolic Knowledge Distillation.",
+        description=docs.DESCRIPTION,
+        openapi_tags=docs.TAGS,
+        generate_unique_id_function=docs.operation_id,
         docs_url=None,  # served from packaged assets instead of a CDN (app/web/docs.py)
         redoc_url=None,
         dependencies=[Depends(refuse_unstorable_input)],
@@ -92,32 +117,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.add_middleware(
         SecurityHeadersMiddleware, crowd_frame_ancestors=settings.crowd_frame_ancestors
     )
-    mount_offline_docs(application)
+    docs.mount_offline_docs(application)
     application.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     # htmx comes from a package (django-js-lib-htmx ships it; no Django is involved).
     application.mount("/vendor", StaticFiles(packages=[("js_lib_htmx", "static")]), name="vendor")
-    for router in (
-        home.router,
-        auth.router,
-        account.router,
-        jobs.router,
-        jobs_page.router,
-        corpus.router,
-        browse.router,
-        annotate.router,
-        rate.router,
-        quality.router,
-        campaigns.router,
-        critic.router,
-        critic_actions.router,
-        exports.router,
-        people.router,
-        teacher.router,
-        student.router,
-    ):
-        application.include_router(router)
-
-    application.include_router(job_actions.router)
+    for router in ROUTERS:
+        application.include_router(docs.list_only_the_api(router))
     application.add_exception_handler(BrokerUnavailable, broker_unavailable)
 
     # Browsers get a page in the app's look; API clients keep the JSON answer.

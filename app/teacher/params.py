@@ -155,6 +155,33 @@ def _check_sampling(errors: dict[str, str], path: str, given: Any, base: dict) -
     return values
 
 
+def _check_pool(errors: dict[str, str], pool: dict[str, Any]) -> bool:
+    """True if ``pool`` has the shape ``ExamplePool.from_dict`` reads, else names where not."""
+    before = len(errors)
+    for key in sorted(set(pool) - {"events", "inferences"}):
+        errors[f"pool.{key}"] = "unknown part (a pool has events and inferences)"
+    events = pool.get("events", [])
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        errors["pool.events"] = "must be a list of events (texts)"
+    inferences = pool.get("inferences", {})
+    if not isinstance(inferences, dict):
+        errors["pool.inferences"] = "must map each relation to its [head, tail] pairs"
+        return False
+    for relation, pairs in inferences.items():
+        if not isinstance(pairs, list):
+            errors[f"pool.inferences.{relation}"] = "must be a list of [head, tail] pairs"
+            continue
+        for index, pair in enumerate(pairs):
+            if not (
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            ):
+                errors[f"pool.inferences.{relation}.{index}"] = (
+                    f"must be a [head, tail] pair of texts, got {pair!r}"[:200]
+                )
+                break
+    return len(errors) == before
+
+
 def check_url(url: str) -> str | None:
     """None if ``url`` is an http(s) URL with a host, else what is wrong with it."""
     parsed = urlparse(url)
@@ -179,7 +206,11 @@ def check_params(data: dict[str, Any], relations_allowed: frozenset[str]) -> Run
     if kind not in KINDS:
         errors["kind"] = f"must be one of {', '.join(KINDS)}, got {kind!r}"
     params.kind = kind
-    params.name = (str(data["name"]).strip() or None) if data.get("name") else None
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        errors["name"] = "must be a text"
+        name = None
+    params.name = (name.strip() or None) if name else None
 
     backend = data.get("backend", {}) or {}
     if not isinstance(backend, dict):
@@ -268,7 +299,7 @@ def check_params(data: dict[str, Any], relations_allowed: frozenset[str]) -> Run
     if pool is not None:
         if not isinstance(pool, dict):
             errors["pool"] = "must be an object with events and inferences"
-        else:
+        elif _check_pool(errors, pool):
             params.pool = {**ExamplePool().as_dict(), **pool}
     example_pool = params.example_pool()
     if kind == "events" and not example_pool.events:

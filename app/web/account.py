@@ -255,7 +255,7 @@ def _token_out(token: ApiToken) -> TokenOut:
     )
 
 
-@router.get("/api/account")
+@router.get("/api/account", summary="Who this request acts as")
 def whoami(request: Request, session: SessionDep, user: StaffUser) -> AccountOut:
     """Who this request acts as: a script's first call, to check the token it was given."""
     use = token_use(request.scope)
@@ -269,12 +269,17 @@ def whoami(request: Request, session: SessionDep, user: StaffUser) -> AccountOut
     )
 
 
-@router.get("/api/account/tokens")
+@router.get("/api/account/tokens", summary="List your API tokens")
 def list_tokens(session: SessionDep, user: StaffUser) -> list[TokenOut]:
     return [_token_out(token) for token in api_tokens.list_tokens(session, user.id)]
 
 
-@router.post("/api/account/tokens", dependencies=[CSRFChecked], status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/api/account/tokens",
+    summary="Create an API token",
+    dependencies=[CSRFChecked],
+    status_code=status.HTTP_201_CREATED,
+)
 def create_token(body: TokenIn, session: SessionDep, user: StaffUser) -> TokenCreated:
     owner = session.get(User, user.id)
     assert owner is not None
@@ -287,7 +292,9 @@ def create_token(body: TokenIn, session: SessionDep, user: StaffUser) -> TokenCr
     return TokenCreated(**_token_out(token).model_dump(), token=plain)
 
 
-@router.delete("/api/account/tokens/{token_id}", dependencies=[CSRFChecked])
+@router.delete(
+    "/api/account/tokens/{token_id}", summary="Revoke an API token", dependencies=[CSRFChecked]
+)
 def revoke_token(token_id: RowId, session: SessionDep, user: StaffUser) -> TokenOut:
     """Revoke one of your tokens (a token may revoke itself: a script's last call)."""
     try:

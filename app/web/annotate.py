@@ -240,12 +240,12 @@ def _run(user_id: int, work, epoch: int | None = None):  # type: ignore[no-untyp
     raise HTTPException(failure.status, failure.message)
 
 
-@router.get("/api/annotate/{campaign_id}/next")
+@router.get("/api/annotate/{campaign_id}/next", summary="Lease the next item")
 def api_next(campaign_id: CampaignId, user_id: RaterId, epoch: RaterEpoch) -> dict[str, Any]:
     return _run(user_id, lambda session: _next_payload(session, campaign_id, user_id), epoch)
 
 
-@router.post("/api/annotate/{campaign_id}/submit")
+@router.post("/api/annotate/{campaign_id}/submit", summary="Submit a rating")
 def api_submit(
     campaign_id: CampaignId,
     body: Submission,
@@ -281,7 +281,7 @@ def api_submit(
     return _run(user_id, work, epoch)
 
 
-@router.post("/api/annotate/{campaign_id}/skip")
+@router.post("/api/annotate/{campaign_id}/skip", summary="Skip an item")
 def api_skip(
     campaign_id: CampaignId, body: Skip, user_id: RaterId, epoch: RaterEpoch
 ) -> dict[str, Any]:

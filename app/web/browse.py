@@ -154,7 +154,7 @@ def _slow_search(session: Session, params: _Params, seconds: float) -> float | N
     return seconds
 
 
-@router.get("/api/corpus/triples")
+@router.get("/api/corpus/triples", summary="Browse triples")
 def api_browse(
     session: SessionDep, user: StaffUser, params: Annotated[_Params, Depends()]
 ) -> dict[str, Any]:
@@ -222,7 +222,7 @@ def _items(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
-@router.get("/api/campaigns/{campaign_id}/items")
+@router.get("/api/campaigns/{campaign_id}/items", summary="List a campaign's items")
 def api_campaign_items(
     campaign_id: RowId,
     session: SessionDep,

@@ -350,7 +350,7 @@ def _unprocessable(errors: dict[str, str]) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-@router.get("/api/campaigns")
+@router.get("/api/campaigns", summary="List campaigns")
 def api_list_campaigns(
     request: Request, session: SessionDep, user: StaffUser
 ) -> list[dict[str, Any]]:
@@ -360,7 +360,7 @@ def api_list_campaigns(
     return [campaign_as_dict(c, progress[c.id], base) for c in campaigns]
 
 
-@router.get("/api/campaigns/{campaign_id}")
+@router.get("/api/campaigns/{campaign_id}", summary="Get a campaign")
 def api_get_campaign(
     campaign_id: RowId, request: Request, session: SessionDep, user: StaffUser
 ) -> dict[str, Any]:
@@ -386,7 +386,12 @@ def _spec_of(body: CampaignIn) -> CampaignSpec | JSONResponse:
     )
 
 
-@router.post("/api/campaigns/plan", dependencies=[CSRFChecked], response_model=None)
+@router.post(
+    "/api/campaigns/plan",
+    summary="Plan a campaign",
+    dependencies=[CSRFChecked],
+    response_model=None,
+)
 def api_plan_campaign(
     body: CampaignIn, session: SessionDep, user: StaffUser
 ) -> dict[str, Any] | JSONResponse:
@@ -404,6 +409,7 @@ def api_plan_campaign(
 
 @router.post(
     "/api/campaigns",
+    summary="Create a campaign",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_201_CREATED,
     response_model=None,
@@ -429,7 +435,11 @@ class StateIn(BaseModel):
     state: CampaignState
 
 
-@router.post("/api/campaigns/{campaign_id}/state", dependencies=[CSRFChecked])
+@router.post(
+    "/api/campaigns/{campaign_id}/state",
+    summary="Open, pause or close a campaign",
+    dependencies=[CSRFChecked],
+)
 def api_change_state(
     campaign_id: RowId, body: StateIn, request: Request, user: StaffUser
 ) -> dict[str, Any]:

@@ -25,7 +25,7 @@ router = APIRouter(tags=["corpus"], route_class=SessionRoute)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-@router.get("/api/corpus")
+@router.get("/api/corpus", summary="Corpus counts")
 def corpus_summary(session: SessionDep, user: StaffUser) -> dict[str, Any]:
     return corpus_counts(session)
 
@@ -87,7 +87,12 @@ FilesField = Annotated[
 ]
 
 
-@router.post("/api/corpus/import", status_code=status.HTTP_202_ACCEPTED, dependencies=[CSRFChecked])
+@router.post(
+    "/api/corpus/import",
+    summary="Import triples",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[CSRFChecked],
+)
 def import_upload(
     session: SessionDep,
     user: StaffUser,

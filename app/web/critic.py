@@ -425,13 +425,13 @@ def critic_preview_fragment(
 # --- JSON API --------------------------------------------------------------------------------
 
 
-@router.get("/api/critic/versions")
+@router.get("/api/critic/versions", summary="List critic versions")
 def api_versions(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
     """Every version, newest first (metrics without the PR curve; see the single version)."""
     return [version_as_dict(v, curve=False) for v in _all_versions(session)]
 
 
-@router.get("/api/critic/versions/{version_id}")
+@router.get("/api/critic/versions/{version_id}", summary="Get a critic version")
 def api_version(version_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     """One version with its PR curve and its corpus scores (histogram over [0, 1])."""
     version = _version_or_404(session, version_id)
@@ -444,7 +444,7 @@ def api_version(version_id: RowId, session: SessionDep, user: StaffUser) -> dict
     }
 
 
-@router.get("/api/critic/preview")
+@router.get("/api/critic/preview", summary="Preview a filter threshold")
 def api_preview(
     session: SessionDep,
     user: StaffUser,

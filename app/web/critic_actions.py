@@ -169,7 +169,7 @@ def activate_from_page(version_id: RowId, request: Request, admin: AdminUser) ->
     return _answer(request, "ok", f"Version {version_id} is now active.{rescore}", back)
 
 
-class TrainIn(BaseModel):
+class CriticTrainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str | None = None
     full: bool = False  # retrain from the base model instead of warm-starting
@@ -177,10 +177,11 @@ class TrainIn(BaseModel):
 
 @router.post(
     "/api/critic/train",
+    summary="Train a critic version",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
 )
-def api_train(admin: AdminUser, body: TrainIn | None = None) -> dict[str, Any]:
+def api_train(admin: AdminUser, body: CriticTrainIn | None = None) -> dict[str, Any]:
     """Start a training chain (train → evaluate → score); 409 while a version is training."""
     try:
         chain = start_training(admin, body.reason if body else None, full=bool(body and body.full))
@@ -205,7 +206,9 @@ class ScoreIn(BaseModel):
     version_id: int | None = None
 
 
-@router.post("/api/critic/score", dependencies=[CSRFChecked], response_model=None)
+@router.post(
+    "/api/critic/score", summary="Score the corpus", dependencies=[CSRFChecked], response_model=None
+)
 def api_score(admin: AdminUser, body: ScoreIn | None = None) -> JSONResponse:
     """Score what a version (default: the active one) has not scored: 202 with the job, or
     200 with ``job_id: null`` when a score job for it is already queued or running."""
@@ -224,7 +227,11 @@ def api_score(admin: AdminUser, body: ScoreIn | None = None) -> JSONResponse:
     )
 
 
-@router.post("/api/critic/versions/{version_id}/activate", dependencies=[CSRFChecked])
+@router.post(
+    "/api/critic/versions/{version_id}/activate",
+    summary="Activate a critic version",
+    dependencies=[CSRFChecked],
+)
 def api_activate(version_id: RowId, admin: AdminUser) -> dict[str, Any]:
     """Activate or roll back to a version; a re-score with it is queued (``score_job_id``,
     null when one was already queued). 404 for an unknown version, 409 for a failed or

@@ -404,19 +404,24 @@ def _params(body: ExportIn) -> ExportParams:
     )
 
 
-@router.get("/api/exports")
+@router.get("/api/exports", summary="List exports")
 def api_list(
     session: SessionDep, user: StaffUser, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[dict[str, Any]]:
     return list_exports(session, min(max(limit, 1), 500))
 
 
-@router.get("/api/exports/{export_id}")
+@router.get("/api/exports/{export_id}", summary="Get an export")
 def api_get(export_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     return _export_or_404(session, export_id)
 
 
-@router.post("/api/exports/preview", dependencies=[CSRFChecked], response_model=None)
+@router.post(
+    "/api/exports/preview",
+    summary="Preview an export",
+    dependencies=[CSRFChecked],
+    response_model=None,
+)
 def api_preview(body: ExportIn, user: StaffUser) -> dict[str, Any] | JSONResponse:
     """What an export would keep: threshold and why, counts, estimated precision. Writes
     nothing; 422 names each bad parameter."""
@@ -428,6 +433,7 @@ def api_preview(body: ExportIn, user: StaffUser) -> dict[str, Any] | JSONRespons
 
 @router.post(
     "/api/exports",
+    summary="Create an export",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,
@@ -458,18 +464,18 @@ def api_create(body: ExportIn, user: StaffUser) -> JSONResponse:
     )
 
 
-@router.delete("/api/exports/{export_id}", dependencies=[CSRFChecked])
+@router.delete("/api/exports/{export_id}", summary="Delete an export", dependencies=[CSRFChecked])
 def api_delete(export_id: RowId, user: StaffUser) -> dict[str, Any]:
     """Delete the export's folder, archive and row (404 unknown, 409 while its job runs)."""
     return _delete(export_id)
 
 
-@router.get("/api/exports/{export_id}/download")
+@router.get("/api/exports/{export_id}/download", summary="Download an export's archive")
 def api_download(export_id: RowId, session: SessionDep, user: StaffUser) -> FileResponse:
     return _download(session, export_id, None)
 
 
-@router.get("/api/exports/{export_id}/files/{name:path}")
+@router.get("/api/exports/{export_id}/files/{name:path}", summary="Download one file of an export")
 def api_download_file(
     export_id: RowId, name: str, session: SessionDep, user: StaffUser
 ) -> FileResponse:

@@ -55,20 +55,23 @@ def _job_json(job_id: int) -> dict[str, Any]:
         return jobs.job_as_dict(job)
 
 
-@router.post("/api/jobs/sweep", dependencies=[CSRFChecked])
+@router.post("/api/jobs/sweep", summary="Fail stale jobs now", dependencies=[CSRFChecked])
 def sweep_api(user: StaffUser) -> dict[str, int]:
     """Fail stale and never-started jobs now (beat and the server also do it every minute)."""
     return job_control.sweep_jobs().as_dict()
 
 
-@router.post("/api/jobs/{job_id}/cancel", dependencies=[CSRFChecked])
+@router.post("/api/jobs/{job_id}/cancel", summary="Cancel a job", dependencies=[CSRFChecked])
 def cancel_api(job_id: RowId, user: StaffUser) -> dict[str, Any]:
     """Cancel a queued or running job; its JSON, now ``cancelled``."""
     return cancel(job_id, user)
 
 
 @router.post(
-    "/api/jobs/{job_id}/retry", dependencies=[CSRFChecked], status_code=status.HTTP_202_ACCEPTED
+    "/api/jobs/{job_id}/retry",
+    summary="Retry a job",
+    dependencies=[CSRFChecked],
+    status_code=status.HTTP_202_ACCEPTED,
 )
 def retry_api(job_id: RowId, user: StaffUser) -> dict[str, Any]:
     """Run a failed or cancelled job again with the same parameters, as a new job."""

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
 
 from app.core.job_list import get_job_view
 from app.core.job_list import list_jobs as list_job_views
@@ -15,6 +16,36 @@ from app.web.deps import RowId, SessionDep, SessionRoute, StaffUser, templates
 
 router = APIRouter(tags=["jobs"], route_class=SessionRoute)
 
+_WHEN = {"format": "date-time"}
+
+
+class JobOut(BaseModel):
+    """A job as every ``status_url`` answers it: poll until ``finished``, then read ``state``
+    and ``result``. The same fields as a row of the jobs page."""
+
+    id: int
+    kind: str = Field(description="import, teacher, critic_train, export, student_train, ...")
+    label: str = Field(description="What it works on, e.g. 'Export #5'.")
+    subject_url: str | None = Field(description="The page of what it works on.")
+    state: JobState
+    done: int = Field(description="Work done so far, in the job's own unit.")
+    total: int | None = Field(description="The work there is, once known.")
+    fraction: float | None = Field(description="done / total, in [0, 1].")
+    message: str | None = Field(description="Its latest word: what it is doing, or did.")
+    result: Any = Field(description="What a succeeded job made (its ids, counts, paths).")
+    error: str | None = Field(description="Why a failed job failed.")
+    finished: bool
+    created_at: str = Field(json_schema_extra=_WHEN)
+    started_at: str | None = Field(json_schema_extra=_WHEN)
+    finished_at: str | None = Field(json_schema_extra=_WHEN)
+    duration_s: float | None = Field(description="Seconds it has run (or ran).")
+    rate_per_s: float | None = Field(description="Units done per second.")
+    left_s: float | None = Field(description="Seconds left at that rate.")
+    waiting_s: float | None = Field(description="Seconds a queued job has waited for a worker.")
+    started_by: str = Field(description="Who, through which door: 'ada (api token 'nightly')'.")
+    door: str | None
+    params: dict[str, Any] | None = Field(description="What it was asked to do.")
+
 
 def _get(session: SessionDep, job_id: int) -> Job:
     job = session.get(Job, job_id)
@@ -23,27 +54,28 @@ def _get(session: SessionDep, job_id: int) -> Job:
     return job
 
 
-@router.get("/api/jobs")
+@router.get("/api/jobs", summary="List jobs")
 def list_jobs(
     session: SessionDep,
     user: StaffUser,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     kind: Annotated[str | None, Query(max_length=50)] = None,
     state: JobState | None = None,
-) -> list[dict[str, Any]]:
+) -> list[JobOut]:
     """Newest first, optionally of one kind and/or state: the rows of the jobs page (what each
     works on, who started it through which door, rate, time left, duration) as JSON."""
-    return list_job_views(
+    views = list_job_views(
         session, kind=kind, state=state.value if state else None, limit=min(limit, 200)
     )
+    return [JobOut.model_validate(view) for view in views]
 
 
-@router.get("/api/jobs/{job_id}")
-def get_job(job_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+@router.get("/api/jobs/{job_id}", summary="Get a job")
+def get_job(job_id: RowId, session: SessionDep, user: StaffUser) -> JobOut:
     _get(session, job_id)
     view = get_job_view(session, job_id)
     assert view is not None
-    return view
+    return JobOut.model_validate(view)
 
 
 @router.get("/jobs/{job_id}/progress", response_class=HTMLResponse)

@@ -31,7 +31,7 @@ from app.web.deps import (
     templates,
 )
 
-router = APIRouter(tags=["quality"], route_class=SessionRoute)
+router = APIRouter(tags=["labels"], route_class=SessionRoute)
 
 Fmt = Literal["csv", "jsonl"]
 
@@ -59,6 +59,7 @@ def _require_campaign(session: Session, campaign_id: int) -> None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id}")
 
 
+@router.get("/api/campaigns/{campaign_id}/ratings.{fmt}", summary="Download a campaign's ratings")
 @router.get("/campaigns/{campaign_id}/ratings.{fmt}")
 def download_ratings(
     campaign_id: RowId, fmt: Fmt, session: SessionDep, user: StaffUser
@@ -78,6 +79,9 @@ def _label_rows(session: Session, campaign_id: int | None) -> Iterator[dict[str,
         yield label.as_dict()
 
 
+@router.get(
+    "/api/campaigns/{campaign_id}/labels.{fmt}", summary="Download a campaign's aggregated labels"
+)
 @router.get("/campaigns/{campaign_id}/labels.{fmt}")
 def download_campaign_labels(
     campaign_id: RowId, fmt: Fmt, session: SessionDep, user: StaffUser
@@ -92,6 +96,7 @@ def download_campaign_labels(
     )
 
 
+@router.get("/api/labels.{fmt}", summary="Download every aggregated label")
 @router.get("/labels.{fmt}")
 def download_all_labels(fmt: Fmt, user: StaffUser) -> StreamingResponse:
     """The aggregated label of every triple with a human rating: what the critic trains on."""

@@ -328,7 +328,10 @@ def evaluation_fragment(
 
 
 @router.get("/student/evaluations/{campaign_id}/table.csv")
-@router.get("/api/student/evaluations/{campaign_id}/table.csv")
+@router.get(
+    "/api/student/evaluations/{campaign_id}/table.csv",
+    summary="Download an evaluation table as CSV",
+)
 def evaluation_csv(campaign_id: RowId, session: SessionDep, user: StaffUser) -> Response:
     table = _table_or_error(session, campaign_id)
     return Response(
@@ -341,7 +344,7 @@ def evaluation_csv(campaign_id: RowId, session: SessionDep, user: StaffUser) -> 
 # --- JSON API ---------------------------------------------------------------------------------
 
 
-class TrainIn(BaseModel):
+class StudentTrainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     export_id: RowId
@@ -388,11 +391,12 @@ def _unprocessable(errors: dict[str, str]) -> JSONResponse:
 
 @router.post(
     "/api/student/runs",
+    summary="Train a student model",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,
 )
-def api_train(body: TrainIn, user: StaffUser) -> JSONResponse:
+def api_train(body: StudentTrainIn, user: StaffUser) -> JSONResponse:
     """Check the request (422 naming the field) and queue the training; follow ``status_url``."""
     options = body.model_dump(exclude={"export_id", "base_model"})
     try:
@@ -410,12 +414,12 @@ def api_train(body: TrainIn, user: StaffUser) -> JSONResponse:
     )
 
 
-@router.get("/api/student/runs")
+@router.get("/api/student/runs", summary="List student models")
 def api_models(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
     return list_models(session)
 
 
-@router.get("/api/student/runs/{model_id}")
+@router.get("/api/student/runs/{model_id}", summary="Get a student model")
 def api_model(model_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     try:
         model = get_model(session, model_id)
@@ -427,6 +431,7 @@ def api_model(model_id: RowId, session: SessionDep, user: StaffUser) -> dict[str
 
 @router.post(
     "/api/student/evaluations",
+    summary="Evaluate students against the teacher",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,
@@ -445,6 +450,6 @@ def api_evaluate(body: EvaluationIn, user: StaffUser) -> JSONResponse:
     )
 
 
-@router.get("/api/student/evaluations/{campaign_id}")
+@router.get("/api/student/evaluations/{campaign_id}", summary="Get an evaluation table")
 def api_table(campaign_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     return _table_or_error(session, campaign_id)

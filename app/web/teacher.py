@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,6 +39,7 @@ from app.web.deps import (
     csrf_token,
     templates,
 )
+from app.web.teacher_body import TeacherRunIn
 
 router = APIRouter(tags=["teacher"], route_class=SessionRoute)
 
@@ -473,14 +474,15 @@ def _unprocessable(errors: dict[str, str]) -> JSONResponse:
 
 @router.post(
     "/api/teacher/runs",
+    summary="Start a teacher run",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,
 )
-def api_create(user: StaffUser, body: Annotated[dict[str, Any], Body()]) -> JSONResponse:
+def api_create(user: StaffUser, run: TeacherRunIn) -> JSONResponse:
     """Start a run from its parameters (the JSON a run's ``params`` holds; ``api_key`` is
     used for this run only). 422 names each bad parameter, before any work."""
-    body = dict(body)
+    body = run.as_params()
     api_key = body.pop("api_key", None)
     try:
         run_id, job_id = create_run(body, created_by_id=user.id)
@@ -502,6 +504,7 @@ def api_create(user: StaffUser, body: Annotated[dict[str, Any], Body()]) -> JSON
 
 @router.post(
     "/api/teacher/runs/{run_id}/resume",
+    summary="Resume a teacher run",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
 )
@@ -514,6 +517,7 @@ def api_resume(run_id: RowId, user: StaffUser) -> dict[str, Any]:
 
 @router.post(
     "/api/teacher/runs/{run_id}/campaign",
+    summary="Rate a teacher run",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_201_CREATED,
 )
@@ -524,12 +528,17 @@ def api_campaign(run_id: RowId, session: SessionDep, user: StaffUser) -> dict[st
     return {"campaign_id": campaign_id, "campaign_url": f"/api/campaigns/{campaign_id}"}
 
 
-@router.post("/api/teacher/plan", dependencies=[CSRFChecked], response_model=None)
-def api_plan(user: StaffUser, body: Annotated[dict[str, Any], Body()]) -> Response:
+@router.post(
+    "/api/teacher/plan",
+    summary="Plan a teacher run",
+    dependencies=[CSRFChecked],
+    response_model=None,
+)
+def api_plan(user: StaffUser, run: TeacherRunIn) -> Response:
     """What a run with these parameters (the body of ``POST /api/teacher/runs``) would ask:
     prompts, generations and the most new tokens per phase, and the time it should take at
     the pace of the newest finished run of the same model. Nothing is started or written."""
-    body = dict(body)
+    body = run.as_params()
     body.pop("api_key", None)
     try:
         plan = plan_run(body)
@@ -538,13 +547,13 @@ def api_plan(user: StaffUser, body: Annotated[dict[str, Any], Body()]) -> Respon
     return JSONResponse(plan.as_dict())
 
 
-@router.get("/api/teacher/runs")
+@router.get("/api/teacher/runs", summary="List teacher runs")
 def api_list(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
     runs = session.scalars(select(TeacherRun).order_by(TeacherRun.id.desc()).limit(100))
     return [run_view(session, r) for r in runs]
 
 
-@router.get("/api/teacher/runs/{run_id}")
+@router.get("/api/teacher/runs/{run_id}", summary="Get a teacher run")
 def api_get(run_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     run = _run_or_404(session, run_id)
     sample = sample_output(session, run_id, limit=20)

@@ -181,12 +181,30 @@ def _print_plan(data: dict[str, Any]) -> None:
         stdout.print("no finished run of this model to time it by yet", highlight=False)
 
 
+def _rated_line(rated: dict[str, Any]) -> str:
+    """ "rated in campaign #4 'Rate teacher run #2' (open, 60 of 69 items): 58.3% acceptable
+    [46.1-69.6], 35 of 60 decided"."""
+    where = (
+        f"rated in campaign #{rated['campaign_id']} '{rated['campaign']}' "
+        f"({rated['state']}, {rated['rated_items']} of {rated['item_count']} items)"
+    )
+    if rated["acceptability"] is None:
+        return f"{where}: nothing decided yet"
+    return (
+        f"{where}: {rated['acceptability']:.1%} acceptable "
+        f"[{rated['ci_low']:.1%}-{rated['ci_high']:.1%}], "
+        f"{rated['accepted']} of {rated['decided']} decided"
+    )
+
+
 def _print_run(run_id: int) -> None:
     from rich.table import Table
 
     from app.cli.console import out as stdout
     from app.core.db import session_scope
     from app.core.models import TeacherRun
+    from app.student.table import source_ratings
+    from app.teacher.planning import source_name
     from app.teacher.postprocess import FILTERS
     from app.teacher.runs import sample_output
 
@@ -199,6 +217,7 @@ def _print_run(run_id: int) -> None:
         triples = [(t.head, t.relation, t.tail) for t in sample["triples"]]
         state = run.state.value
         events_only = run.kind == "events" and not (run.params or {}).get("relations")
+        ratings = source_ratings(session, source_name(run_id))
     table = Table(title=f"Teacher run #{run_id} ({state})", title_justify="left")
     table.add_column("")
     phases = [p for p in ("events", "inferences") if p in counts]
@@ -217,6 +236,8 @@ def _print_run(run_id: int) -> None:
         stdout.print(f"  event  {event}", highlight=False)
     for head, relation, tail in triples:
         stdout.print(f"  {head} · {relation} · {tail}", highlight=False)
+    for rated in ratings:
+        stdout.print(f"  {_rated_line(rated)}", highlight=False)
     if events_only and events and state == "succeeded":
         # The paper's two steps: the events are written; their inferences are the next run.
         stdout.print(

@@ -12,6 +12,10 @@ triple that several systems wrote counts once for each of them.
   (method 10, built from the two Wilson intervals), and a two-sided **two-proportion z-test**
   (pooled). The test treats the two systems' inferences as independent samples; a triple both
   wrote is in both, which makes the test conservative rather than optimistic.
+- **Systems** are the writers recorded with the campaign's inferences (a student evaluation:
+  ``student-N``, ``teacher``, references); a campaign opened on corpus sources instead (a
+  teacher run's "Rate this run", or any evaluation campaign with ``--source``) compares its
+  sources, each source's items being its inferences.
 - **Length** (mean words per inference) and **diversity**: distinct-1 and distinct-2, the
   share of a system's unigrams and bigrams (over all its inferences, lower-cased words) that
   are distinct.
@@ -30,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.annotation.quality import item_labels
-from app.core.models import Campaign, CampaignPurpose, EvaluationOutput, Triple
+from app.core.models import Campaign, CampaignItem, CampaignPurpose, EvaluationOutput, Triple
 
 Z95 = 1.959963984540054
 
@@ -120,7 +124,20 @@ def evaluation_table(session: Session, campaign_id: int) -> dict[str, Any]:
         .where(EvaluationOutput.campaign_id == campaign_id)
         .order_by(EvaluationOutput.system, Triple.id)
     ).all()
-    systems: list[str] = list(campaign.selection.get("systems") or [])
+    compared = "systems"
+    if not rows:
+        # A campaign opened on corpus sources (a teacher run's "Rate this run", or
+        # `skd campaign create --purpose evaluation --source A --source B`): each source is
+        # a system, its non-gold items its inferences.
+        compared = "sources"
+        rows = session.execute(
+            select(Triple.source, Triple.id, Triple.relation, Triple.tail)
+            .join(CampaignItem, CampaignItem.triple_id == Triple.id)
+            .where(CampaignItem.campaign_id == campaign_id, CampaignItem.is_gold.is_(False))
+            .order_by(Triple.source, Triple.id)
+        ).all()
+    order_key = "systems" if compared == "systems" else "sources"
+    systems: list[str] = list(campaign.selection.get(order_key) or [])
     systems += sorted({system for system, *_ in rows} - set(systems))
     labels: dict[str, list[bool | None]] = defaultdict(list)
     by_relation: dict[tuple[str, str], list[bool | None]] = defaultdict(list)
@@ -178,6 +195,7 @@ def evaluation_table(session: Session, campaign_id: int) -> dict[str, Any]:
         "campaign_id": campaign_id,
         "name": campaign.name,
         "systems": systems,
+        "compared": compared,
         "rated_items": sum(1 for n in ratings.values() if n),
         "item_count": len(label_of),
         "shared_triples": shared,
@@ -192,6 +210,44 @@ def evaluation_table(session: Session, campaign_id: int) -> dict[str, Any]:
             "test": "two-sided pooled two-proportion z-test",
         },
     }
+
+
+def ratings_by_source(session: Session) -> dict[str, list[dict[str, Any]]]:
+    """How people rated each corpus source (a teacher run's output) in the evaluation
+    campaigns that compare sources, newest campaign first: the source's row of each table,
+    with its rows per relation. One table per campaign, whatever the number of sources."""
+    campaigns = session.scalars(
+        select(Campaign)
+        .where(Campaign.purpose == CampaignPurpose.evaluation)
+        .order_by(Campaign.id.desc())
+    ).all()
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for campaign in campaigns:
+        if campaign.selection.get("systems") or not campaign.selection.get("sources"):
+            continue  # a student evaluation (its systems are recorded), or no source named
+        table = evaluation_table(session, campaign.id)
+        if table["compared"] != "sources":
+            continue
+        for row in table["per_system"]:
+            found[row["system"]].append(
+                {
+                    "campaign_id": campaign.id,
+                    "campaign": campaign.name,
+                    "state": campaign.state.value,
+                    "rated_items": table["rated_items"],
+                    "item_count": table["item_count"],
+                    **row,
+                    "per_relation": [
+                        r for r in table["per_relation"] if r["system"] == row["system"]
+                    ],
+                }
+            )
+    return dict(found)
+
+
+def source_ratings(session: Session, source: str) -> list[dict[str, Any]]:
+    """``ratings_by_source`` for one source."""
+    return ratings_by_source(session).get(source, [])
 
 
 def _shared(rows: list[Any]) -> int:

@@ -23,6 +23,7 @@ from app.core.job_list import timing
 from app.core.jobs import job_as_dict
 from app.core.models import CampaignPurpose, Job, TeacherRun, Triple, User
 from app.corpus.relations import ATOMIC10X_RELATIONS, allowed_relations
+from app.student.table import ratings_by_source, source_ratings
 from app.teacher.estimate import RunPlan, plan_run
 from app.teacher.params import TeacherParamsError
 from app.teacher.planning import create_run, source_name
@@ -142,6 +143,7 @@ def _page(
         "values": values or _form_defaults(),
         "errors": errors or {},
         "runs": [run_view(session, r) for r in runs],
+        "rated": ratings_by_source(session),
         "relations": list(ATOMIC10X_RELATIONS),
         "sources": sources,
         "filters": FILTERS,
@@ -395,6 +397,7 @@ def _run_context(request: Request, session: Session, user: Any, run_id: int) -> 
         "filters": FILTERS,
         "filter_words": FILTER_WORDS,
         "job": run_view(session, run)["job"],
+        "ratings": source_ratings(session, source_name(run_id)),
     }
 
 
@@ -559,6 +562,7 @@ def api_get(run_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, An
     sample = sample_output(session, run_id, limit=20)
     return {
         **run_view(session, run),
+        "ratings": source_ratings(session, source_name(run_id)),
         "sample": {
             "events": [{"text": e.text, "logprob": e.logprob} for e in sample["events"]],
             "triples": [

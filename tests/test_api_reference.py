@@ -182,3 +182,29 @@ def test_a_job_answers_with_the_fields_the_reference_names(staff_client) -> None
     listed = staff_client.get("/api/jobs").json()
     assert [row["id"] for row in listed] == [job_id]
     assert listed[0] | {"waiting_s": None} == answer | {"waiting_s": None}  # it waits on
+
+
+def _documented(schema: dict[str, Any], path: str) -> set[str]:
+    ref = schema["paths"][path]["post"]["responses"]["202"]["content"]["application/json"]
+    name = ref["schema"]["$ref"].rsplit("/", 1)[1]
+    return set(schema["components"]["schemas"][name]["properties"])
+
+
+def test_work_started_over_the_api_answers_as_the_reference_says(staff_client) -> None:  # type: ignore[no-untyped-def]
+    """The 202 answers are built by hand beside their documented models: each real answer
+    carries exactly the fields its model names, the job to follow first among them."""
+    add_triples(5)
+    schema = staff_client.get("/openapi.json").json()
+    tsv = "PersonX bakes bread\txWant\tto eat it\nPersonX reads\txNeed\ta book\n"
+    answers = {
+        "/api/corpus/import": staff_client.post(
+            "/api/corpus/import", files=[("files", ("more.tsv", tsv, "text/tab-separated-values"))]
+        ),
+        "/api/teacher/runs": staff_client.post("/api/teacher/runs", json={"prompts": 1}),
+        "/api/exports": staff_client.post("/api/exports", json={"critic": "none"}),
+    }
+    for path, answer in answers.items():
+        assert answer.status_code == 202, (path, answer.text)
+        body = answer.json()
+        assert set(body) == _documented(schema, path), path
+        assert body["status_url"] == f"/api/jobs/{body['job_id']}"

@@ -19,6 +19,7 @@ from app.core.models import Job, User
 from app.corpus.formats import FORMATS
 from app.corpus.stats import corpus_counts
 from app.web.deps import CSRFChecked, SessionDep, SessionRoute, StaffUser, templates
+from app.web.started import ImportStarted, accepted
 
 router = APIRouter(tags=["corpus"], route_class=SessionRoute)
 
@@ -90,6 +91,7 @@ FilesField = Annotated[
 @router.post(
     "/api/corpus/import",
     summary="Import triples",
+    responses=accepted(ImportStarted, "The import job, queued."),
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[CSRFChecked],
 )

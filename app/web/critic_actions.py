@@ -15,6 +15,7 @@ from app.critic import loop, queueing, registry, scoring_jobs
 from app.critic.presets import ModelMissing
 from app.web.critic import FLASH_KEY, version_as_dict
 from app.web.deps import AdminUser, CSRFChecked, RowId, SessionRoute, templates
+from app.web.started import CriticTrainingStarted
 
 router = APIRouter(tags=["critic"], route_class=SessionRoute)
 
@@ -178,10 +179,11 @@ class CriticTrainIn(BaseModel):
 @router.post(
     "/api/critic/train",
     summary="Train a critic version",
+    response_description="The version and its three jobs, queued.",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
 )
-def api_train(admin: AdminUser, body: CriticTrainIn | None = None) -> dict[str, Any]:
+def api_train(admin: AdminUser, body: CriticTrainIn | None = None) -> CriticTrainingStarted:
     """Start a training chain (train → evaluate → score); 409 while a version is training."""
     try:
         chain = start_training(admin, body.reason if body else None, full=bool(body and body.full))
@@ -194,11 +196,11 @@ def api_train(admin: AdminUser, body: CriticTrainIn | None = None) -> dict[str, 
         "evaluate": chain.evaluate_job_id,
         "score": chain.score_job_id,
     }
-    return {
-        "version_id": chain.version_id,
-        "jobs": jobs,
-        "status_urls": {name: f"/api/jobs/{job_id}" for name, job_id in jobs.items()},
-    }
+    return CriticTrainingStarted(
+        version_id=chain.version_id,
+        jobs=jobs,
+        status_urls={name: f"/api/jobs/{job_id}" for name, job_id in jobs.items()},
+    )
 
 
 class ScoreIn(BaseModel):

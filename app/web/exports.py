@@ -53,6 +53,7 @@ from app.web.deps import (
     templates,
 )
 from app.web.markdown import render_markdown
+from app.web.started import ExportStarted, accepted
 
 router = APIRouter(tags=["exports"], route_class=SessionRoute)
 
@@ -434,6 +435,7 @@ def api_preview(body: ExportIn, user: StaffUser) -> dict[str, Any] | JSONRespons
 @router.post(
     "/api/exports",
     summary="Create an export",
+    responses=accepted(ExportStarted, "The export and its job, queued."),
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,

@@ -48,6 +48,7 @@ from app.web.deps import (
     templates,
 )
 from app.web.markdown import render_markdown
+from app.web.started import JobStarted, StudentRunStarted, accepted
 
 router = APIRouter(tags=["student"], route_class=SessionRoute)
 
@@ -392,6 +393,7 @@ def _unprocessable(errors: dict[str, str]) -> JSONResponse:
 @router.post(
     "/api/student/runs",
     summary="Train a student model",
+    responses=accepted(StudentRunStarted, "The model and its training job, queued."),
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,
@@ -432,6 +434,7 @@ def api_model(model_id: RowId, session: SessionDep, user: StaffUser) -> dict[str
 @router.post(
     "/api/student/evaluations",
     summary="Evaluate students against the teacher",
+    responses=accepted(JobStarted, "The job that writes the inferences and opens the campaign."),
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,

@@ -40,6 +40,7 @@ from app.web.deps import (
     csrf_token,
     templates,
 )
+from app.web.started import TeacherRunResumed, TeacherRunStarted, accepted
 from app.web.teacher_body import TeacherRunIn
 
 router = APIRouter(tags=["teacher"], route_class=SessionRoute)
@@ -478,6 +479,7 @@ def _unprocessable(errors: dict[str, str]) -> JSONResponse:
 @router.post(
     "/api/teacher/runs",
     summary="Start a teacher run",
+    responses=accepted(TeacherRunStarted, "The run and its job, queued."),
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,
@@ -508,14 +510,15 @@ def api_create(user: StaffUser, run: TeacherRunIn) -> JSONResponse:
 @router.post(
     "/api/teacher/runs/{run_id}/resume",
     summary="Resume a teacher run",
+    response_description="A new job for the run, queued.",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
 )
-def api_resume(run_id: RowId, user: StaffUser) -> dict[str, Any]:
+def api_resume(run_id: RowId, user: StaffUser) -> TeacherRunResumed:
     """Finish an interrupted or failed run (its finished chunks are kept and skipped), as
     `skd generate resume` and the run page's Resume button do."""
     job_id = _resume(run_id)
-    return {"run_id": run_id, "job_id": job_id, "status_url": f"/api/jobs/{job_id}"}
+    return TeacherRunResumed(run_id=run_id, job_id=job_id, status_url=f"/api/jobs/{job_id}")
 
 
 @router.post(

@@ -115,6 +115,8 @@ def test_a_rated_teacher_run_shows_its_acceptability_everywhere(app, staff_clien
     assert table["compared"] == "sources" and table["systems"] == [source]
     fragment = staff_client.get(f"/student/evaluations/{campaign_id}/table").text
     assert "Acceptability per source" in fragment and "No source has" not in fragment
+    page = staff_client.get(f"/student/evaluations/{campaign_id}").text
+    assert "Corpus sources compared" in page and "Teacher versus student" not in page
 
     shown = subprocess.run(
         [str(ROOT / ".venv/bin/skd"), "generate", "show", str(run_id)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -82,3 +83,51 @@ def db_text_index(
 
 
 # --- corpus ---------------------------------------------------------------------------------
+
+
+@db_app.command("backup")
+def db_backup(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where to write it (default: DATA_DIR/backups/skd-<UTC time>.sqlite|.dump).",
+        ),
+    ] = None,
+) -> None:
+    """A consistent copy of the database, taken while the server, the workers and the raters
+    keep writing (SQLite's online backup; pg_dump on PostgreSQL). The path alone goes to
+    stdout (`BACKUP=$(skd db backup)`), the summary to stderr."""
+    from rich.table import Table
+
+    from app.cli.common import schema_ready
+    from app.cli.console import console
+    from app.cli.console import out as stdout
+    from app.core.backup import BackupError, backup_database
+
+    schema_ready()
+    settings = get_settings()
+    try:
+        with console.status("copying the database (one snapshot; writers carry on)"):
+            result = backup_database(settings, out)
+    except BackupError as exc:
+        raise fail(f"no backup: {exc}") from None
+    table = Table(
+        title=f"Backup of the {result.backend} database", title_justify="left", show_header=False
+    )
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("file", str(result.path))
+    table.add_row("size", f"{result.size_bytes / 1e6:,.1f} MB")
+    table.add_row("time", f"{result.seconds:.1f} s")
+    for name, count in result.counts.items():
+        table.add_row(name.replace("_", " "), f"{count:,}")
+    if result.tables is not None:
+        table.add_row("tables with data", f"{result.tables:,}")
+    console.print(table)
+    console.print(
+        "Models and exports are files under the data dir, not in this copy. "
+        "To restore, see README.md, 'Backups'.",
+        highlight=False,
+    )
+    stdout.print(str(result.path), highlight=False, soft_wrap=True)

@@ -1,9 +1,9 @@
 """The API reference: what ``/openapi.json`` lists, and ``/docs`` / ``/redoc`` without a CDN.
 
 Scripts read the reference to drive the loop, so it lists the JSON API only (the paths under
-``/api/``): the HTML pages and the forms behind them are the browser's door, with their own
-answers (redirects, fragments), and listed beside the API they made it read as if a script
-should post forms. Every listed operation has a short summary, and its operation id is made
+``/api/``): the HTML pages and the forms behind them are the browser's door, with answers of
+their own (redirects, fragments); listed beside the API, they made the reference read as if
+scripts should post forms. Every listed operation has a short summary, and its operation id is made
 from that summary (``list_teacher_runs``), so a generated client reads well.
 
 FastAPI's built-in pages load their scripts and styles from jsDelivr, which an offline lab (or

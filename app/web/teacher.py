@@ -398,13 +398,14 @@ def _run_context(request: Request, session: Session, user: Any, run_id: int) -> 
         "filters": FILTERS,
         "filter_words": FILTER_WORDS,
         "job": run_view(session, run)["job"],
-        "ratings": source_ratings(session, source_name(run_id)),
     }
 
 
 @router.get("/teacher/runs/{run_id}", response_class=HTMLResponse)
 def run_page(run_id: RowId, request: Request, session: SessionDep, user: StaffUser) -> HTMLResponse:
     context = _run_context(request, session, user, run_id)
+    # Not in the live panel's context: the panel is re-fetched while the run works.
+    context["ratings"] = source_ratings(session, source_name(run_id))
     return templates.TemplateResponse(request, "teacher_run.html", context)
 
 

@@ -82,9 +82,6 @@ def db_text_index(
     typer.echo(f"built {', '.join(built)}" if built else "the text indexes are already there")
 
 
-# --- corpus ---------------------------------------------------------------------------------
-
-
 @db_app.command("backup")
 def db_backup(
     out: Annotated[

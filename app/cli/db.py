@@ -1,4 +1,4 @@
-"""`skd db`: create, migrate and inspect the schema (Alembic)."""
+"""`skd db`: create, migrate and inspect the schema (Alembic); back the database up."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import typer
 from app.cli.common import fail
 from app.core.config import get_settings
 
-db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The database: its schema (Alembic), backups, text indexes.", no_args_is_help=True
+)
 
 
 @db_app.command("upgrade")

@@ -116,8 +116,9 @@ def evaluation_table(session: Session, campaign_id: int) -> dict[str, Any]:
         raise LookupError(f"there is no campaign {campaign_id}")
     if campaign.purpose != CampaignPurpose.evaluation:
         raise ValueError(f"campaign {campaign_id} is a {campaign.purpose.value} campaign")
-    label_of = {row.triple_id: row.label for row in item_labels(session, campaign_id)}
-    ratings = {row.triple_id: row.n for row in item_labels(session, campaign_id)}
+    labels_read = item_labels(session, campaign_id)
+    label_of = {row.triple_id: row.label for row in labels_read}
+    ratings = {row.triple_id: row.n for row in labels_read}
     rows = session.execute(
         select(EvaluationOutput.system, Triple.id, Triple.relation, Triple.tail)
         .join(Triple, Triple.id == EvaluationOutput.triple_id)
@@ -136,8 +137,7 @@ def evaluation_table(session: Session, campaign_id: int) -> dict[str, Any]:
             .where(CampaignItem.campaign_id == campaign_id, CampaignItem.is_gold.is_(False))
             .order_by(Triple.source, Triple.id)
         ).all()
-    order_key = "systems" if compared == "systems" else "sources"
-    systems: list[str] = list(campaign.selection.get(order_key) or [])
+    systems: list[str] = list(campaign.selection.get(compared) or [])
     systems += sorted({system for system, *_ in rows} - set(systems))
     labels: dict[str, list[bool | None]] = defaultdict(list)
     by_relation: dict[tuple[str, str], list[bool | None]] = defaultdict(list)
@@ -212,10 +212,13 @@ def evaluation_table(session: Session, campaign_id: int) -> dict[str, Any]:
     }
 
 
-def ratings_by_source(session: Session) -> dict[str, list[dict[str, Any]]]:
+def ratings_by_source(
+    session: Session, source: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """How people rated each corpus source (a teacher run's output) in the evaluation
     campaigns that compare sources, newest campaign first: the source's row of each table,
-    with its rows per relation. One table per campaign, whatever the number of sources."""
+    with its rows per relation. One table per campaign, whatever the number of sources;
+    with ``source``, only the campaigns that name it are read."""
     campaigns = session.scalars(
         select(Campaign)
         .where(Campaign.purpose == CampaignPurpose.evaluation)
@@ -223,8 +226,9 @@ def ratings_by_source(session: Session) -> dict[str, list[dict[str, Any]]]:
     ).all()
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for campaign in campaigns:
-        if campaign.selection.get("systems") or not campaign.selection.get("sources"):
-            continue  # a student evaluation (its systems are recorded), or no source named
+        named = campaign.selection.get("sources") or []
+        if campaign.selection.get("systems") or not named or (source and source not in named):
+            continue  # a student evaluation (its systems are recorded), or no source asked for
         table = evaluation_table(session, campaign.id)
         if table["compared"] != "sources":
             continue
@@ -247,7 +251,7 @@ def ratings_by_source(session: Session) -> dict[str, list[dict[str, Any]]]:
 
 def source_ratings(session: Session, source: str) -> list[dict[str, Any]]:
     """``ratings_by_source`` for one source."""
-    return ratings_by_source(session).get(source, [])
+    return ratings_by_source(session, source).get(source, [])
 
 
 def _shared(rows: list[Any]) -> int:

@@ -1,9 +1,10 @@
 """What the JSON API answers when it starts work (202 Accepted), as the reference shows it.
 
 Every door that starts a job answers with the job to follow (``job_id``, ``status_url``) and
-the ids and links of what the job makes; the routes build those answers themselves and name
-these models in ``responses=`` so that ``/openapi.json`` describes them field by field.
-``tests/test_api_reference.py`` holds each real answer to its model.
+the ids and links of what the job makes. Routes that return one of these models are checked
+by FastAPI; routes that build their ``JSONResponse`` themselves name theirs in ``responses=``
+so that ``/openapi.json`` describes it field by field, and ``tests/test_api_reference.py``
+holds the import, teacher run and export answers to their models.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from app.annotation.campaigns import (
     NO_GOLD_TO_DRAW,
     CampaignSpec,
     CampaignSpecError,
+    selection_conditions,
+    source_shares,
     validate_spec,
 )
 from app.core.models import (
@@ -55,6 +57,8 @@ class CampaignPlan:
     gold_rate: float
     quota_per_annotator: int | None
     pace: Pace | None
+    # Items per source when the sample is split equally over several sources, else None.
+    per_source: dict[str, int] | None = None
 
     @property
     def ratings(self) -> int:
@@ -130,26 +134,24 @@ def plan_campaign(session: Session, spec: CampaignSpec) -> CampaignPlan:
     errors.pop("name", None)
     if errors:
         raise CampaignSpecError(errors)
-    query = select(func.count()).select_from(Triple)
-    if spec.relations:
-        query = query.where(Triple.relation.in_(spec.relations))
-    if spec.sources:
-        query = query.where(Triple.source.in_(spec.sources))
+    query = select(func.count()).select_from(Triple).where(*selection_conditions(spec))
     matched = session.scalar(query) or 0
     if matched == 0:
         raise CampaignSpecError({"filters": "the relation and source filters select no triples"})
     candidates = matched
-    if spec.purpose == CampaignPurpose.training and session.scalar(
+    uncertainty = spec.purpose == CampaignPurpose.training and session.scalar(
         select(CriticVersion.id).where(
             CriticVersion.state == CriticState.active, CriticVersion.threshold.is_not(None)
         )
-    ):
+    )
+    if uncertainty:
         # Active learning draws only triples nobody has labelled yet (``uncertainty_order``).
         labelled = select(Rating.id).where(Rating.triple_id == Triple.id).exists()
         candidates = session.scalar(query.where(~labelled)) or 0
         if candidates == 0:
             raise CampaignSpecError({"filters": ALL_LABELLED})
     items = min(spec.sample_size, candidates) if spec.sample_size is not None else candidates
+    per_source = source_shares(session, spec, unlabelled_only=bool(uncertainty))
     gold = len(spec.gold_items)
     if spec.gold_fraction > 0:
         labelled = session.scalar(
@@ -168,4 +170,5 @@ def plan_campaign(session: Session, spec: CampaignSpec) -> CampaignPlan:
         gold_rate=spec.gold_rate,
         quota_per_annotator=spec.quota_per_annotator,
         pace=rating_pace(session),
+        per_source=per_source,
     )

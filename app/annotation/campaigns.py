@@ -15,6 +15,14 @@ from sqlalchemy import and_, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.annotation.scale import check_scale, normalize_scale
+from app.annotation.source_balance import (
+    AUTO,
+    EQUAL,
+    check_balance,
+    describe_shares,
+    equal_shares,
+    resolved_balance,
+)
 from app.core.config import get_settings
 from app.core.models import (
     Campaign,
@@ -46,6 +54,9 @@ class CampaignSpec:
     sample_size: int | None = None  # None: every triple that passes the filters
     relations: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    # How the sample spreads over sources (``app.annotation.source_balance``): auto, equal
+    # or proportional.
+    source_balance: str = AUTO
     ratings_per_item: int = 3
     lease_seconds: int = 600
     gold_fraction: float = 0.0  # share of items drawn from triples with known answers
@@ -130,6 +141,9 @@ def validate_spec(session: Session, spec: CampaignSpec) -> dict[str, str]:
         errors["purpose"] = "use calibration, training or evaluation"
     if spec.sample_size is not None and spec.sample_size < 1:
         errors["sample_size"] = "must be at least 1 (leave it empty for every triple)"
+    balance_problem = check_balance(spec.source_balance)
+    if balance_problem:
+        errors["source_balance"] = balance_problem
     if not 1 <= spec.ratings_per_item <= MAX_RATINGS_PER_ITEM:
         errors["ratings_per_item"] = f"must be between 1 and {MAX_RATINGS_PER_ITEM}"
     if not 1 <= spec.lease_seconds <= MAX_LEASE_SECONDS:
@@ -179,11 +193,8 @@ def create_campaign(
     if errors:
         raise CampaignSpecError(errors)
     seed = spec.seed if spec.seed is not None else secrets.randbelow(2**31)
-    query = select(Triple.id)
-    if spec.relations:
-        query = query.where(Triple.relation.in_(spec.relations))
-    if spec.sources:
-        query = query.where(Triple.source.in_(spec.sources))
+    conditions = selection_conditions(spec)
+    query = select(Triple.id).where(*conditions)
     ids = list(session.scalars(query.order_by(Triple.id)))
     if not ids:
         raise CampaignSpecError({"filters": "the relation and source filters select no triples"})
@@ -196,8 +207,17 @@ def create_campaign(
         if spec.purpose == CampaignPurpose.training
         else None
     )
+    uncertainty = critic is not None and critic.threshold is not None
+    shares = source_shares(session, spec, unlabelled_only=uncertainty)
     if critic is not None and critic.threshold is not None:
-        order = uncertainty_order(session, query, critic.id, critic.threshold, spec.sample_size)
+        if shares:
+            for source, share in shares.items():
+                one_source = query.where(Triple.source == source)
+                order.update(
+                    uncertainty_order(session, one_source, critic.id, critic.threshold, share)
+                )
+        else:
+            order = uncertainty_order(session, query, critic.id, critic.threshold, spec.sample_size)
         ids = list(order)
         if not ids:
             raise CampaignSpecError({"filters": ALL_LABELLED})
@@ -205,8 +225,17 @@ def create_campaign(
             f"uncertainty first: unlabelled triples scored nearest critic version {critic.id}'s "
             f"threshold {critic.threshold:.4f}"
         )
+    elif shares:
+        by_source: dict[str, list[int]] = {}
+        for triple_id, source in session.execute(
+            select(Triple.id, Triple.source).where(*conditions).order_by(Triple.id)
+        ):
+            by_source.setdefault(source, []).append(triple_id)
+        ids = [i for source in shares for i in rng.sample(by_source[source], shares[source])]
     elif spec.sample_size is not None and spec.sample_size < len(ids):
         ids = rng.sample(ids, spec.sample_size)
+    if shares:
+        sampling += f", an equal share per source ({describe_shares(shares)})"
     gold: dict[int, int] = {}
     if spec.gold_fraction > 0:
         # Gold answers come from imported human labels (the first label of each triple).
@@ -240,6 +269,8 @@ def create_campaign(
             "gold_fraction": spec.gold_fraction,
             "gold_items": len(spec.gold_items),
             "sampling": sampling,
+            "source_balance": resolved_balance(spec.source_balance, spec.purpose),
+            "per_source": shares,
         },
         gold_rate=spec.gold_rate,
         quota_per_annotator=spec.quota_per_annotator,
@@ -285,6 +316,36 @@ def create_campaign(
     for start in range(0, len(rows), 10_000):
         session.execute(insert(CampaignItem), rows[start : start + 10_000])
     return campaign
+
+
+def selection_conditions(spec: CampaignSpec) -> list[Any]:
+    """The WHERE clauses of the spec's relation and source filters."""
+    conditions: list[Any] = []
+    if spec.relations:
+        conditions.append(Triple.relation.in_(spec.relations))
+    if spec.sources:
+        conditions.append(Triple.source.in_(spec.sources))
+    return conditions
+
+
+def source_shares(
+    session: Session, spec: CampaignSpec, unlabelled_only: bool = False
+) -> dict[str, int] | None:
+    """How many items each source gives when the sample is split equally (source -> count),
+    or None when it is not: a proportional balance, no sample size, one source, or a sample
+    that takes every selected triple anyway.
+
+    ``unlabelled_only`` counts only triples nobody has labelled (what active learning draws).
+    """
+    if spec.sample_size is None or resolved_balance(spec.source_balance, spec.purpose) != EQUAL:
+        return None
+    query = select(Triple.source, func.count()).where(*selection_conditions(spec))
+    if unlabelled_only:
+        query = query.where(~select(Rating.id).where(Rating.triple_id == Triple.id).exists())
+    sizes = {source: n for source, n in session.execute(query.group_by(Triple.source)) if n}
+    if len(sizes) < 2 or spec.sample_size >= sum(sizes.values()):
+        return None
+    return equal_shares(sizes, spec.sample_size)
 
 
 def uncertainty_order(

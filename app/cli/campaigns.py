@@ -58,6 +58,14 @@ def create(
     source: Annotated[
         list[str] | None, typer.Option("--source", help="Only this source (repeatable).")
     ] = None,
+    balance: Annotated[
+        str,
+        typer.Option(
+            "--balance",
+            help="How a sample spreads over sources: equal (a share each), proportional "
+            "(uniform), or auto (equal for evaluation, proportional otherwise).",
+        ),
+    ] = "auto",
     ratings_per_item: Annotated[int, typer.Option(help="Annotators per triple.")] = 3,
     lease_minutes: Annotated[
         float, typer.Option(help="Minutes before an unanswered item goes back.")
@@ -113,6 +121,7 @@ def create(
     )
     from app.annotation.campaigns import share_url as link_of
     from app.annotation.scale import ScaleError, parse_scale_lines
+    from app.annotation.source_balance import describe_shares
     from app.core.db import session_scope
     from app.core.models import CampaignPurpose
 
@@ -133,6 +142,7 @@ def create(
         sample_size=sample,
         relations=list(relation or []),
         sources=list(source or []),
+        source_balance=balance,
         ratings_per_item=ratings_per_item,
         lease_seconds=round(lease_minutes * 60),
         gold_fraction=gold_fraction,
@@ -153,6 +163,7 @@ def create(
         "sample_size": "--sample",
         "relations": "--relation",
         "sources": "--source",
+        "source_balance": "--balance",
         "lease_seconds": "--lease-minutes",
         "gold_items": "--gold",
         "quota_per_annotator": "--quota",
@@ -168,6 +179,7 @@ def create(
             progress = campaign_progress(session, [campaign.id])[campaign.id]
             campaign_id, link = campaign.id, link_of(campaign)
             code, used_seed = campaign.completion_code, campaign.selection["seed"]
+            per_source = campaign.selection.get("per_source")
     except CampaignSpecError as exc:
         lines = [
             f"{options.get(field, '--' + field.replace('_', '-'))}: {message}"
@@ -177,12 +189,15 @@ def create(
     gold_note = f" + {progress.gold_items:,} gold" if progress.gold_items else ""
     items = f"{progress.items:,} items{gold_note}"
     typer.echo(f"created campaign #{campaign_id} {spec.name!r}: {items}")
+    if per_source:
+        typer.echo(f"an equal share per source: {describe_shares(per_source)}")
     typer.echo(f"seed {used_seed}; completion code {code}")
     typer.echo(f"share link: {link}")
 
 
 def _print_plan(plan: CampaignPlan) -> None:
     """``--dry-run``: the plan, one fact a line; nothing was created."""
+    from app.annotation.source_balance import describe_shares
     from app.core.durations import duration_words
 
     gold = f" + up to {plan.gold_items:,} gold" if plan.gold_items else ""
@@ -190,6 +205,7 @@ def _print_plan(plan: CampaignPlan) -> None:
         "campaign plan; nothing created",
         f"triples matched  {plan.matched:,}",
         f"items to rate    {plan.items:,}{gold}",
+        *([f"per source       {describe_shares(plan.per_source)}"] if plan.per_source else []),
         f"ratings needed   {plan.ratings:,} ({plan.ratings_per_item} per item)",
         f"answers in all   {plan.served:,}" if plan.served is not None else "answers in all   –",
     ]

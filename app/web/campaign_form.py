@@ -18,6 +18,7 @@ from starlette.datastructures import FormData
 
 from app.annotation.campaigns import DEFAULT_SCALE, CampaignSpec
 from app.annotation.scale import ScaleError, format_scale_lines, parse_scale_lines
+from app.annotation.source_balance import AUTO
 from app.core.models import CampaignPurpose
 
 PURPOSE_HELP = {
@@ -26,7 +27,7 @@ PURPOSE_HELP = {
     CampaignPurpose.training: "Labels to train the critic. Uncertainty-first once a critic "
     "exists; for now items are served in random order, like calibration.",
     CampaignPurpose.evaluation: "Rate the outputs of a student or teacher model (pick its "
-    "source below).",
+    "source below; with several, each gets an equal share of the sample).",
 }
 
 # Spec field -> the form field that shows its message (the form asks for minutes).
@@ -43,6 +44,7 @@ def blank_values() -> dict[str, Any]:
         "sample_size": "",
         "relations": [],
         "sources": [],
+        "source_balance": AUTO,
         "seed": str(secrets.randbelow(1_000_000)),
         "ratings_per_item": "3",
         "lease_minutes": "10",
@@ -156,6 +158,7 @@ def parse_campaign_form(form: FormData) -> ParsedForm:
         sample_size=read.integer("sample_size"),
         relations=list(values["relations"]),
         sources=list(values["sources"]),
+        source_balance=read.text("source_balance") or AUTO,
         ratings_per_item=read.integer("ratings_per_item", 3) or 0,
         lease_seconds=round(minutes * 60),
         gold_fraction=read.number("gold_fraction", 0.0),

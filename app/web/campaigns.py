@@ -8,7 +8,7 @@ in place and previews the guidelines while they are typed.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -31,6 +31,7 @@ from app.annotation.campaigns import (
     validate_spec,
 )
 from app.annotation.scale import ScaleError, parse_scale_lines
+from app.annotation.source_balance import BALANCE_HELP
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.durations import duration_words
@@ -145,6 +146,7 @@ def _render_form(
             "errors": errors,
             "counts": corpus_counts(session),
             "purposes": PURPOSE_HELP,
+            "balances": BALANCE_HELP,
             "guidelines_html": render_markdown(values.get("guidelines")),
         },
         status_code=status_code,
@@ -326,6 +328,12 @@ class CampaignIn(BaseModel):
     sample_size: int | None = None
     relations: list[str] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
+    source_balance: Literal["auto", "equal", "proportional"] = Field(
+        "auto",
+        description="How a sample spreads over the sources: `equal` gives each source an "
+        "equal share, `proportional` draws uniformly, `auto` is equal for evaluation "
+        "campaigns and proportional otherwise.",
+    )
     ratings_per_item: int = 3
     lease_seconds: int = 600
     gold_fraction: float = 0.0

@@ -9,9 +9,13 @@
 # docker-compose.yml wires them to PostgreSQL and Redis. Build alone with `docker build -t skd-studio .`
 
 ARG PYTHON_VERSION=3.11
+# Both stages on one Debian release (the venv is built on one and run on the other). Its
+# postgresql-client (17 on trixie) must be at least the server's version (postgres:16 in
+# docker-compose.yml) for the worker's scheduled `pg_dump` backups.
+ARG DEBIAN_RELEASE=trixie
 
 # --- build: a virtual environment with the project installed (not editable) ------------------
-FROM python:${PYTHON_VERSION}-slim AS build
+FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -55,7 +59,7 @@ RUN pip install --no-deps . \
  && skd --help > /dev/null
 
 # --- runtime: the virtual environment, a non-root user and the data folder ----------------------
-FROM python:${PYTHON_VERSION}-slim
+FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -64,6 +68,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     SKD_HOST=0.0.0.0 \
     SKD_PORT=8000 \
     HF_HOME=/data/huggingface
+
+# pg_dump, pg_restore and psql: `skd db backup`, `skd db restore` and beat's scheduled backups.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client \
+ && rm -rf /var/lib/apt/lists/*
 
 # /data is created here owned by the app user, so a named volume mounted there starts out
 # writable by that user (Docker copies the ownership into an empty named volume).

@@ -61,3 +61,20 @@ def release_expired_leases_task() -> int:
         with session_scope(write=True) as session:
             released += release_expired_leases(session, campaign_id)
     return released
+
+
+@celery_app.task(name=queue.BACKUP_DATABASE, acks_late=True)
+def backup_database_task(job_id: int | None = None) -> dict[str, Any] | None:
+    """Beat: a scheduled backup (``SKD_BACKUP_EVERY_HOURS``), as a job of its own so the jobs
+    page shows each one and a failed one (no pg_dump, a full disk) is seen; a retry of that
+    job sends its id back here."""
+    from app.core.backup import run_backup_job
+    from app.core.jobs import new_job
+
+    if job_id is None:
+        job_id = new_job("backup", {}, message="backing up")
+    try:
+        return run_job(job_id, run_backup_job)
+    except JobAlreadyFinished:
+        log.info("job %s already finished; ignoring a repeated delivery", job_id)
+        return None

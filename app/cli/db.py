@@ -130,3 +130,85 @@ def db_backup(
         highlight=False,
     )
     stdout.print(str(result.path), highlight=False, soft_wrap=True)
+
+
+@db_app.command("restore")
+def db_restore(
+    backup: Annotated[Path, typer.Argument(help="A file `skd db backup` wrote.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before replacing.")] = False,
+    no_safety_copy: Annotated[
+        bool,
+        typer.Option(
+            "--no-safety-copy", help="Do not back the current database up first (not advised)."
+        ),
+    ] = False,
+) -> None:
+    """Replace the database with a backup, all or nothing: the file is checked first, the
+    current database is backed up (DATA_DIR/backups/skd-before-restore-<time>), the copy goes
+    in as one transaction and an older copy is migrated. Stop web, worker and beat first."""
+    from rich.table import Table
+
+    from app.cli.console import console
+    from app.core.restore import (
+        RestoreError,
+        check_restorable,
+        database_counts,
+        read_backup,
+        restore_database,
+    )
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    try:
+        facts = read_backup(backup)
+        check_restorable(settings, facts, backup.resolve())
+    except RestoreError as exc:
+        raise fail(f"nothing restored: {exc}", 2) from None
+    if not yes:
+        try:
+            now = database_counts(settings)
+        except Exception:  # noqa: BLE001 - an empty or unreachable database has no counts
+            now = {}
+        held = (
+            ", ".join(f"{now.get(t, 0):,} {t}" for t in ("triples", "ratings"))
+            if now
+            else ("nothing yet")
+        )
+        incoming = (
+            ", ".join(f"{facts.counts.get(t, 0):,} {t}" for t in ("triples", "ratings"))
+            if facts.counts
+            else f"schema revision {facts.revision}"
+        )
+        typer.echo(f"The database now holds {held}; {backup} holds {incoming}.", err=True)
+        if not typer.confirm(
+            "Replace the database with the backup? Stop web, worker and beat first",
+            default=False,
+            err=True,
+        ):
+            raise fail("nothing restored", 1)
+    try:
+        with console.status("restoring (one transaction)"):
+            result = restore_database(settings, backup, safety_copy=not no_safety_copy)
+    except RestoreError as exc:
+        raise fail(f"nothing restored: {exc}") from None
+    table = Table(
+        title=f"Restored the {result.backend} database", title_justify="left", show_header=False
+    )
+    table.add_column("")
+    table.add_column("", justify="right", overflow="fold")
+    table.add_row("from", str(result.source))
+    if result.safety_copy is not None:
+        table.add_row("the database before", str(result.safety_copy))
+    revision = result.revision
+    if result.current_revision != revision:
+        revision += f" → {result.current_revision} (migrated)"
+    table.add_row("schema revision", revision)
+    table.add_row("time", f"{result.seconds:.1f} s")
+    for name, count in result.counts.items():
+        table.add_row(name.replace("_", " "), f"{count:,}")
+    console.print(table)
+    console.print(
+        "Models and exports are files under the data dir: put back their folders too if the "
+        "backup is older than them. Start web, worker and beat again.",
+        highlight=False,
+    )

@@ -22,6 +22,7 @@ critic and student weights (``models/``) and exports (``exports/``) are files in
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -29,12 +30,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app.core.config import Settings
+
+if TYPE_CHECKING:
+    from app.core.jobs import Progress
 
 # What the summary counts: the rows a team would miss most.
 COUNTED = ("triples", "ratings", "campaigns", "users", "critic_versions", "teacher_runs",
@@ -55,11 +60,11 @@ class BackupResult:
     tables: int | None = None  # PostgreSQL: table data entries in the dump
 
 
-def default_path(settings: Settings, now: datetime | None = None) -> Path:
+def default_path(settings: Settings, now: datetime | None = None, prefix: str = "skd") -> Path:
     """``DATA_DIR/backups/skd-20261205-213000.sqlite`` (``.dump`` for PostgreSQL)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     suffix = "sqlite" if settings.database.startswith("sqlite") else "dump"
-    return settings.data_dir / "backups" / f"skd-{stamp}.{suffix}"
+    return settings.data_dir / "backups" / f"{prefix}-{stamp}.{suffix}"
 
 
 def backup_database(settings: Settings, out: Path | None = None) -> BackupResult:
@@ -95,12 +100,7 @@ def _sqlite(url: str, partial: Path, destination: Path) -> BackupResult:
         verdict = target.execute("PRAGMA integrity_check").fetchone()[0]
         if verdict != "ok":
             raise BackupError(f"the copy failed SQLite's integrity check: {verdict}")
-        present = {row[0] for row in target.execute("SELECT name FROM sqlite_master")}
-        counts = {
-            table: int(target.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
-            for table in COUNTED
-            if table in present
-        }
+        counts = count_rows(target)
     except sqlite3.Error as exc:
         raise BackupError(f"SQLite could not copy {database}: {exc}") from None
     finally:
@@ -109,20 +109,44 @@ def _sqlite(url: str, partial: Path, destination: Path) -> BackupResult:
     return BackupResult(destination, "sqlite", 0, 0.0, counts)
 
 
-def _postgres(url: str, partial: Path, destination: Path) -> BackupResult:
-    """pg_dump of a snapshot that this connection exports and counts rows in first, so the
-    summary's counts are exactly what the dump holds, however busy the database is."""
-    pg_dump, pg_restore = shutil.which("pg_dump"), shutil.which("pg_restore")
-    if pg_dump is None or pg_restore is None:
+def postgres_client(program: str) -> str:
+    """The path of a PostgreSQL client program (pg_dump, pg_restore, psql), or a message that
+    says how to install it."""
+    found = shutil.which(program)
+    if found is None:
         raise BackupError(
-            "pg_dump and pg_restore are not installed here: install the PostgreSQL client "
-            "(Debian: apt-get install postgresql-client), or run pg_dump on the database host"
+            f"{program} is not installed here: install the PostgreSQL client (Debian: apt-get "
+            "install postgresql-client), at least the server's version"
         )
+    return found
+
+
+def libpq_target(url: str) -> tuple[str, dict[str, str]]:
+    """The database URL as the PostgreSQL client programs take it, and their environment:
+    the password goes in ``PGPASSWORD``, never on a command line others can read."""
     parsed = make_url(url)
     env = {**os.environ}
     if parsed.password:
         env["PGPASSWORD"] = str(parsed.password)
     dsn = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    return dsn, env
+
+
+def count_rows(connection: sqlite3.Connection) -> dict[str, int]:
+    """Rows of the ``COUNTED`` tables in an SQLite database (the ones it has)."""
+    present = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    return {
+        table: int(connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+        for table in COUNTED
+        if table in present
+    }
+
+
+def _postgres(url: str, partial: Path, destination: Path) -> BackupResult:
+    """pg_dump of a snapshot that this connection exports and counts rows in first, so the
+    summary's counts are exactly what the dump holds, however busy the database is."""
+    pg_dump, pg_restore = postgres_client("pg_dump"), postgres_client("pg_restore")
+    dsn, env = libpq_target(url)
     engine = create_engine(url, poolclass=NullPool)
     try:
         connection = engine.connect().execution_options(isolation_level="REPEATABLE READ")
@@ -151,3 +175,39 @@ def _postgres(url: str, partial: Path, destination: Path) -> BackupResult:
         raise BackupError(f"pg_restore cannot read the dump: {listed.stderr.strip()[-500:]}")
     tables = sum(1 for line in listed.stdout.splitlines() if " TABLE DATA " in line)
     return BackupResult(destination, "postgresql", 0, 0.0, counts, tables)
+
+
+# What ``default_path`` names a backup: only these are pruned (not a --out file, not the copy
+# a restore saves first).
+SCHEDULED_NAME = re.compile(r"^skd-\d{8}-\d{6}\.(sqlite|dump)$")
+
+
+def prune_backups(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` backups named by ``default_path`` in ``folder``;
+    returns what was deleted. Their names sort by time, so the newest are the last."""
+    named = sorted(path for path in folder.glob("skd-*") if SCHEDULED_NAME.match(path.name))
+    removed = named[: max(0, len(named) - keep)]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def run_backup_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """The scheduled backup (beat, through the worker): a backup at the default path, then
+    the oldest scheduled ones beyond ``SKD_BACKUP_KEEP`` deleted."""
+    from app.core.config import get_settings
+
+    settings = get_settings()
+    progress.update(0, 1, "copying the database")
+    result = backup_database(settings)
+    removed = prune_backups(result.path.parent, settings.backup_keep)
+    progress.update(1, 1, f"{result.path.name}, {result.size_bytes / 1e6:,.1f} MB")
+    return {
+        "path": str(result.path),
+        "size_bytes": result.size_bytes,
+        "seconds": round(result.seconds, 3),
+        "counts": result.counts,
+        "removed": [path.name for path in removed],
+        "message": f"backed up to {result.path.name}"
+        + (f"; removed {len(removed)} older" if removed else ""),
+    }

@@ -292,6 +292,18 @@ class Settings(BaseSettings):
         "(0: the web server leaves it to beat, which then sweeps every minute, and to "
         "`skd jobs sweep`).",
     )
+    backup_every_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Beat backs the database up this often (`skd db backup`, into "
+        "DATA_DIR/backups; 0 turns scheduled backups off).",
+    )
+    backup_keep: int = Field(
+        default=7,
+        ge=1,
+        description="Scheduled backups kept; older ones are deleted after each new one (your "
+        "own `skd db backup` files and the copies a restore saves are never deleted).",
+    )
     celery_queue: str = Field(
         default="celery",
         description="The Celery queue jobs are sent to and `skd worker` consumes (one per "

@@ -39,3 +39,15 @@ def current(url: str | None = None) -> str | None:
     finally:
         if url:
             engine.dispose()
+
+
+def is_known(revision: str) -> bool:
+    """Whether ``revision`` is one of this version's migrations (a database written by a newer
+    SKD Studio is at a revision this one has never heard of)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False

@@ -36,6 +36,7 @@ TEACHER_RUN = "skd.teacher_run"
 TEACHER_CHUNK = "skd.teacher_chunk"
 STUDENT_TRAIN = "skd.student_train"
 STUDENT_EVALUATE = "skd.student_evaluate"
+BACKUP_DATABASE = "skd.backup_database"
 
 # The task that runs a job of a given kind with the job id as its only argument: what a
 # plain retry sends. Kinds that need more (a training chain) register their own retry.
@@ -44,6 +45,7 @@ TASK_FOR_KIND: dict[str, str] = {
     "export": EXPORT,
     "critic_score": CRITIC_SCORE,
     "student_evaluate": STUDENT_EVALUATE,
+    "backup": BACKUP_DATABASE,
 }
 
 
@@ -95,6 +97,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
             "release-expired-leases": {"task": RELEASE_EXPIRED_LEASES, "schedule": 30.0},
             "critic-tick": {"task": CRITIC_TICK, "schedule": settings.critic_check_seconds},
+            **(
+                {
+                    "backup-database": {
+                        "task": BACKUP_DATABASE,
+                        "schedule": settings.backup_every_hours * 3600,
+                    }
+                }
+                if settings.backup_every_hours > 0
+                else {}
+            ),
         },
     }
 

@@ -68,11 +68,12 @@ def backup_database_task(job_id: int | None = None) -> dict[str, Any] | None:
     """Beat: a scheduled backup (``SKD_BACKUP_EVERY_HOURS``), as a job of its own so the jobs
     page shows each one and a failed one (no pg_dump, a full disk) is seen; a retry of that
     job sends its id back here."""
-    from app.core.backup import run_backup_job
+    from app.core.backup import default_path, run_backup_job
+    from app.core.config import get_settings
     from app.core.jobs import new_job
 
     if job_id is None:
-        job_id = new_job("backup", {}, message="backing up")
+        job_id = new_job("backup", {"path": str(default_path(get_settings()))})
     try:
         return run_job(job_id, run_backup_job)
     except JobAlreadyFinished:

@@ -193,21 +193,21 @@ def prune_backups(folder: Path, keep: int) -> list[Path]:
 
 
 def run_backup_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """The scheduled backup (beat, through the worker): a backup at the default path, then
-    the oldest scheduled ones beyond ``SKD_BACKUP_KEEP`` deleted."""
+    """The scheduled backup (beat, through the worker): a backup at the path the job names
+    (``default_path`` when it was queued), then the oldest scheduled ones beyond
+    ``SKD_BACKUP_KEEP`` deleted. One step with no count to show, so no rate either."""
     from app.core.config import get_settings
 
     settings = get_settings()
-    progress.update(0, 1, "copying the database")
-    result = backup_database(settings)
+    progress.update(0, None, "copying the database (one snapshot; writers carry on)")
+    result = backup_database(settings, Path(params["path"]) if params.get("path") else None)
     removed = prune_backups(result.path.parent, settings.backup_keep)
-    progress.update(1, 1, f"{result.path.name}, {result.size_bytes / 1e6:,.1f} MB")
     return {
         "path": str(result.path),
         "size_bytes": result.size_bytes,
         "seconds": round(result.seconds, 3),
         "counts": result.counts,
         "removed": [path.name for path in removed],
-        "message": f"backed up to {result.path.name}"
-        + (f"; removed {len(removed)} older" if removed else ""),
+        "message": f"{result.path.name}, {result.size_bytes / 1e6:,.1f} MB"
+        + (f"; {len(removed)} older removed" if removed else ""),
     }

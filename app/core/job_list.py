@@ -47,6 +47,8 @@ def job_subject(kind: str, params: dict[str, Any] | None) -> Subject:
         model_id = params["student_model_id"]
         source = f" from Export #{params['export_id']}" if params.get("export_id") else ""
         return Subject(f"student #{model_id}{source}", f"/student/runs/{model_id}")
+    if kind == "backup":  # the file's name is in the job's message and result
+        return Subject("database backup", None)
     # Other kinds: name the first id their params carry.
     for key, word in (("run_id", "run"), ("version_id", "version"), ("export_id", "export")):
         if params.get(key) is not None:

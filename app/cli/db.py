@@ -148,6 +148,7 @@ def db_restore(
     in as one transaction and an older copy is migrated. Stop web, worker and beat first."""
     from rich.table import Table
 
+    from app.cli.common import require_data_dir
     from app.cli.console import console
     from app.core.restore import (
         RestoreError,
@@ -157,6 +158,7 @@ def db_restore(
         restore_database,
     )
 
+    require_data_dir()  # an explicit SKD_DATA_DIR (a new machine) is set up; ./skd-data is not
     settings = get_settings()
     settings.ensure_dirs()
     try:

@@ -22,6 +22,7 @@ from app.web import (
     account,
     annotate,
     auth,
+    backups,
     browse,
     campaigns,
     corpus,
@@ -68,6 +69,7 @@ ROUTERS = (
     teacher.router,
     student.router,
     job_actions.router,
+    backups.router,
 )
 
 

@@ -181,3 +181,42 @@ def test_beat_backs_up_on_schedule_and_keeps_the_newest(tmp_path: Path) -> None:
         stack.stop("serve")
         newest_path = stack.data_dir / "backups" / newest[-1]
         assert stack.skd("db", "restore", str(newest_path), "--yes").returncode == 0
+
+
+def test_an_admin_backs_up_from_the_page_and_downloads_it(tmp_path: Path) -> None:
+    """The page's button queues the job, `skd worker` runs it, the page lists the file and
+    the download is a whole backup that `skd db restore` accepts."""
+    from app.core.restore import read_backup
+
+    with live_stack(tmp_path) as stack:
+        triples = _tsv(tmp_path / "t.tsv", [f"PersonX reads book {i}" for i in range(9)])
+        assert stack.skd("import", str(triples), "--source", "library").returncode == 0
+        stack.wait_for_worker()
+        client = stack.login()
+        page = client.get("/admin/backups")
+        assert page.status_code == 200 and "No backups yet" in page.text
+        token = client.headers["X-CSRF-Token"]
+        started = client.post("/admin/backups", data={"csrf_token": token})
+        assert started.status_code == 303 and started.headers["location"] == "/admin/backups"
+        deadline = time.monotonic() + 90
+        while True:
+            jobs = client.get("/api/jobs", params={"kind": "backup"}).json()
+            if jobs and jobs[0]["finished"]:
+                break
+            assert time.monotonic() < deadline, (jobs, stack.log("worker"))
+            time.sleep(0.3)
+        job = jobs[0]
+        assert job["state"] == "succeeded", job
+        assert job["door"] == "web" and job["started_by"] == "root (web)"
+        name = Path(job["result"]["path"]).name
+        assert name in client.get("/admin/backups").text
+        listed = client.get("/api/backups").json()
+        assert [b["name"] for b in listed] == [name]
+        downloaded = tmp_path / name
+        downloaded.write_bytes(client.get(listed[0]["download_url"]).content)
+        assert downloaded.stat().st_size == listed[0]["size_bytes"]
+        facts = read_backup(downloaded)
+        assert facts.backend == ("sqlite" if BACKEND == "sqlite" else "postgresql")
+        if facts.counts:
+            assert facts.counts["triples"] == 9
+        client.close()

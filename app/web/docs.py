@@ -72,6 +72,7 @@ SECTIONS = {
     "exports": "The filtered graph for the student: preview, export, download.",
     "student": "Students trained on an export, and the blind evaluation against the teacher.",
     "jobs": "Every long job: progress, cancel, retry.",
+    "backups": "Copies of the database (admins): list, back up now, download for `skd db restore`.",
 }
 TAGS = [{"name": name, "description": text} for name, text in SECTIONS.items()]
 

@@ -34,6 +34,7 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.models import Campaign, CampaignItem, CampaignState, Triple, User
 from app.corpus.relations import sentence_lead
+from app.web.answers import NextItemOut, SubmittedOut
 from app.web.deps import (
     CampaignId,
     NoNulStr,
@@ -240,12 +241,22 @@ def _run(user_id: int, work, epoch: int | None = None):  # type: ignore[no-untyp
     raise HTTPException(failure.status, failure.message)
 
 
-@router.get("/api/annotate/{campaign_id}/next", summary="Lease the next item")
+@router.get(
+    "/api/annotate/{campaign_id}/next",
+    summary="Lease the next item",
+    response_model=NextItemOut,
+    response_model_exclude_unset=True,
+)
 def api_next(campaign_id: CampaignId, user_id: RaterId, epoch: RaterEpoch) -> dict[str, Any]:
     return _run(user_id, lambda session: _next_payload(session, campaign_id, user_id), epoch)
 
 
-@router.post("/api/annotate/{campaign_id}/submit", summary="Submit a rating")
+@router.post(
+    "/api/annotate/{campaign_id}/submit",
+    summary="Submit a rating",
+    response_model=SubmittedOut,
+    response_model_exclude_unset=True,
+)
 def api_submit(
     campaign_id: CampaignId,
     body: Submission,
@@ -281,7 +292,12 @@ def api_submit(
     return _run(user_id, work, epoch)
 
 
-@router.post("/api/annotate/{campaign_id}/skip", summary="Skip an item")
+@router.post(
+    "/api/annotate/{campaign_id}/skip",
+    summary="Skip an item",
+    response_model=NextItemOut,
+    response_model_exclude_unset=True,
+)
 def api_skip(
     campaign_id: CampaignId, body: Skip, user_id: RaterId, epoch: RaterEpoch
 ) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from app.annotation.campaigns import DEFAULT_SCALE
 from app.core.models import Campaign, CriticState, CriticVersion
 from app.core.text_index import text_indexes_ready
 from app.corpus.stats import corpus_counts
+from app.web.answers import CampaignItemsOut, TriplePageOut
 from app.web.deps import RowId, SessionDep, SessionRoute, StaffUser, csrf_token, templates
 
 router = APIRouter(tags=["browse"], route_class=SessionRoute)
@@ -154,7 +155,7 @@ def _slow_search(session: Session, params: _Params, seconds: float) -> float | N
     return seconds
 
 
-@router.get("/api/corpus/triples", summary="Browse triples")
+@router.get("/api/corpus/triples", summary="Browse triples", response_model=TriplePageOut)
 def api_browse(
     session: SessionDep, user: StaffUser, params: Annotated[_Params, Depends()]
 ) -> dict[str, Any]:
@@ -222,7 +223,11 @@ def _items(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
-@router.get("/api/campaigns/{campaign_id}/items", summary="List a campaign's items")
+@router.get(
+    "/api/campaigns/{campaign_id}/items",
+    summary="List a campaign's items",
+    response_model=CampaignItemsOut,
+)
 def api_campaign_items(
     campaign_id: RowId,
     session: SessionDep,

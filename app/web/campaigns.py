@@ -37,6 +37,7 @@ from app.core.db import session_scope
 from app.core.durations import duration_words
 from app.core.models import Campaign, CampaignPurpose, CampaignState, Role, User
 from app.corpus.stats import corpus_counts
+from app.web.answers import CampaignOut, CampaignPlanOut
 from app.web.campaign_form import (
     PURPOSE_HELP,
     blank_values,
@@ -358,7 +359,7 @@ def _unprocessable(errors: dict[str, str]) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-@router.get("/api/campaigns", summary="List campaigns")
+@router.get("/api/campaigns", summary="List campaigns", response_model=list[CampaignOut])
 def api_list_campaigns(
     request: Request, session: SessionDep, user: StaffUser
 ) -> list[dict[str, Any]]:
@@ -368,7 +369,7 @@ def api_list_campaigns(
     return [campaign_as_dict(c, progress[c.id], base) for c in campaigns]
 
 
-@router.get("/api/campaigns/{campaign_id}", summary="Get a campaign")
+@router.get("/api/campaigns/{campaign_id}", summary="Get a campaign", response_model=CampaignOut)
 def api_get_campaign(
     campaign_id: RowId, request: Request, session: SessionDep, user: StaffUser
 ) -> dict[str, Any]:
@@ -397,6 +398,7 @@ def _spec_of(body: CampaignIn) -> CampaignSpec | JSONResponse:
 @router.post(
     "/api/campaigns/plan",
     summary="Plan a campaign",
+    responses={200: {"model": CampaignPlanOut, "description": "The plan; nothing is created."}},
     dependencies=[CSRFChecked],
     response_model=None,
 )
@@ -418,6 +420,7 @@ def api_plan_campaign(
 @router.post(
     "/api/campaigns",
     summary="Create a campaign",
+    responses={201: {"model": CampaignOut, "description": "The campaign, open or draft."}},
     dependencies=[CSRFChecked],
     status_code=status.HTTP_201_CREATED,
     response_model=None,
@@ -447,6 +450,7 @@ class StateIn(BaseModel):
     "/api/campaigns/{campaign_id}/state",
     summary="Open, pause or close a campaign",
     dependencies=[CSRFChecked],
+    response_model=CampaignOut,
 )
 def api_change_state(
     campaign_id: RowId, body: StateIn, request: Request, user: StaffUser

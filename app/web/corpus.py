@@ -18,6 +18,7 @@ from app.core.jobs import create_job, job_as_dict
 from app.core.models import Job, User
 from app.corpus.formats import FORMATS
 from app.corpus.stats import corpus_counts
+from app.web.answers import CorpusCountsOut
 from app.web.deps import CSRFChecked, SessionDep, SessionRoute, StaffUser, templates
 from app.web.started import ImportStarted, accepted
 
@@ -26,7 +27,7 @@ router = APIRouter(tags=["corpus"], route_class=SessionRoute)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-@router.get("/api/corpus", summary="Corpus counts")
+@router.get("/api/corpus", summary="Corpus counts", response_model=CorpusCountsOut)
 def corpus_summary(session: SessionDep, user: StaffUser) -> dict[str, Any]:
     return corpus_counts(session)
 

@@ -31,6 +31,7 @@ from app.critic import filtering, loop
 from app.critic.describe import label_snapshot_sentence, model_display_name
 from app.critic.histogram import Histogram, adaptive_histogram
 from app.critic.score import score_histogram, unscored_count
+from app.web.answers import CriticVersionDetailOut, CriticVersionOut, FilterPreviewOut
 from app.web.critic_plots import histogram_plot, pr_plot
 from app.web.deps import RowId, SessionDep, SessionRoute, StaffUser, csrf_token, templates
 
@@ -425,13 +426,21 @@ def critic_preview_fragment(
 # --- JSON API --------------------------------------------------------------------------------
 
 
-@router.get("/api/critic/versions", summary="List critic versions")
+@router.get(
+    "/api/critic/versions",
+    summary="List critic versions",
+    response_model=list[CriticVersionOut],
+)
 def api_versions(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
     """Every version, newest first (metrics without the PR curve; see the single version)."""
     return [version_as_dict(v, curve=False) for v in _all_versions(session)]
 
 
-@router.get("/api/critic/versions/{version_id}", summary="Get a critic version")
+@router.get(
+    "/api/critic/versions/{version_id}",
+    summary="Get a critic version",
+    response_model=CriticVersionDetailOut,
+)
 def api_version(version_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     """One version with its PR curve and its corpus scores (histogram over [0, 1])."""
     version = _version_or_404(session, version_id)
@@ -444,7 +453,11 @@ def api_version(version_id: RowId, session: SessionDep, user: StaffUser) -> dict
     }
 
 
-@router.get("/api/critic/preview", summary="Preview a filter threshold")
+@router.get(
+    "/api/critic/preview",
+    summary="Preview a filter threshold",
+    response_model=FilterPreviewOut,
+)
 def api_preview(
     session: SessionDep,
     user: StaffUser,

@@ -13,9 +13,10 @@ from app.core.db import session_scope
 from app.core.models import CriticVersion, User
 from app.critic import loop, queueing, registry, scoring_jobs
 from app.critic.presets import ModelMissing
+from app.web.answers import CriticVersionActivated, ScoreAlreadyQueued
 from app.web.critic import FLASH_KEY, version_as_dict
 from app.web.deps import AdminUser, CSRFChecked, RowId, SessionRoute, templates
-from app.web.started import CriticTrainingStarted
+from app.web.started import CriticTrainingStarted, JobStarted
 
 router = APIRouter(tags=["critic"], route_class=SessionRoute)
 
@@ -209,7 +210,14 @@ class ScoreIn(BaseModel):
 
 
 @router.post(
-    "/api/critic/score", summary="Score the corpus", dependencies=[CSRFChecked], response_model=None
+    "/api/critic/score",
+    summary="Score the corpus",
+    responses={
+        200: {"model": ScoreAlreadyQueued, "description": "A score job is already queued."},
+        202: {"model": JobStarted, "description": "The score job, queued."},
+    },
+    dependencies=[CSRFChecked],
+    response_model=None,
 )
 def api_score(admin: AdminUser, body: ScoreIn | None = None) -> JSONResponse:
     """Score what a version (default: the active one) has not scored: 202 with the job, or
@@ -233,6 +241,7 @@ def api_score(admin: AdminUser, body: ScoreIn | None = None) -> JSONResponse:
     "/api/critic/versions/{version_id}/activate",
     summary="Activate a critic version",
     dependencies=[CSRFChecked],
+    response_model=CriticVersionActivated,
 )
 def api_activate(version_id: RowId, admin: AdminUser) -> dict[str, Any]:
     """Activate or roll back to a version; a re-score with it is queued (``score_job_id``,

@@ -42,6 +42,7 @@ from app.export.run import (
     preview_export,
     queue_export,
 )
+from app.web.answers import ExportDeleted, ExportOut, ExportPlanOut
 from app.web.deps import (
     CSRFChecked,
     PostedForm,
@@ -405,14 +406,14 @@ def _params(body: ExportIn) -> ExportParams:
     )
 
 
-@router.get("/api/exports", summary="List exports")
+@router.get("/api/exports", summary="List exports", response_model=list[ExportOut])
 def api_list(
     session: SessionDep, user: StaffUser, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[dict[str, Any]]:
     return list_exports(session, min(max(limit, 1), 500))
 
 
-@router.get("/api/exports/{export_id}", summary="Get an export")
+@router.get("/api/exports/{export_id}", summary="Get an export", response_model=ExportOut)
 def api_get(export_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     return _export_or_404(session, export_id)
 
@@ -420,6 +421,7 @@ def api_get(export_id: RowId, session: SessionDep, user: StaffUser) -> dict[str,
 @router.post(
     "/api/exports/preview",
     summary="Preview an export",
+    responses={200: {"model": ExportPlanOut, "description": "What it would keep."}},
     dependencies=[CSRFChecked],
     response_model=None,
 )
@@ -466,7 +468,12 @@ def api_create(body: ExportIn, user: StaffUser) -> JSONResponse:
     )
 
 
-@router.delete("/api/exports/{export_id}", summary="Delete an export", dependencies=[CSRFChecked])
+@router.delete(
+    "/api/exports/{export_id}",
+    summary="Delete an export",
+    dependencies=[CSRFChecked],
+    response_model=ExportDeleted,
+)
 def api_delete(export_id: RowId, user: StaffUser) -> dict[str, Any]:
     """Delete the export's folder, archive and row (404 unknown, 409 while its job runs)."""
     return _delete(export_id)

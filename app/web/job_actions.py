@@ -21,7 +21,10 @@ from app.core.db import session_scope
 from app.core.models import Job, User
 from app.critic import queueing as _critic_jobs  # noqa: F401
 from app.export import run as _export_jobs  # noqa: F401
+from app.web.answers import SweepOut
 from app.web.deps import CSRFChecked, RowId, SessionRoute, StaffUser
+from app.web.jobs import JobSummary
+from app.web.started import JobRetried
 
 router = APIRouter(tags=["jobs"], route_class=SessionRoute)
 
@@ -55,13 +58,23 @@ def _job_json(job_id: int) -> dict[str, Any]:
         return jobs.job_as_dict(job)
 
 
-@router.post("/api/jobs/sweep", summary="Fail stale jobs now", dependencies=[CSRFChecked])
+@router.post(
+    "/api/jobs/sweep",
+    summary="Fail stale jobs now",
+    dependencies=[CSRFChecked],
+    response_model=SweepOut,
+)
 def sweep_api(user: StaffUser) -> dict[str, int]:
     """Fail stale and never-started jobs now (beat and the server also do it every minute)."""
     return job_control.sweep_jobs().as_dict()
 
 
-@router.post("/api/jobs/{job_id}/cancel", summary="Cancel a job", dependencies=[CSRFChecked])
+@router.post(
+    "/api/jobs/{job_id}/cancel",
+    summary="Cancel a job",
+    dependencies=[CSRFChecked],
+    response_model=JobSummary,
+)
 def cancel_api(job_id: RowId, user: StaffUser) -> dict[str, Any]:
     """Cancel a queued or running job; its JSON, now ``cancelled``."""
     return cancel(job_id, user)
@@ -72,6 +85,7 @@ def cancel_api(job_id: RowId, user: StaffUser) -> dict[str, Any]:
     summary="Retry a job",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRetried,
 )
 def retry_api(job_id: RowId, user: StaffUser) -> dict[str, Any]:
     """Run a failed or cancelled job again with the same parameters, as a new job."""

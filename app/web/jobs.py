@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.job_list import get_job_view
 from app.core.job_list import list_jobs as list_job_views
@@ -19,9 +19,11 @@ router = APIRouter(tags=["jobs"], route_class=SessionRoute)
 _WHEN = {"format": "date-time"}
 
 
-class JobOut(BaseModel):
-    """A job as every ``status_url`` answers it: poll until ``finished``, then read ``state``
-    and ``result``. The same fields as a row of the jobs page."""
+class JobSummary(BaseModel):
+    """A job as it is nested in what it works on (an export, a teacher run) and as cancel
+    answers it: ``JobOut`` without the timing and who started it."""
+
+    model_config = ConfigDict(extra="allow")
 
     id: int
     kind: str = Field(description="import, teacher, critic_train, export, student_train, ...")
@@ -38,6 +40,12 @@ class JobOut(BaseModel):
     created_at: str = Field(json_schema_extra=_WHEN)
     started_at: str | None = Field(json_schema_extra=_WHEN)
     finished_at: str | None = Field(json_schema_extra=_WHEN)
+
+
+class JobOut(JobSummary):
+    """A job as every ``status_url`` answers it: poll until ``finished``, then read ``state``
+    and ``result``. The same fields as a row of the jobs page."""
+
     duration_s: float | None = Field(description="Seconds it has run (or ran).")
     rate_per_s: float | None = Field(description="Units done per second.")
     left_s: float | None = Field(description="Seconds left at that rate.")

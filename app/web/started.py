@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.web.jobs import JobSummary
 
 
 class JobStarted(BaseModel):
@@ -56,6 +58,15 @@ class CriticTrainingStarted(BaseModel):
     version_id: int
     jobs: dict[str, int] = Field(description="The job of each step: train, evaluate, score.")
     status_urls: dict[str, str] = Field(description="Where to follow each of them.")
+
+
+class JobRetried(JobStarted):
+    """The new job that runs the failed or cancelled one again."""
+
+    model_config = ConfigDict(extra="allow")  # see app.web.answers
+
+    retry_of: int = Field(description="The job it runs again.")
+    job: JobSummary
 
 
 def accepted(model: type[BaseModel], what: str) -> dict[int | str, dict[str, Any]]:

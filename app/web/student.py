@@ -35,6 +35,7 @@ from app.student.runs import (
     queue_training,
 )
 from app.student.table import evaluation_table, table_csv
+from app.web.answers import EvaluationTableOut, StudentModelOut
 from app.web.deps import (
     MAX_ROW_ID,
     CSRFChecked,
@@ -416,12 +417,16 @@ def api_train(body: StudentTrainIn, user: StaffUser) -> JSONResponse:
     )
 
 
-@router.get("/api/student/runs", summary="List student models")
+@router.get(
+    "/api/student/runs", summary="List student models", response_model=list[StudentModelOut]
+)
 def api_models(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
     return list_models(session)
 
 
-@router.get("/api/student/runs/{model_id}", summary="Get a student model")
+@router.get(
+    "/api/student/runs/{model_id}", summary="Get a student model", response_model=StudentModelOut
+)
 def api_model(model_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     try:
         model = get_model(session, model_id)
@@ -453,6 +458,10 @@ def api_evaluate(body: EvaluationIn, user: StaffUser) -> JSONResponse:
     )
 
 
-@router.get("/api/student/evaluations/{campaign_id}", summary="Get an evaluation table")
+@router.get(
+    "/api/student/evaluations/{campaign_id}",
+    summary="Get an evaluation table",
+    response_model=EvaluationTableOut,
+)
 def api_table(campaign_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     return _table_or_error(session, campaign_id)

@@ -30,6 +30,12 @@ from app.teacher.planning import create_run, source_name
 from app.teacher.postprocess import FILTERS
 from app.teacher.prompts import DEFAULT_EVENTS, default_templates, read_example_pool
 from app.teacher.runs import dispatch_run, resume_run, run_triples_count, sample_output
+from app.web.answers import (
+    TeacherCampaignOpened,
+    TeacherRunDetailOut,
+    TeacherRunOut,
+    TeacherRunPlanOut,
+)
 from app.web.deps import (
     CSRFChecked,
     PostedForm,
@@ -527,6 +533,7 @@ def api_resume(run_id: RowId, user: StaffUser) -> TeacherRunResumed:
     summary="Rate a teacher run",
     dependencies=[CSRFChecked],
     status_code=status.HTTP_201_CREATED,
+    response_model=TeacherCampaignOpened,
 )
 def api_campaign(run_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     """Open an evaluation campaign on (a sample of up to 200 of) the run's triples, as the
@@ -538,6 +545,7 @@ def api_campaign(run_id: RowId, session: SessionDep, user: StaffUser) -> dict[st
 @router.post(
     "/api/teacher/plan",
     summary="Plan a teacher run",
+    responses={200: {"model": TeacherRunPlanOut, "description": "The plan; nothing starts."}},
     dependencies=[CSRFChecked],
     response_model=None,
 )
@@ -554,13 +562,15 @@ def api_plan(user: StaffUser, run: TeacherRunIn) -> Response:
     return JSONResponse(plan.as_dict())
 
 
-@router.get("/api/teacher/runs", summary="List teacher runs")
+@router.get("/api/teacher/runs", summary="List teacher runs", response_model=list[TeacherRunOut])
 def api_list(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
     runs = session.scalars(select(TeacherRun).order_by(TeacherRun.id.desc()).limit(100))
     return [run_view(session, r) for r in runs]
 
 
-@router.get("/api/teacher/runs/{run_id}", summary="Get a teacher run")
+@router.get(
+    "/api/teacher/runs/{run_id}", summary="Get a teacher run", response_model=TeacherRunDetailOut
+)
 def api_get(run_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
     run = _run_or_404(session, run_id)
     sample = sample_output(session, run_id, limit=20)

@@ -280,6 +280,17 @@ def staff_client(client):  # type: ignore[no-untyped-def]
     return client
 
 
+ADMIN_PASSWORD = "a long password"
+
+
+@pytest.fixture
+def admin_client(client):  # type: ignore[no-untyped-def]
+    """``client`` signed in as the admin ``root`` (password ``ADMIN_PASSWORD``)."""
+    make_staff("root", ADMIN_PASSWORD, "admin")
+    client.headers["X-CSRF-Token"] = login(client, "root", ADMIN_PASSWORD)
+    return client
+
+
 def add_triples(
     n: int,
     head: str = "PersonX does thing {i}",

@@ -133,13 +133,6 @@ def test_no_input_makes_a_server_error(app, person: str, monkeypatch) -> None:  
 BIG = str(2**64)
 
 
-@pytest.fixture
-def admin_client(client):  # type: ignore[no-untyped-def]
-    make_staff("root", "root password", role="admin")
-    client.headers["X-CSRF-Token"] = login(client, "root", "root password")
-    return client
-
-
 def test_integers_beyond_bigint_and_nul_bytes_get_a_422_naming_the_field(
     admin_client,
 ) -> None:  # type: ignore[no-untyped-def]

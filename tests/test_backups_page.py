@@ -20,13 +20,6 @@ PAGE = "/admin/backups"
 
 
 @pytest.fixture
-def admin_client(client):  # type: ignore[no-untyped-def]
-    make_staff("root", "a long password", "admin")
-    client.headers["X-CSRF-Token"] = login(client, "root", "a long password")
-    return client
-
-
-@pytest.fixture
 def folder(settings):  # type: ignore[no-untyped-def]
     """The test data dir's backups folder, empty before and after."""
     path = settings.data_dir / "backups"

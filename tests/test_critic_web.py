@@ -133,12 +133,6 @@ def sign_in(client, username: str, role: str) -> None:  # type: ignore[no-untype
 
 
 @pytest.fixture
-def admin_client(client):  # type: ignore[no-untyped-def]
-    sign_in(client, "root", "admin")
-    return client
-
-
-@pytest.fixture
 def researcher_client(client):  # type: ignore[no-untyped-def]
     sign_in(client, "ada", "researcher")
     return client

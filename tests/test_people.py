@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 
-import pytest
 from sqlalchemy import func, select
 
 from app.core.db import session_scope
@@ -17,13 +16,6 @@ from tests.conftest import ROOT, csrf_of, login, make_staff
 from tests.test_quality import make_annotators, make_campaign, make_triples, rate
 
 PAGE = "/admin/users"
-
-
-@pytest.fixture
-def admin_client(client):  # type: ignore[no-untyped-def]
-    make_staff("root", "a long password", "admin")
-    client.headers["X-CSRF-Token"] = login(client, "root", "a long password")
-    return client
 
 
 def _id(username: str) -> int:

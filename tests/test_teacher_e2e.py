@@ -61,20 +61,32 @@ def test_a_run_over_the_api_runs_on_the_worker_and_opens_a_campaign(tmp_path: Pa
         # The triples are a corpus source like any import.
         counts = client.get("/api/corpus").json()
         assert counts["triples"] == 48
+        # A human-written reference to rate the run against.
+        reference = tmp_path / "reference.tsv"
+        reference.write_text("".join(f"PersonX naps {i}\txWant\tto rest {i}\n" for i in range(70)))
+        assert stack.skd("import", str(reference), "--source", "atomic2020").returncode == 0
         page = client.get(f"/teacher/runs/{run_id}")
         assert page.status_code == 200
         assert "already in the corpus" in page.text and "PersonX tries hobby" in page.text
+        assert '<option value="atomic2020">' in page.text  # "Rate it against"
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert token
         opened = client.post(
-            f"/teacher/runs/{run_id}/campaign", data={"csrf_token": token.group(1)}
+            f"/teacher/runs/{run_id}/campaign",
+            data={"csrf_token": token.group(1), "compare_with": "atomic2020"},
         )
         assert opened.status_code == 303, opened.text
         campaign_id = int(opened.headers["location"].rsplit("/", 1)[1])
         campaign = client.get(f"/api/campaigns/{campaign_id}").json()
-        assert campaign["selection"]["sources"] == [f"teacher-run-{run_id}"]
+        assert campaign["selection"]["sources"] == [f"teacher-run-{run_id}", "atomic2020"]
         assert campaign["purpose"] == "evaluation"
-        assert campaign["progress"]["items"] == 48  # every triple of the run (up to 200)
+        # Every triple of the run (up to 200), and as many of the reference's.
+        assert campaign["progress"]["items"] == 96
+        assert campaign["selection"]["per_source"] == {
+            "atomic2020": 48,
+            f"teacher-run-{run_id}": 48,
+        }
+        assert campaign["selection"]["relations"] == ["xReact", "xWant"]  # the run's: like for like
         # A key typed for the run reached the server, and is stored nowhere the API shows.
         assert {r["auth"] for r in server.requests} == {"Bearer sk-typed-for-this-run"}
         assert "sk-typed" not in str(run) and "sk-typed" not in page.text
@@ -83,7 +95,21 @@ def test_a_run_over_the_api_runs_on_the_worker_and_opens_a_campaign(tmp_path: Pa
         again = client.post(f"/api/teacher/runs/{run_id}/campaign")
         assert again.status_code == 201, again.text
         assert again.json()["campaign_id"] != campaign_id
-        assert client.get(again.json()["campaign_url"]).json()["progress"]["items"] == 48
+        alone = client.get(again.json()["campaign_url"]).json()
+        assert alone["selection"]["sources"] == [f"teacher-run-{run_id}"]
+        assert alone["progress"]["items"] == 48
+        against = client.post(
+            f"/api/teacher/runs/{run_id}/campaign",
+            json={"compare_with": "atomic2020", "per_source": 10},
+        )
+        assert against.status_code == 201, against.text
+        paired = client.get(against.json()["campaign_url"]).json()
+        assert paired["progress"]["items"] == 20
+        for wrong in ("nowhere", f"teacher-run-{run_id}"):
+            refused = client.post(
+                f"/api/teacher/runs/{run_id}/campaign", json={"compare_with": wrong}
+            )
+            assert refused.status_code == 422 and "compare_with" in refused.text, wrong
         finished = client.post(f"/api/teacher/runs/{run_id}/resume")
         assert finished.status_code == 409 and "already finished" in finished.text
         assert client.post("/api/teacher/runs/99999/resume").status_code == 404

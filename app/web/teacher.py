@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
@@ -404,6 +405,12 @@ def _run_context(request: Request, session: Session, user: Any, run_id: int) -> 
         "filters": FILTERS,
         "filter_words": FILTER_WORDS,
         "job": run_view(session, run)["job"],
+        # Read only once the run has ended: the panel is re-fetched every 2 s until then.
+        "references": (
+            reference_sources(session, run_id)
+            if run.state.value not in ("queued", "running")
+            else []
+        ),
     }
 
 
@@ -424,19 +431,80 @@ def run_panel(
     return templates.TemplateResponse(request, "_teacher_panel.html", context)
 
 
-def _open_campaign(session: Session, run_id: int, user: User) -> int:
-    """An evaluation campaign on (a sample of up to 200 of) the run's triples; its id.
-    409 when the run has no triples yet."""
+RATE_PER_SOURCE = 200  # items a run's campaign draws from the run (and from a reference)
+
+
+class RateRunIn(BaseModel):
+    """``POST /api/teacher/runs/{id}/campaign``: optional; without a body the campaign rates
+    the run alone, as the run page's button does with no reference picked."""
+
+    model_config = ConfigDict(extra="forbid")
+    compare_with: str | None = Field(
+        None,
+        description="A corpus source to rate beside the run (e.g. `atomic2020`): the campaign "
+        "draws an equal share from each, of the relations the run wrote, and its table "
+        "compares them with a z-test.",
+    )
+    per_source: int = Field(
+        RATE_PER_SOURCE,
+        ge=1,
+        le=10_000,
+        description="Items drawn from the run at most; a reference gives as many (or all it has).",
+    )
+
+
+def _source_count(session: Session, source: str, relations: list[str]) -> int:
+    query = select(func.count()).where(Triple.source == source, Triple.relation.in_(relations))
+    return session.scalar(query) or 0
+
+
+def _open_campaign(
+    session: Session,
+    run_id: int,
+    user: User,
+    compare_with: str | None = None,
+    per_source: int = RATE_PER_SOURCE,
+) -> int:
+    """An evaluation campaign on (a sample of up to ``per_source`` of) the run's triples, and
+    as many of ``compare_with``'s of the same relations beside them when a reference is named;
+    its id. 409 when the run has no triples yet, 422 for a reference that is the run itself or
+    has none of the run's relations."""
     run = _run_or_404(session, run_id)
     count = run_triples_count(session, run_id)
     if not count:
         raise HTTPException(status.HTTP_409_CONFLICT, f"teacher run {run_id} has no triples yet")
+    own = source_name(run_id)
     name = (run.params or {}).get("name") or f"teacher run #{run_id}"
+    sources, sample, relations = [own], min(count, per_source), []
+    if compare_with:
+        unprocessable = status.HTTP_422_UNPROCESSABLE_CONTENT
+        if compare_with == own:
+            raise HTTPException(unprocessable, "compare_with: pick a source other than the run's")
+        # Like for like: the reference's triples of the relations the run wrote.
+        relations = list(
+            session.scalars(
+                select(Triple.relation)
+                .where(Triple.source == own)
+                .distinct()
+                .order_by(Triple.relation)
+            )
+        )
+        reference = _source_count(session, compare_with, relations)
+        if not reference:
+            raise HTTPException(
+                unprocessable,
+                f"compare_with: no triples from {compare_with!r} of the run's relations "
+                f"({', '.join(relations)})",
+            )
+        sources.append(compare_with)
+        sample += min(reference, sample)  # no more of the reference than of the run
+        name = f"{name} against {compare_with}"
     spec = CampaignSpec(
         name=f"Rate {name}",
-        purpose=CampaignPurpose.evaluation,
-        sources=[source_name(run_id)],
-        sample_size=min(count, 200),
+        purpose=CampaignPurpose.evaluation,  # several sources: an equal share each
+        sources=sources,
+        relations=relations,
+        sample_size=sample,
     )
     try:
         campaign = create_campaign(session, spec, user.id)
@@ -444,6 +512,13 @@ def _open_campaign(session: Session, run_id: int, user: User) -> int:
         raise HTTPException(status.HTTP_409_CONFLICT, "; ".join(exc.errors.values())) from None
     session.commit()
     return campaign.id
+
+
+def reference_sources(session: Session, run_id: int) -> list[str]:
+    """The corpus sources a run can be rated against (every one but its own)."""
+    own = source_name(run_id)
+    found = session.scalars(select(Triple.source).distinct().order_by(Triple.source))
+    return [source for source in found if source != own]
 
 
 def _resume(run_id: int) -> int:
@@ -460,9 +535,15 @@ def _resume(run_id: int) -> int:
 
 
 @router.post("/teacher/runs/{run_id}/campaign", dependencies=[CSRFChecked], response_model=None)
-def campaign_from_run(run_id: RowId, session: SessionDep, user: StaffUser) -> Response:
-    """One click: an evaluation campaign on (a sample of up to 200 of) the run's triples."""
-    campaign_id = _open_campaign(session, run_id, user)
+def campaign_from_run(
+    run_id: RowId,
+    session: SessionDep,
+    user: StaffUser,
+    compare_with: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """One click: an evaluation campaign on (a sample of up to 200 of) the run's triples, and
+    as many of the reference source picked beside the button."""
+    campaign_id = _open_campaign(session, run_id, user, compare_with or None)
     return RedirectResponse(f"/campaigns/{campaign_id}", status_code=status.HTTP_303_SEE_OTHER)
 
 
@@ -535,10 +616,13 @@ def api_resume(run_id: RowId, user: StaffUser) -> TeacherRunResumed:
     status_code=status.HTTP_201_CREATED,
     response_model=TeacherCampaignOpened,
 )
-def api_campaign(run_id: RowId, session: SessionDep, user: StaffUser) -> dict[str, Any]:
+def api_campaign(
+    run_id: RowId, session: SessionDep, user: StaffUser, body: RateRunIn | None = None
+) -> dict[str, Any]:
     """Open an evaluation campaign on (a sample of up to 200 of) the run's triples, as the
-    run page's button does."""
-    campaign_id = _open_campaign(session, run_id, user)
+    run page's button does; with ``compare_with``, as many of that source's beside them."""
+    body = body or RateRunIn()
+    campaign_id = _open_campaign(session, run_id, user, body.compare_with, body.per_source)
     return {"campaign_id": campaign_id, "campaign_url": f"/api/campaigns/{campaign_id}"}
 
 

@@ -176,6 +176,12 @@ def test_beat_backs_up_on_schedule_and_keeps_the_newest(tmp_path: Path) -> None:
         # The two newest scheduled ones, and the file a person made, which is never pruned.
         assert kept == sorted([*newest, "mine.bak"]), (kept, jobs)
         assert any(job["result"]["removed"] for job in jobs if job["state"] == "succeeded")
+        listed = stack.skd("db", "backups")  # the same list from a terminal, newest first
+        assert listed.returncode == 0, listed.stderr
+        rows = [line for line in listed.stdout.splitlines() if "skd-" in line or "mine" in line]
+        assert [row.split()[1] for row in rows] == [*reversed(newest), "mine.bak"], listed.stdout
+        assert "rotating" in rows[0] and "named" in rows[-1]
+        assert "keeps the newest 2 rotating copies" in listed.stdout
         # A scheduled backup is a real one: it restores.
         stack.stop("worker")
         stack.stop("serve")

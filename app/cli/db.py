@@ -132,6 +132,47 @@ def db_backup(
     stdout.print(str(result.path), highlight=False, soft_wrap=True)
 
 
+@db_app.command("backups")
+def db_backups() -> None:
+    """The backups in DATA_DIR/backups, newest first: kind, size, time (the Backups page's
+    list; a file named with --out elsewhere is not there)."""
+    from rich.table import Table
+
+    from app.cli.common import require_data_dir
+    from app.cli.console import out
+    from app.core.backup_files import backups_folder, list_backups
+
+    require_data_dir()
+    settings = get_settings()
+    found = list_backups(settings)
+    if not found:
+        out.print(
+            f"no backups in {backups_folder(settings)} yet (`skd db backup`)", highlight=False
+        )
+        return
+    table = Table(title=f"Backups in {backups_folder(settings)}", title_justify="left")
+    table.add_column("file", overflow="fold")
+    table.add_column("kind")
+    table.add_column("size", justify="right")
+    table.add_column("written (UTC)")
+    for backup in found:
+        table.add_row(
+            backup.name,
+            backup.kind,
+            f"{backup.size_bytes / 1e6:,.1f} MB",
+            backup.modified.isoformat()[:19].replace("T", " "),
+        )
+    out.print(table)
+    every = settings.backup_every_hours
+    out.print(
+        f"beat backs up every {every:g} h and keeps the newest {settings.backup_keep} rotating "
+        "copies"
+        if every
+        else "scheduled backups are off (SKD_BACKUP_EVERY_HOURS=0)",
+        highlight=False,
+    )
+
+
 @db_app.command("restore")
 def db_restore(
     backup: Annotated[Path, typer.Argument(help="A file `skd db backup` wrote.")],

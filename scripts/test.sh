@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything from nothing and run the whole test suite, on SQLite and on PostgreSQL
-# (where the tests marked one_backend, which no database changes, are left out: conftest.py).
+# side by side (on PostgreSQL the tests marked one_backend, which no database changes, are left
+# out: conftest.py).
 #
 #   ./scripts/test.sh            # lint + both backends
 #   ./scripts/test.sh -k import  # extra arguments go to pytest
@@ -43,9 +44,29 @@ step "import layers (doors → steps → base)"
 .venv/bin/lint-imports --no-cache || exit 1
 
 export SKD_TEST_REQUIRE_SERVICES=1
+# The two passes run side by side: each spends much of its time waiting (on the processes a
+# test starts, the browser, the network), so together they take far less than one after the
+# other. Each line is tagged with its backend; SKD_TEST_SERIAL=1 runs them one after the other.
+mkdir -p test-output
+run_pass() {
+  SKD_TEST_BACKEND=$1 .venv/bin/python -m pytest -p no:cacheprovider --durations=25 "${@:2}" \
+    2>&1 | tee "test-output/pytest-$1.log" | sed -u "s/^/[$1] /"
+}
 status=0
+if [ "${SKD_TEST_SERIAL:-0}" = 1 ]; then
+  for backend in sqlite postgres; do
+    step "tests on $backend"
+    run_pass "$backend" "$@" || status=1
+  done
+else
+  step "tests on sqlite and postgres, side by side"
+  run_pass sqlite "$@" & sqlite_pid=$!
+  run_pass postgres "$@" & postgres_pid=$!
+  wait $sqlite_pid || status=1
+  wait $postgres_pid || status=1
+fi
+step "results (whole logs: test-output/pytest-sqlite.log, test-output/pytest-postgres.log)"
 for backend in sqlite postgres; do
-  step "tests on $backend"
-  SKD_TEST_BACKEND=$backend .venv/bin/python -m pytest -p no:cacheprovider --durations=25 "$@" || status=1
+  echo "$backend: $(tail -n 1 "test-output/pytest-$backend.log")"
 done
 exit $status

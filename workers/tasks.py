@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app.core import queue
+from app.core import queue, triple_counts
 from app.core.db import session_scope
 from app.core.job_control import sweep_jobs
 from app.core.jobs import JobAlreadyFinished, run_job
@@ -41,7 +41,9 @@ def fail_stale_jobs_task() -> dict[str, int]:
     from app.export import run  # noqa: F401 - and export jobs
     from app.teacher import runs as _teacher  # noqa: F401 - and teacher runs
 
-    return sweep_jobs().as_dict()
+    report = sweep_jobs().as_dict()
+    triple_counts.tidy()  # the corpus counts' rows of differences, folded now and then
+    return report
 
 
 @celery_app.task(name=queue.RELEASE_EXPIRED_LEASES)

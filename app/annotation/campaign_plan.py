@@ -28,6 +28,7 @@ from app.annotation.campaigns import (
     source_shares,
     validate_spec,
 )
+from app.core import triple_counts
 from app.core.models import (
     CampaignPurpose,
     CriticState,
@@ -135,7 +136,7 @@ def plan_campaign(session: Session, spec: CampaignSpec) -> CampaignPlan:
     if errors:
         raise CampaignSpecError(errors)
     query = select(func.count()).select_from(Triple).where(*selection_conditions(spec))
-    matched = session.scalar(query) or 0
+    matched = sum(triple_counts.per_source(session, spec.relations, spec.sources).values())
     if matched == 0:
         raise CampaignSpecError({"filters": "the relation and source filters select no triples"})
     candidates = matched

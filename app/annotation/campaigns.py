@@ -23,6 +23,7 @@ from app.annotation.source_balance import (
     equal_shares,
     resolved_balance,
 )
+from app.core import triple_counts
 from app.core.config import get_settings
 from app.core.models import (
     Campaign,
@@ -98,11 +99,14 @@ class CampaignStateError(ValueError):
     """A state change the rules refuse (a closed campaign stays closed)."""
 
 
-def _present(session: Session, column: Any, wanted: list[str]) -> set[str]:
-    # One indexed lookup per distinct value; never a scan of the corpus.
+def _present(session: Session, name: str, wanted: list[str]) -> set[str]:
+    """Which of the ``wanted`` relations or sources have triples (from the kept counts, never a
+    scan of the corpus)."""
     if not wanted:
         return set()
-    return set(session.scalars(select(column).where(column.in_(wanted)).distinct()))
+    if name == "sources":
+        return triple_counts.known_sources(session, wanted)
+    return set(triple_counts.by_relation(session)) & set(wanted)
 
 
 def _check_gold_items(session: Session, spec: CampaignSpec) -> str | None:
@@ -167,9 +171,9 @@ def validate_spec(session: Session, spec: CampaignSpec) -> dict[str, str]:
     scale_problems = check_scale(spec.answer_scale)
     if scale_problems:
         errors["answer_scale"] = "; ".join(scale_problems)
-    for name, column in (("relations", Triple.relation), ("sources", Triple.source)):
+    for name in ("relations", "sources"):
         wanted: list[str] = getattr(spec, name)
-        present = _present(session, column, wanted)
+        present = _present(session, name, wanted)
         missing = [value for value in wanted if value not in present]
         if missing:
             errors[name] = f"not in the corpus: {', '.join(missing)}"
@@ -339,10 +343,12 @@ def source_shares(
     """
     if spec.sample_size is None or resolved_balance(spec.source_balance, spec.purpose) != EQUAL:
         return None
-    query = select(Triple.source, func.count()).where(*selection_conditions(spec))
     if unlabelled_only:
+        query = select(Triple.source, func.count()).where(*selection_conditions(spec))
         query = query.where(~select(Rating.id).where(Rating.triple_id == Triple.id).exists())
-    sizes = {source: n for source, n in session.execute(query.group_by(Triple.source)) if n}
+        sizes = {source: n for source, n in session.execute(query.group_by(Triple.source)) if n}
+    else:  # the kept counts: no need to read the selected triples
+        sizes = triple_counts.per_source(session, spec.relations, spec.sources)
     if len(sizes) < 2 or spec.sample_size >= sum(sizes.values()):
         return None
     return equal_shares(sizes, spec.sample_size)

@@ -29,9 +29,13 @@ def import_command(
     from app.core.jobs import new_job, run_job
     from app.corpus.formats import FORMATS, CorpusFormatError
     from app.corpus.importer import run_import_job
+    from app.corpus.sources import source_problem
 
     if format is not None and format not in FORMATS:
         raise fail(f"--format: {format!r} is not one of {', '.join(FORMATS)}", 2)
+    problem = source_problem(source) if source else None
+    if problem:
+        raise fail(f"--source: {problem}", 2)
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise fail(f"no such file: {', '.join(missing)}", 2)

@@ -181,7 +181,33 @@ class Triple(Base):
         Index(None, "relation", "id"),
         Index(None, "source", "id"),
         Index(None, "head"),
+        # A run's own triples; imported rows (no run) are not in it.
+        Index(
+            None,
+            "teacher_run_id",
+            "id",
+            postgresql_where=text("teacher_run_id IS NOT NULL"),
+            sqlite_where=text("teacher_run_id IS NOT NULL"),
+        ),
     )
+
+
+class TripleCount(Base):
+    """How many triples a (source, relation) has: what the staff pages show of the corpus,
+    without counting a million rows per page. Database triggers on ``triples`` keep it
+    (migration 0010), so every writer does, whichever door. On PostgreSQL a key has several
+    rows (each inserting statement adds its own, so concurrent writers never wait on one
+    row) which ``app.core.triple_counts.compact`` sums now and then; on SQLite it has one.
+    Read it through ``app.core.triple_counts``, which sums by key."""
+
+    __tablename__ = "triple_counts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    relation: Mapped[str] = mapped_column(String(40))
+    n: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index(None, "source", "relation"),)
 
 
 class User(Base):

@@ -25,6 +25,7 @@ from app.corpus.formats import CorpusFormatError, ParseStats, read_triples
 from app.corpus.load import Row, load_rows, meta_json
 from app.corpus.normalize import triple_hash
 from app.corpus.relations import allowed_relations
+from app.corpus.sources import source_problem
 
 
 @dataclass
@@ -134,6 +135,10 @@ def import_files(
     read_before = 0
     for path, name, size in zip(files, names, sizes, strict=True):
         summary = FileSummary(file=name, format=fmt, source=source or default_source(Path(name)))
+        problem = source_problem(summary.source)
+        if problem:
+            named = "" if source else " (taken from the file's name; give a source name instead)"
+            raise CorpusFormatError(name, None, "source", f"{summary.source!r}: {problem}{named}")
         stats = ParseStats()
         rows: list[Row] = []
         count_in_file = 0

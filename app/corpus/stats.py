@@ -7,29 +7,21 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.core.models import Rating, RatingOrigin, Triple
+from app.core import triple_counts
+from app.core.models import Rating, RatingOrigin
 
 
 def corpus_counts(session: Session) -> dict[str, Any]:
-    by_relation = dict(
-        session.execute(
-            select(Triple.relation, func.count())
-            .group_by(Triple.relation)
-            .order_by(Triple.relation)
-        ).all()
-    )
-    by_source = dict(
-        session.execute(
-            select(Triple.source, func.count()).group_by(Triple.source).order_by(Triple.source)
-        ).all()
-    )
+    """The corpus's size, by relation and by source (from the counts the database keeps: the
+    same figures as counting the triples, at any size), and its labels."""
+    by_relation = triple_counts.by_relation(session)
     ratings = dict(
         session.execute(select(Rating.origin, func.count()).group_by(Rating.origin)).all()
     )
     return {
         "triples": sum(by_relation.values()),
         "by_relation": by_relation,
-        "by_source": by_source,
+        "by_source": triple_counts.by_source(session),
         "imported_labels": ratings.get(RatingOrigin.imported, 0),
         "ratings": ratings.get(RatingOrigin.campaign, 0),
     }

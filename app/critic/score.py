@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
+from app.core import triple_counts
 from app.core.db import insert_ignoring_duplicates, session_scope
 from app.core.models import CriticVersion, Score, Triple
 
@@ -69,7 +70,7 @@ def plan_chunks(session: Session, version_id: int, chunk_size: int) -> list[Chun
 def unscored_count(session: Session, version_id: int) -> int:
     """How many triples the version has not scored. Scores exist only for live triples (they
     are deleted with their triple), so two counts do it, without an anti-join over the corpus."""
-    triples = session.scalar(select(func.count()).select_from(Triple)) or 0
+    triples = triple_counts.total(session)
     scored = session.scalar(
         select(func.count()).select_from(Score).where(Score.critic_version_id == version_id)
     )

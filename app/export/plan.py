@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.annotation.quality import iter_item_labels
+from app.core import triple_counts
 from app.core.config import get_settings
 from app.core.models import (
     Campaign,
@@ -347,11 +348,7 @@ def _check_filters(session: Session, params: ExportParams) -> None:
             f"{', '.join(sorted(allowed)[:8])}, …"
         )
     if params.sources:
-        present = set(
-            session.scalars(
-                select(Triple.source).where(Triple.source.in_(params.sources)).distinct()
-            )
-        )
+        present = triple_counts.known_sources(session, params.sources)
         missing = [source for source in params.sources if source not in present]
         if missing:
             errors["sources"] = f"no triples from source(s) {', '.join(missing)}"

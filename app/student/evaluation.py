@@ -37,7 +37,7 @@ from app.annotation.campaigns import (
     validate_spec,
 )
 from app.annotation.scale import normalize_scale
-from app.core import queue
+from app.core import queue, triple_counts
 from app.core.db import session_scope
 from app.core.job_control import register_kind
 from app.core.jobs import NullProgress, Progress, create_job
@@ -52,18 +52,19 @@ from app.core.models import (
     Triple,
 )
 from app.corpus.normalize import clean, triple_hash
+from app.corpus.sources import is_student_source, student_source
 from app.student.examples import ExampleFileError, Query, export_queries
 from app.student.generate import Decoding, generate, load_student
 from app.student.runs import export_folder
 
 JOB_KIND = "student_evaluate"
 TEACHER, HUMAN = "teacher", "human"
-STUDENT_PREFIX = "student-"
 
 
 def student_system(model_id: int) -> str:
-    """A student's system name, also the source of the triples it writes."""
-    return f"{STUDENT_PREFIX}{model_id}"
+    """A student's system name, also the source of the triples it writes (a name imports may
+    not take)."""
+    return student_source(model_id)
 
 
 @dataclass
@@ -147,9 +148,7 @@ def check_evaluation(session: Session, spec: EvaluationSpec) -> dict[str, str]:
     errors.update({k: v for k, v in decoding_errors.items() if k not in errors})
     for name in ("teacher_sources", "reference_sources"):
         wanted = getattr(spec, name)
-        present = set(
-            session.scalars(select(Triple.source).where(Triple.source.in_(wanted)).distinct())
-        )
+        present = triple_counts.known_sources(session, wanted)
         missing = [s for s in wanted if s not in present]
         if missing:
             errors[name] = f"not in the corpus: {', '.join(missing)}"
@@ -217,7 +216,7 @@ def corpus_inferences(
         if sources:
             query = query.where(Triple.source.in_(sources))
         for triple_id, head, relation, source in session.execute(query.order_by(Triple.id)):
-            if source in exclude_sources or source.startswith(STUDENT_PREFIX):
+            if source in exclude_sources or is_student_source(source):
                 continue
             key = Query(head, relation)
             if key in wanted:

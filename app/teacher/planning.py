@@ -28,6 +28,7 @@ from app.core.models import (
 )
 from app.corpus.normalize import clean
 from app.corpus.relations import allowed_relations
+from app.corpus.sources import teacher_source
 from app.teacher.backends import Backend, LocalBackend, OpenAIBackend, RetryPolicy
 from app.teacher.params import RunParams, TeacherParamsError, check_params
 from app.teacher.prompts import EVENTS
@@ -39,8 +40,8 @@ INFERENCES = "inferences"
 
 
 def source_name(run_id: int) -> str:
-    """The corpus source of a run's triples."""
-    return f"teacher-run-{run_id}"
+    """The corpus source of a run's triples (a name imports may not take)."""
+    return teacher_source(run_id)
 
 
 def event_key(text: str) -> str:

@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.core import triple_counts
 from app.core.db import session_scope
 from app.core.job_control import register_kind
 from app.core.jobs import create_job
@@ -34,7 +35,7 @@ from app.core.models import (
 )
 from app.teacher.backends import Backend
 from app.teacher.chunks import run_chunk
-from app.teacher.planning import JOB_KIND, ChunkRef, _run_of, begin_run
+from app.teacher.planning import JOB_KIND, ChunkRef, _run_of, begin_run, source_name
 
 # --- creating a run -----------------------------------------------------------------------
 
@@ -164,12 +165,9 @@ register_kind(JOB_KIND, release=_release, retry=_retry)
 
 
 def run_triples_count(session: Session, run_id: int) -> int:
-    return int(
-        session.scalar(
-            select(func.count()).select_from(Triple).where(Triple.teacher_run_id == run_id)
-        )
-        or 0
-    )
+    """How many triples the run wrote: its source's kept count (a run's triples, and only
+    they, have the source ``teacher-run-<id>``: imports may not take that name)."""
+    return triple_counts.source_count(session, source_name(run_id))
 
 
 def sample_output(session: Session, run_id: int, limit: int = 20) -> dict[str, list[Any]]:

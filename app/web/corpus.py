@@ -17,6 +17,7 @@ from app.core.job_control import dispatch
 from app.core.jobs import create_job, job_as_dict
 from app.core.models import Job, User
 from app.corpus.formats import FORMATS
+from app.corpus.sources import source_problem
 from app.corpus.stats import corpus_counts
 from app.web.answers import CorpusCountsOut
 from app.web.deps import CSRFChecked, SessionDep, SessionRoute, StaffUser, templates
@@ -47,6 +48,10 @@ def queue_import(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"format: {fmt!r} is not one of {', '.join(FORMATS)}",
         )
+    source = (source or "").strip() or None
+    problem = source_problem(source) if source else None
+    if problem:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"source: {problem}")
     files = [f for f in files if f.filename]
     if not files:
         raise HTTPException(
@@ -74,7 +79,7 @@ def queue_import(
     params = {
         "paths": paths,
         "names": names,
-        "source": (source or "").strip() or None,
+        "source": source,
         "format": fmt,
     }
     job = create_job(session, "import", params, created_by_id=user.id)

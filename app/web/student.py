@@ -22,8 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from app.core import triple_counts
 from app.core.jobs import job_as_dict
-from app.core.models import Campaign, CampaignPurpose, Export, Job, StudentState, Triple
+from app.core.models import Campaign, CampaignPurpose, Export, Job, StudentState
+from app.corpus.sources import is_student_source
 from app.student.evaluation import JOB_KIND as EVALUATION_JOB_KIND
 from app.student.evaluation import EvaluationSpec, EvaluationSpecError, queue_evaluation
 from app.student.generate import METHODS
@@ -95,7 +97,7 @@ def _evaluations(session: Session) -> list[dict[str, Any]]:
 
 
 def _sources(session: Session) -> list[str]:
-    return list(session.scalars(select(Triple.source).distinct().order_by(Triple.source)))
+    return triple_counts.sources(session)
 
 
 def _page(
@@ -118,7 +120,7 @@ def _page(
         "ready_models": [m for m in models if m["state"] == StudentState.ready.value],
         "exports": _exports(session),
         "evaluations": _evaluations(session),
-        "sources": [s for s in _sources(session) if not s.startswith("student-")],
+        "sources": [s for s in _sources(session) if not is_student_source(s)],
         "methods": METHODS,
         "train": train_values or {"epochs": "", "learning_rate": "", "batch_size": ""},
         "train_errors": train_errors or {},

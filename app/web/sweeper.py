@@ -25,6 +25,7 @@ def start_sweeper(settings: Settings) -> Callable[[], None]:
     stop = threading.Event()
 
     def loop() -> None:
+        from app.core import triple_counts
         from app.core.job_control import sweep_jobs
         from app.critic import queueing  # noqa: F401 - registers what critic jobs hold
         from app.export import run  # noqa: F401 - and export jobs
@@ -35,6 +36,7 @@ def start_sweeper(settings: Settings) -> Callable[[], None]:
                 report = sweep_jobs()
                 if report.stale or report.unstarted:
                     log.warning("job sweep: %s", report.as_dict())
+                triple_counts.tidy()  # fold the corpus counts' rows of differences
             except Exception:  # keep sweeping; a locked or restarting database passes
                 log.exception("job sweep failed")
 

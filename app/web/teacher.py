@@ -13,16 +13,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
 from app.annotation.campaigns import CampaignSpec, CampaignSpecError, create_campaign
+from app.core import triple_counts
 from app.core.db import session_scope
 from app.core.durations import duration_words
 from app.core.job_list import timing
 from app.core.jobs import job_as_dict
-from app.core.models import CampaignPurpose, Job, TeacherRun, Triple, User
+from app.core.models import CampaignPurpose, Job, TeacherRun, User
 from app.corpus.relations import ATOMIC10X_RELATIONS, allowed_relations
 from app.student.table import ratings_by_source, source_ratings
 from app.teacher.estimate import RunPlan, plan_run
@@ -144,7 +145,7 @@ def _page(
     plan: RunPlan | None = None,
 ) -> HTMLResponse:
     runs = list(session.scalars(select(TeacherRun).order_by(TeacherRun.id.desc()).limit(30)))
-    sources = list(session.scalars(select(Triple.source).distinct().order_by(Triple.source)))
+    sources = triple_counts.sources(session)
     context = {
         "user": user,
         "csrf": csrf_token(request),
@@ -454,8 +455,8 @@ class RateRunIn(BaseModel):
 
 
 def _source_count(session: Session, source: str, relations: list[str]) -> int:
-    query = select(func.count()).where(Triple.source == source, Triple.relation.in_(relations))
-    return session.scalar(query) or 0
+    kept = triple_counts.counts(session)
+    return sum(kept.get((source, relation), 0) for relation in relations)
 
 
 def _open_campaign(
@@ -481,14 +482,7 @@ def _open_campaign(
         if compare_with == own:
             raise HTTPException(unprocessable, "compare_with: pick a source other than the run's")
         # Like for like: the reference's triples of the relations the run wrote.
-        relations = list(
-            session.scalars(
-                select(Triple.relation)
-                .where(Triple.source == own)
-                .distinct()
-                .order_by(Triple.relation)
-            )
-        )
+        relations = sorted(r for (s, r) in triple_counts.counts(session) if s == own)
         reference = _source_count(session, compare_with, relations)
         if not reference:
             raise HTTPException(
@@ -517,8 +511,7 @@ def _open_campaign(
 def reference_sources(session: Session, run_id: int) -> list[str]:
     """The corpus sources a run can be rated against (every one but its own)."""
     own = source_name(run_id)
-    found = session.scalars(select(Triple.source).distinct().order_by(Triple.source))
-    return [source for source in found if source != own]
+    return [source for source in triple_counts.sources(session) if source != own]
 
 
 def _resume(run_id: int) -> int:

@@ -1,8 +1,9 @@
 """Bulk loading of parsed triples: the one place where PostgreSQL and SQLite take different roads.
 
 PostgreSQL: COPY into a temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT
-DO NOTHING`` (the unique normalized hash decides what is new). SQLite: ``executemany`` of the
-same ON CONFLICT insert, inside the import's one transaction. Either way the caller's
+DO NOTHING`` (the unique normalized hash decides what is new). SQLite: ``executemany`` into a
+temporary staging table and the same ON CONFLICT insert from it, a batch at a time, inside the
+import's one transaction. Either way the caller's
 transaction decides whether anything becomes visible: a failure leaves the corpus untouched.
 
 Into an empty corpus (the first import, typically the big one) PostgreSQL gets a plain INSERT
@@ -177,27 +178,28 @@ def _load_sqlite(
     now = _sqlite_now()
     inserted = 0
     labels = 0
+    cursor.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS skd_import_staging"
+        " (head, relation, tail, norm_hash, source_line, split, meta)"
+    )
     try:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
+            # Staged, then one INSERT ... SELECT: with the counting triggers on ``triples``
+            # (migration 0010) and foreign keys on, SQLite opens a statement journal for every
+            # statement, so executemany straight into ``triples`` paid it for every row (a
+            # million triples took 37 s instead of 17); one statement per batch pays it once.
+            cursor.execute("DELETE FROM temp.skd_import_staging")
             cursor.executemany(
-                f"INSERT INTO triples ({_TRIPLE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                "INSERT INTO temp.skd_import_staging VALUES (?,?,?,?,?,?,?)",
+                [(r.head, r.relation, r.tail, r.norm_hash, r.line, r.split, r.meta) for r in chunk],
+            )
+            cursor.execute(
+                f"INSERT INTO triples ({_TRIPLE_COLUMNS})"
+                " SELECT head, relation, tail, norm_hash, ?, ?, source_line, split, meta, ?"
+                " FROM temp.skd_import_staging WHERE true ORDER BY rowid"
                 " ON CONFLICT (norm_hash) DO NOTHING",
-                [
-                    (
-                        r.head,
-                        r.relation,
-                        r.tail,
-                        r.norm_hash,
-                        source,
-                        source_file,
-                        r.line,
-                        r.split,
-                        r.meta,
-                        now,
-                    )
-                    for r in chunk
-                ],
+                (source, source_file, now),
             )
             inserted += max(cursor.rowcount, 0)
             labelled = [
@@ -214,6 +216,7 @@ def _load_sqlite(
                 )
                 labels += max(cursor.rowcount, 0)
             progress.update(done_before + start + len(chunk))
+        cursor.execute("DELETE FROM temp.skd_import_staging")
     finally:
         cursor.close()
     return LoadResult(inserted, labels)

@@ -82,12 +82,12 @@ CREATE TRIGGER triple_counts_truncated AFTER TRUNCATE ON triples
     FOR EACH STATEMENT EXECUTE FUNCTION skd_triple_counts_truncated();
 """
 
-# One row per key: made if missing, then changed in place.
+# One row per key, changed in place, made when the update found none (inside a trigger,
+# changes() is the count of the trigger's own previous statement).
 _SQLITE_ADD = """
-    INSERT INTO triple_counts (source, relation, n)
-    SELECT NEW.source, NEW.relation, 0 WHERE NOT EXISTS (
-        SELECT 1 FROM triple_counts WHERE source = NEW.source AND relation = NEW.relation);
     UPDATE triple_counts SET n = n + 1 WHERE source = NEW.source AND relation = NEW.relation;
+    INSERT INTO triple_counts (source, relation, n)
+    SELECT NEW.source, NEW.relation, 1 WHERE changes() = 0;
 """
 _SQLITE_TAKE = """
     UPDATE triple_counts SET n = n - 1 WHERE source = OLD.source AND relation = OLD.relation;

@@ -253,8 +253,9 @@ def test_cli_and_api_refuse_a_reserved_source_before_any_job(  # type: ignore[no
         text=True,
         timeout=120,
     )
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "--source: 'Teacher-Run-1' is a name kept for a teacher run's" in done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert "--source: 'Teacher-Run-1' is a name kept for a teacher run's" in said
     with path.open("rb") as handle:
         answer = staff_client.post(
             "/api/corpus/import",

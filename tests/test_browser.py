@@ -102,12 +102,24 @@ def test_staff_logs_in_uploads_and_watches_the_job(
         "".join(f"PersonX plants tree {i}\txWant\tto water it\n" for i in range(2000))
     )
     page.set_input_files("input[name=files]", str(upload))
+    # A source name kept for the teacher is refused under the form, the form kept as filled in
+    # and no job made; the next, corrected try clears it.
+    page.fill("input[name=source]", "teacher-run-2")
+    page.click("form.row-form button.primary")
+    refusal = page.locator("#import-problem [role=alert]")
+    refusal.wait_for()
+    assert "source 'teacher-run-2': kept for a teacher run's own triples" in refusal.inner_text()
+    assert page.input_value("input[name=source]") == "teacher-run-2"
+    assert page.locator(".job").count() == 0
+    assert_accessible(page)
+    page.fill("input[name=source]", "")
     page.click("form.row-form button.primary")
     job = page.locator(".job").first
     job.wait_for()
     page.wait_for_selector(".job .badge-succeeded", timeout=60_000)
     assert "2,000 imported" in job.inner_text()
     assert page.url == f"{live_server}/"  # htmx swapped the fragment in, no page load
+    assert page.locator("#import-problem").inner_text() == ""
 
     # The counts refresh by themselves when the job ends, no reload needed.
     page.wait_for_function(

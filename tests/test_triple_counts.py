@@ -255,7 +255,7 @@ def test_cli_and_api_refuse_a_reserved_source_before_any_job(  # type: ignore[no
     )
     said = done.stdout + done.stderr
     assert done.returncode == 2, said
-    assert "--source: 'Teacher-Run-1' is a name kept for a teacher run's" in said
+    assert "--source 'Teacher-Run-1': kept for a teacher run's own triples" in said
     with path.open("rb") as handle:
         answer = staff_client.post(
             "/api/corpus/import",
@@ -263,6 +263,6 @@ def test_cli_and_api_refuse_a_reserved_source_before_any_job(  # type: ignore[no
             data={"source": "teacher-run-1"},
         )
     assert answer.status_code == 422
-    assert "source: 'teacher-run-1' is a name kept for a teacher run's" in answer.text
+    assert "source 'teacher-run-1': kept for a teacher run's own triples" in answer.text
     jobs = staff_client.get("/api/jobs").json()
     assert not [job for job in jobs if job["kind"] == "import"], jobs

@@ -35,7 +35,7 @@ def import_command(
         raise fail(f"--format: {format!r} is not one of {', '.join(FORMATS)}", 2)
     problem = source_problem(source) if source else None
     if problem:
-        raise fail(f"--source: {problem}", 2)
+        raise fail(f"--source {source!r}: {problem}", 2)
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise fail(f"no such file: {', '.join(missing)}", 2)

@@ -32,12 +32,12 @@ def is_student_source(source: str) -> bool:
 
 
 def source_problem(source: str) -> str | None:
-    """What is wrong with a source name for an import, or None."""
+    """What is wrong with a source name for an import, or None (the door names the source)."""
     if len(source) > SOURCE_MAX:
         return f"at most {SOURCE_MAX} characters ({len(source)} given)"
     if any(ord(ch) < 32 for ch in source):
         return "no tabs, line breaks or other control characters"
     if _RESERVED.fullmatch(source):
         kind = "teacher run's" if source.lower().startswith(TEACHER_PREFIX) else "student's"
-        return f"{source!r} is a name kept for a {kind} own triples; choose another"
+        return f"kept for a {kind} own triples; choose another name"
     return None

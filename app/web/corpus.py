@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from markupsafe import escape
 from sqlalchemy.orm import Session
 
 from app.core import queue
@@ -51,7 +52,7 @@ def queue_import(
     source = (source or "").strip() or None
     problem = source_problem(source) if source else None
     if problem:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"source: {problem}")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"source {source!r}: {problem}")
     files = [f for f in files if f.filename]
     if not files:
         raise HTTPException(
@@ -129,8 +130,18 @@ def import_form(
     source: Annotated[str | None, Form()] = None,
     format: Annotated[str | None, Form()] = None,
 ) -> HTMLResponse | RedirectResponse:
-    """The upload form: htmx swaps in the job's live progress bar; without JS, back home."""
-    job = queue_import(session, user, files, source, format)
+    """The upload form: htmx swaps in the job's live progress bar; without JS, back home. A
+    refusal (a reserved source name, a file over the limit) shows under the form: htmx swaps
+    only 2xx answers, so it gets one, retargeted; without JS it is the 4xx error page."""
+    try:
+        job = queue_import(session, user, files, source, format)
+    except HTTPException as exc:
+        if not request.headers.get("hx-request"):
+            raise
+        return HTMLResponse(
+            f'<p class="notice field-error" role="alert">{escape(str(exc.detail))}</p>',
+            headers={"HX-Retarget": "#import-problem", "HX-Reswap": "innerHTML"},
+        )
     if request.headers.get("hx-request"):
         return templates.TemplateResponse(request, "_job.html", {"job": job_as_dict(job)})
     return RedirectResponse(f"/?job={job.id}", status_code=status.HTTP_303_SEE_OTHER)

@@ -27,6 +27,7 @@ import csv
 import io
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,12 +214,14 @@ def evaluation_table(session: Session, campaign_id: int) -> dict[str, Any]:
 
 
 def ratings_by_source(
-    session: Session, source: str | None = None
+    session: Session, source: str | None = None, among: Iterable[str] | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """How people rated each corpus source (a teacher run's output) in the evaluation
     campaigns that compare sources, newest campaign first: the source's row of each table,
     with its rows per relation. One table per campaign, whatever the number of sources;
-    with ``source``, only the campaigns that name it are read."""
+    with ``source``, only the campaigns that name it are read, with ``among`` only those that
+    name one of them (the runs a page lists)."""
+    wanted = {source} if source else (set(among) if among is not None else None)
     campaigns = session.scalars(
         select(Campaign)
         .where(Campaign.purpose == CampaignPurpose.evaluation)
@@ -227,8 +230,10 @@ def ratings_by_source(
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for campaign in campaigns:
         named = campaign.selection.get("sources") or []
-        if campaign.selection.get("systems") or not named or (source and source not in named):
-            continue  # a student evaluation (its systems are recorded), or no source asked for
+        if campaign.selection.get("systems") or not named:
+            continue  # a student evaluation (its systems are recorded)
+        if wanted is not None and not wanted.intersection(named):
+            continue  # none of the sources asked for
         table = evaluation_table(session, campaign.id)
         if table["compared"] != "sources":
             continue

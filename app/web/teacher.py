@@ -152,7 +152,7 @@ def _page(
         "values": values or _form_defaults(),
         "errors": errors or {},
         "runs": [run_view(session, r) for r in runs],
-        "rated": ratings_by_source(session),
+        "rated": ratings_by_source(session, among=[source_name(r.id) for r in runs]),
         "relations": list(ATOMIC10X_RELATIONS),
         "sources": sources,
         "filters": FILTERS,

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 
 from app.annotation.access import admit
 from app.annotation.agreement import campaign_agreement
-from app.annotation.annotators import annotator_quality, set_excluded
+from app.annotation.annotators import annotator_flags, annotator_quality, set_excluded
 from app.annotation.assign import next_item, skip_item, submit_rating
 from app.annotation.campaigns import CampaignSpec, create_campaign
 from app.annotation.quality import LABEL_FIELDS, item_labels
@@ -258,6 +258,9 @@ def test_gold_accuracy_speeders_and_median_seconds(engine) -> None:  # type: ign
     with session_scope() as session:
         rows = annotator_quality(session, campaign_id)
         labels = item_labels(session, campaign_id)
+        flags_only = annotator_flags(session, campaign_id)  # the people page's lighter query
+    assert flags_only == {row.user_id: row.flags for row in rows if row.flags}
+    assert sorted(flags_only.values()) == [["low gold accuracy"], ["speeder"]]
     by_name = {row.label.removeprefix("prolific:w"): row for row in rows}
     assert [row.label for row in rows] == [f"prolific:w{n}" for n in "PSTQ"]  # ratings desc
     p, q, s, t = (by_name[n] for n in "PQST")

@@ -171,21 +171,55 @@ def annotator_quality(session: Session, campaign_id: int) -> list[AnnotatorQuali
             agreement=int(row.agree_yes or 0) / agree_n if agree_n else None,
             excluded=bool(row.excluded),
         )
-        if (
-            quality.gold_accuracy is not None
-            and gold_answered >= 3
-            and quality.gold_accuracy < campaign.min_gold_accuracy
-        ):
-            quality.flags.append("low gold accuracy")
-        if (
-            quality.median_seconds is not None
-            and quality.ratings >= 5
-            and quality.median_seconds < campaign.speeder_seconds
-        ):
-            quality.flags.append("speeder")
+        quality.flags = _flags(
+            campaign, quality.ratings, gold_answered, int(row.gold_ok or 0), quality.median_seconds
+        )
         result.append(quality)
     result.sort(key=lambda q: (-q.ratings, q.user_id))
     return result
+
+
+def _flags(
+    campaign: Any, ratings: int, gold_answered: int, gold_ok: int, median_seconds: float | None
+) -> list[str]:
+    """The campaign's rules: too few gold answers right, or too fast."""
+    flags = []
+    if gold_answered >= 3 and gold_ok / gold_answered < campaign.min_gold_accuracy:
+        flags.append("low gold accuracy")
+    if median_seconds is not None and ratings >= 5 and median_seconds < campaign.speeder_seconds:
+        flags.append("speeder")
+    return flags
+
+
+def annotator_flags(session: Session, campaign_id: int) -> dict[int, list[str]]:
+    """Each flagged annotator's flags in one campaign: what ``annotator_quality`` flags, without
+    its agreement with the others (the leave-one-out tally of every item, nearly all of its
+    cost), for pages that list people over many campaigns."""
+    campaign = _campaign(session, campaign_id)
+    mapping = acceptability(campaign.answer_scale)
+    acc = _acceptable_sql(Rating.answer, mapping)
+    gold_acc = _acceptable_sql(CampaignItem.gold_answer, mapping)
+    gold_decided = and_(CampaignItem.is_gold.is_(True), acc.is_not(None), gold_acc.is_not(None))
+    query = (
+        select(
+            Rating.annotator_id,
+            func.count(Rating.id),
+            func.sum(case((gold_decided, 1), else_=0)),
+            func.sum(case((and_(gold_decided, acc == gold_acc), 1), else_=0)),
+        )
+        .join(CampaignItem, CampaignItem.id == Rating.item_id)
+        .where(CampaignItem.campaign_id == campaign_id, Rating.annotator_id.is_not(None))
+        .group_by(Rating.annotator_id)
+    )
+    medians = _median_seconds(session, campaign_id)
+    found: dict[int, list[str]] = {}
+    for user_id, ratings, gold_answered, gold_ok in session.execute(query):
+        flags = _flags(
+            campaign, int(ratings), int(gold_answered or 0), int(gold_ok or 0), medians.get(user_id)
+        )
+        if flags:
+            found[int(user_id)] = flags
+    return found
 
 
 def set_excluded(session: Session, user_id: int, excluded: bool) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.annotation.annotators import annotator_quality, user_label
+from app.annotation.annotators import annotator_flags, user_label
 from app.core.models import AnnotatorCampaign, Assignment, Campaign, Rating, Role, User
 
 
@@ -109,7 +109,6 @@ def quality_flags(session: Session, campaign_ids: set[int]) -> dict[int, list[st
         ).all()
     )
     for campaign_id, name in sorted(names.items()):
-        for quality in annotator_quality(session, campaign_id):
-            for flag in quality.flags:
-                flags.setdefault(quality.user_id, []).append(f"{flag} in {name}")
+        for user_id, found in annotator_flags(session, campaign_id).items():
+            flags.setdefault(user_id, []).extend(f"{flag} in {name}" for flag in found)
     return flags

@@ -157,6 +157,8 @@ def main() -> int:
         os.environ.setdefault("SKD_SECRET_KEY", secrets.token_urlsafe(48))
         from sqlalchemy import func, select
 
+        from app.annotation.agreement import campaign_agreement
+        from app.annotation.annotators import annotator_quality
         from app.annotation.people import annotator_rows, quality_flags
         from app.core import db
         from app.core.config import get_settings
@@ -186,6 +188,8 @@ def main() -> int:
             ("people: 500 annotators with flags", lambda s: annotator_rows(s, 500)),
             ("people: invitations", lambda s: list_invitations(s)),
             ("  of which the quality flags (3 campaigns)", lambda s: quality_flags(s, {1, 2, 3})),
+            ("a campaign page's annotator table (campaign 1)", lambda s: annotator_quality(s, 1)),
+            ("a campaign page's agreement (campaign 1)", lambda s: campaign_agreement(s, 1)),
         ]
         print("| what | ms (median of 7) |")
         print("|---|---:|")

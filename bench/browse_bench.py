@@ -21,8 +21,6 @@ How to run (PostgreSQL at 127.0.0.1:5432, user postgres, trust auth)::
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import statistics
 import sys
 import time
@@ -30,8 +28,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from scratch_pg import scratch_database  # noqa: E402 - after the path is set
+
 RELATIONS = ("xAttr", "xEffect", "xIntent", "xNeed", "xReact", "xWant", "HinderedBy")
 
 
@@ -99,14 +99,8 @@ def main() -> int:
     args = parser.parse_args()
     import psycopg
 
-    name = f"skd_bench_browse_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    libpq = ADMIN.rsplit("/", 1)[0] + "/" + name
-    url = libpq.replace("postgresql://", "postgresql+psycopg://")
-    try:
-        os.environ["SKD_DATABASE_URL"] = url
-        os.environ.setdefault("SKD_DATA_DIR", f"/tmp/{name}")
+    with scratch_database("browse") as scratch:
+        libpq, url = scratch.libpq, scratch.url
         from app.annotation.browse import BrowseFilters, browse_triples, encode_cursor
         from app.core import db
         from app.core.config import get_settings
@@ -163,13 +157,6 @@ def main() -> int:
         print("| query | rows | first page (ms) | page at 90% (ms) |")
         print("|---|---:|---:|---:|")
         run([case for case in cases if case[1].text])
-    finally:
-        from app.core import db as _db
-
-        _db.dispose()
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        print(f"dropped {name}")
     return 0
 
 

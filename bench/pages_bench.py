@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import statistics
 import sys
 import time
@@ -33,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from scratch_pg import scratch_database  # noqa: E402 - after the path is set
+
 PASSWORD = "bench password 1"
 # What each path parameter is filled with; a route with any other parameter is left out.
 PARAMS = {
@@ -125,20 +125,12 @@ def main() -> int:
         help="also print each SQL statement of a route that took longer than this (0: none)",
     )
     args = parser.parse_args()
-    import psycopg
     from browse_bench import load
 
-    name = f"skd_bench_pages_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    libpq = ADMIN.rsplit("/", 1)[0] + "/" + name
-    url = libpq.replace("postgresql://", "postgresql+psycopg://")
-    try:
-        os.environ["SKD_DATABASE_URL"] = url
-        os.environ["SKD_DATA_DIR"] = f"/tmp/{name}"
+    with scratch_database("pages") as scratch:
+        libpq, url = scratch.libpq, scratch.url
         os.environ["SKD_BROKER_URL"] = "redis://127.0.0.1:6379/9"
         os.environ["SKD_RESULT_BACKEND"] = "redis://127.0.0.1:6379/9"
-        os.environ.setdefault("SKD_SECRET_KEY", secrets.token_hex(16))
         from fastapi.testclient import TestClient
 
         from app.core import db
@@ -184,13 +176,6 @@ def main() -> int:
                 for ms, statement in sorted(set(slow), reverse=True)[:5]:
                     print(f"|   {ms:.0f} ms: `{' '.join(statement.split())[:160]}` | | |")
                 slow.clear()
-    finally:
-        from app.core import db as _db
-
-        _db.dispose()
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        print(f"dropped {name}")
     return 0
 
 

@@ -24,7 +24,6 @@ How to run (PostgreSQL at 127.0.0.1:5432, user postgres, trust auth)::
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import statistics
 import sys
@@ -33,8 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from scratch_pg import scratch_database  # noqa: E402 - after the path is set
 
 
 def load(libpq: str, jobs: int, annotators: int) -> None:
@@ -144,17 +144,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--annotators", type=int, default=2_000)
     args = parser.parse_args()
-    import psycopg
-
-    name = f"skd_bench_people_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    libpq = ADMIN.rsplit("/", 1)[0] + "/" + name
-    url = libpq.replace("postgresql://", "postgresql+psycopg://")
-    try:
-        os.environ["SKD_DATABASE_URL"] = url
-        os.environ.setdefault("SKD_DATA_DIR", f"/tmp/{name}")
-        os.environ.setdefault("SKD_SECRET_KEY", secrets.token_urlsafe(48))
+    with scratch_database("people") as scratch:
+        libpq, url = scratch.libpq, scratch.url
         from sqlalchemy import func, select
 
         from app.annotation.agreement import campaign_agreement
@@ -199,13 +190,6 @@ def main() -> int:
             for title, work in cases:
                 print(f"| {title} | {timed(lambda w=work: w(session)):.1f} |")
         print(f"({flagged} of the 500 annotators shown carry a quality flag)")
-    finally:
-        from app.core import db as _db
-
-        _db.dispose()
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        print(f"dropped {name}")
     return 0
 
 

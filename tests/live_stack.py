@@ -225,16 +225,20 @@ def live_stack(tmp_path: Path, *, worker: bool = True, **settings: str) -> Itera
     if BACKEND == "postgres":
         import psycopg
 
-        name = f"skd_e2e_{uuid.uuid4().hex[:10]}"
+        database = f"skd_e2e_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{database}"')
 
+        # (Its own name: the loop in ``finally`` below rebinds ``name``, which this closure
+        # once read, so every stack dropped a database called "worker" and left its own.)
         def dropper() -> None:
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                assert left.fetchone() is None, f"{database} was not dropped"
 
         base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        env["SKD_DATABASE_URL"] = f"{base}/{name}"
+        env["SKD_DATABASE_URL"] = f"{base}/{database}"
         env.setdefault("SKD_BROKER_URL", f"{REDIS_URL}/2")
         env.setdefault("SKD_RESULT_BACKEND", f"{REDIS_URL}/3")
     stack = Stack(f"http://127.0.0.1:{port}", env, data_dir, logs)

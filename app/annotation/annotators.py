@@ -10,6 +10,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.annotation.acceptability import (
+    Acceptability,
     _acceptable_sql,
     _campaign,
     _not_excluded,
@@ -115,7 +116,6 @@ def annotator_quality(session: Session, campaign_id: int) -> list[AnnotatorQuali
     )
 
     acc = _acceptable_sql(Rating.answer, mapping)
-    gold_acc = _acceptable_sql(CampaignItem.gold_answer, mapping)
     # Leave one out: take this rating's own vote back out of the item's tally (it is only in
     # the tally when its annotator is not excluded).
     mine_counted = _not_excluded(User)
@@ -127,7 +127,7 @@ def annotator_quality(session: Session, campaign_id: int) -> list[AnnotatorQuali
         (others_rej > others_acc, case((acc == 0, 1), else_=0)),
         else_=None,  # the others have no majority: this rating does not count
     )
-    gold_decided = and_(CampaignItem.is_gold.is_(True), acc.is_not(None), gold_acc.is_not(None))
+    gold_answered, gold_ok = _gold_tallies(mapping)
     query = (
         select(
             User.id,
@@ -137,8 +137,8 @@ def annotator_quality(session: Session, campaign_id: int) -> list[AnnotatorQuali
             User.external_id,
             User.excluded,
             func.count(Rating.id).label("ratings"),
-            func.sum(case((gold_decided, 1), else_=0)).label("gold_answered"),
-            func.sum(case((and_(gold_decided, acc == gold_acc), 1), else_=0)).label("gold_ok"),
+            gold_answered.label("gold_answered"),
+            gold_ok.label("gold_ok"),
             func.count(agrees).label("agree_n"),
             func.sum(agrees).label("agree_yes"),
         )
@@ -179,6 +179,16 @@ def annotator_quality(session: Session, campaign_id: int) -> list[AnnotatorQuali
     return result
 
 
+def _gold_tallies(mapping: Acceptability) -> tuple[Any, Any]:
+    """Per annotator (in a query over ``Rating`` joined to ``CampaignItem``): the gold items
+    answered acceptable or not, and those whose acceptability is the gold answer's."""
+    acc = _acceptable_sql(Rating.answer, mapping)
+    gold_acc = _acceptable_sql(CampaignItem.gold_answer, mapping)
+    decided = and_(CampaignItem.is_gold.is_(True), acc.is_not(None), gold_acc.is_not(None))
+    answered = func.sum(case((decided, 1), else_=0))
+    return answered, func.sum(case((and_(decided, acc == gold_acc), 1), else_=0))
+
+
 def _flags(
     campaign: Any, ratings: int, gold_answered: int, gold_ok: int, median_seconds: float | None
 ) -> list[str]:
@@ -197,16 +207,9 @@ def annotator_flags(session: Session, campaign_id: int) -> dict[int, list[str]]:
     cost), for pages that list people over many campaigns."""
     campaign = _campaign(session, campaign_id)
     mapping = acceptability(campaign.answer_scale)
-    acc = _acceptable_sql(Rating.answer, mapping)
-    gold_acc = _acceptable_sql(CampaignItem.gold_answer, mapping)
-    gold_decided = and_(CampaignItem.is_gold.is_(True), acc.is_not(None), gold_acc.is_not(None))
+    gold_answered, gold_ok = _gold_tallies(mapping)
     query = (
-        select(
-            Rating.annotator_id,
-            func.count(Rating.id),
-            func.sum(case((gold_decided, 1), else_=0)),
-            func.sum(case((and_(gold_decided, acc == gold_acc), 1), else_=0)),
-        )
+        select(Rating.annotator_id, func.count(Rating.id), gold_answered, gold_ok)
         .join(CampaignItem, CampaignItem.id == Rating.item_id)
         .where(CampaignItem.campaign_id == campaign_id, Rating.annotator_id.is_not(None))
         .group_by(Rating.annotator_id)

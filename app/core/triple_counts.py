@@ -35,20 +35,34 @@ def counts(session: Session) -> dict[tuple[str, str], int]:
     return {(source, relation): int(n) for source, relation, n in rows}
 
 
-def by_source(session: Session) -> dict[str, int]:
-    """Triples per source, sources in name order."""
+def per_source(
+    session: Session,
+    relations: Iterable[str] = (),
+    sources: Iterable[str] = (),
+    kept: dict[tuple[str, str], int] | None = None,
+) -> dict[str, int]:
+    """Triples per source among the given relations and sources (all, where none are given),
+    sources in name order: what a campaign's relation and source filters select, without
+    reading them. ``kept``: the ``counts`` already read, to read them once per request."""
+    relations, sources = set(relations), set(sources)
     out: dict[str, int] = {}
-    for (source, _), n in counts(session).items():
-        out[source] = out.get(source, 0) + n
+    for (source, relation), n in (counts(session) if kept is None else kept).items():
+        if (not relations or relation in relations) and (not sources or source in sources):
+            out[source] = out.get(source, 0) + n
     return out
 
 
-def by_relation(session: Session) -> dict[str, int]:
+def by_source(session: Session, kept: dict[tuple[str, str], int] | None = None) -> dict[str, int]:
+    """Triples per source, sources in name order."""
+    return per_source(session, kept=kept)
+
+
+def by_relation(session: Session, kept: dict[tuple[str, str], int] | None = None) -> dict[str, int]:
     """Triples per relation, relations in name order."""
     out: dict[str, int] = {}
-    for (_, relation), n in sorted(counts(session).items(), key=lambda kv: kv[0][1]):
+    for (_, relation), n in (counts(session) if kept is None else kept).items():
         out[relation] = out.get(relation, 0) + n
-    return out
+    return dict(sorted(out.items()))
 
 
 def sources(session: Session) -> list[str]:
@@ -59,41 +73,17 @@ def sources(session: Session) -> list[str]:
 def known_sources(session: Session, wanted: Iterable[str]) -> set[str]:
     """Which of ``wanted`` are sources with triples (to refuse a misspelled one by name)."""
     wanted = set(wanted)
-    if not wanted:
-        return set()
-    total = func.sum(TripleCount.n)
-    return set(
-        session.scalars(
-            select(TripleCount.source)
-            .where(TripleCount.source.in_(sorted(wanted)))
-            .group_by(TripleCount.source)
-            .having(total > 0)
-        )
-    )
+    return set(per_source(session, sources=wanted)) if wanted else set()
 
 
-def per_source(
-    session: Session, relations: Iterable[str] = (), sources: Iterable[str] = ()
-) -> dict[str, int]:
-    """Triples per source among the given relations and sources (all, where none are given):
-    what a campaign's relation and source filters select, without reading them."""
-    relations, sources = set(relations), set(sources)
-    out: dict[str, int] = {}
-    for (source, relation), n in counts(session).items():
-        if (not relations or relation in relations) and (not sources or source in sources):
-            out[source] = out.get(source, 0) + n
-    return out
+def source_count(session: Session, source: str) -> int:
+    """How many triples one source has (a teacher run's ``teacher-run-N``, an import)."""
+    return per_source(session, sources=[source]).get(source, 0)
 
 
 def total(session: Session) -> int:
     """How many triples the corpus holds."""
     return int(session.scalar(select(func.sum(TripleCount.n))) or 0)
-
-
-def source_count(session: Session, source: str) -> int:
-    """How many triples one source has (a teacher run's ``teacher-run-N``, an import)."""
-    n = session.scalar(select(func.sum(TripleCount.n)).where(TripleCount.source == source))
-    return int(n or 0)
 
 
 def compact(session: Session, above: int = COMPACT_ABOVE) -> int:

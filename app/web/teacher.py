@@ -69,8 +69,9 @@ def _start(run_id: int, job_id: int, api_key: str | None) -> None:
     dispatch_run(job_id, api_key)
 
 
-def run_view(session: Session, run: TeacherRun) -> dict[str, Any]:
-    """A run as the page and the API show it."""
+def run_view(session: Session, run: TeacherRun, triples: int | None = None) -> dict[str, Any]:
+    """A run as the page and the API show it. ``triples``: its count, where a list of runs
+    has read them all at once."""
     job = session.get(Job, run.job_id) if run.job_id else None
     counts = dict(run.counts or {})
     state = run.state.value
@@ -89,13 +90,19 @@ def run_view(session: Session, run: TeacherRun) -> dict[str, Any]:
         "counts": {p: counts[p] for p in ("events", "inferences") if p in counts},
         "http": counts.get("http"),
         "phase": counts.get("phase"),
-        "triples": run_triples_count(session, run.id),
+        "triples": run_triples_count(session, run.id) if triples is None else triples,
         "error": run.error,
         "created_at": run.created_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "job": job_as_dict(job) if job else None,
         "timing": timing(job) if job else None,
     }
+
+
+def _run_views(session: Session, runs: list[TeacherRun]) -> list[dict[str, Any]]:
+    """Several runs, their triple counts read in one query."""
+    kept = triple_counts.by_source(session)
+    return [run_view(session, r, kept.get(source_name(r.id), 0)) for r in runs]
 
 
 # --- the page -------------------------------------------------------------------------------
@@ -151,7 +158,7 @@ def _page(
         "csrf": csrf_token(request),
         "values": values or _form_defaults(),
         "errors": errors or {},
-        "runs": [run_view(session, r) for r in runs],
+        "runs": _run_views(session, runs),
         "rated": ratings_by_source(session, among=[source_name(r.id) for r in runs]),
         "relations": list(ATOMIC10X_RELATIONS),
         "sources": sources,
@@ -397,15 +404,16 @@ def _run_or_404(session: Session, run_id: int) -> TeacherRun:
 def _run_context(request: Request, session: Session, user: Any, run_id: int) -> dict[str, Any]:
     run = _run_or_404(session, run_id)
     sample = sample_output(session, run_id, limit=25)
+    view = run_view(session, run)
     return {
         "user": user,
         "csrf": csrf_token(request),
-        "run": run_view(session, run),
+        "run": view,
         "events": sample["events"],
         "triples": sample["triples"],
         "filters": FILTERS,
         "filter_words": FILTER_WORDS,
-        "job": run_view(session, run)["job"],
+        "job": view["job"],
         # Read only once the run has ended: the panel is re-fetched every 2 s until then.
         "references": (
             reference_sources(session, run_id)
@@ -454,11 +462,6 @@ class RateRunIn(BaseModel):
     )
 
 
-def _source_count(session: Session, source: str, relations: list[str]) -> int:
-    kept = triple_counts.counts(session)
-    return sum(kept.get((source, relation), 0) for relation in relations)
-
-
 def _open_campaign(
     session: Session,
     run_id: int,
@@ -482,8 +485,11 @@ def _open_campaign(
         if compare_with == own:
             raise HTTPException(unprocessable, "compare_with: pick a source other than the run's")
         # Like for like: the reference's triples of the relations the run wrote.
-        relations = sorted(r for (s, r) in triple_counts.counts(session) if s == own)
-        reference = _source_count(session, compare_with, relations)
+        kept = triple_counts.counts(session)
+        relations = sorted(r for (s, r) in kept if s == own)
+        reference = triple_counts.per_source(session, relations, [compare_with], kept).get(
+            compare_with, 0
+        )
         if not reference:
             raise HTTPException(
                 unprocessable,
@@ -641,8 +647,8 @@ def api_plan(user: StaffUser, run: TeacherRunIn) -> Response:
 
 @router.get("/api/teacher/runs", summary="List teacher runs", response_model=list[TeacherRunOut])
 def api_list(session: SessionDep, user: StaffUser) -> list[dict[str, Any]]:
-    runs = session.scalars(select(TeacherRun).order_by(TeacherRun.id.desc()).limit(100))
-    return [run_view(session, r) for r in runs]
+    runs = list(session.scalars(select(TeacherRun).order_by(TeacherRun.id.desc()).limit(100)))
+    return _run_views(session, runs)
 
 
 @router.get(

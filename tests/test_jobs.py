@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import timedelta
 
@@ -48,6 +49,29 @@ def test_progress_is_visible_from_outside_while_the_job_runs(engine) -> None:  #
     after = load(job_id)
     assert after["state"] == "succeeded" and after["fraction"] == 1.0
     assert after["result"] == {"answer": 42} == seen["result"]
+
+
+def test_the_terminal_bar_ends_full_when_the_job_succeeds(engine) -> None:  # type: ignore[no-untyped-def]
+    """A step that reports its last progress half way (the critic's evaluation: "applying the
+    activation policy", 1 of 2) still leaves the CLI's bar at 100% once the job succeeded,
+    as the job row and the jobs page do; a job that never gave a total ends full too."""
+    seen: list[tuple[int, int | None]] = []
+
+    class Bar:
+        def update(self, done, total=None, message=None, *, force=False):  # type: ignore[no-untyped-def]
+            seen.append((done, total))
+
+        def paused(self):  # type: ignore[no-untyped-def]
+            return contextlib.nullcontext()
+
+    def half_way(params, progress):  # type: ignore[no-untyped-def]
+        progress.update(1, 2, "applying the activation policy", force=True)
+        return {"message": "activated"}
+
+    run_job(new_job("demo-work"), half_way, extra=Bar())
+    assert seen[-1] == (2, 2)
+    run_job(new_job("demo-work"), lambda params, progress: {}, extra=Bar())
+    assert seen[-1] == (1, 1)
 
 
 def test_an_error_fails_the_job_with_its_message(engine) -> None:  # type: ignore[no-untyped-def]

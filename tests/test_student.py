@@ -319,9 +319,11 @@ def test_an_inference_two_systems_wrote_is_one_item_credited_to_both(  # type: i
     started = start_training(_export_id(), str(tiny_causal), max_steps=1, batch_size=4)
     run_job(started.job_id, run_training_job)
 
+    echoed: set[tuple[str, str]] = set()
+
     def echo_the_teacher(model, tokenizer, queries, decoding, progress):  # type: ignore[no-untyped-def]
         with session_scope() as session:
-            for query in queries:
+            for query in queries[::2]:  # says nothing for every other query
                 tail = session.scalars(
                     select(Triple.tail).where(
                         Triple.head == query.head,
@@ -330,6 +332,7 @@ def test_an_inference_two_systems_wrote_is_one_item_credited_to_both(  # type: i
                     )
                 ).first()
                 if tail is not None:  # written as the student would: other case, a period
+                    echoed.add((query.head, query.relation))
                     yield {**_row(query), "tail": tail.upper() + ".", "score": -1.0}
 
     def _row(query):  # type: ignore[no-untyped-def]
@@ -347,6 +350,10 @@ def test_an_inference_two_systems_wrote_is_one_item_credited_to_both(  # type: i
         ratings_per_item=1,
     )
     result = build_evaluation(spec)
+    # the queries it left unanswered are counted and said, not silently dropped
+    student_name = f"student-{started.model_id}"
+    assert 0 < result["answered"][student_name] == len(echoed) < result["queries"]
+    assert f"{result['queries'] - len(echoed)} from {student_name}" in result["message"]
     with session_scope(write=True) as session:
         outputs = session.execute(
             select(EvaluationOutput.system, EvaluationOutput.triple_id).where(

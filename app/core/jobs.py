@@ -260,6 +260,9 @@ def run_job(
         job.message = (
             pending.get("message", "done") if result.get("message") is None else result["message"]
         )
+        full = job.total or 1
+    if extra is not None:  # the terminal's bar ends full, as the row does, not where it was
+        extra.update(full, full, force=True)
     return result
 
 

@@ -291,7 +291,11 @@ def build_evaluation(spec: EvaluationSpec, progress: Progress | None = None) -> 
     progress.update(total, total, "opening the campaign", force=True)
     with session_scope(write=True) as session:
         outputs: dict[tuple[str, int], float | None] = {}
+        # How many queries each system said something for: a student that stops at once on
+        # most queries can look good on the few it answers, so the coverage is reported too.
+        answered: dict[str, int] = {}
         for model_id, rows in generated.items():
+            answered[student_system(model_id)] = len({(r["head"], r["relation"]) for r in rows})
             ids = store_inferences(
                 session,
                 [(r["head"], r["relation"], r["tail"]) for r in rows],
@@ -311,12 +315,14 @@ def build_evaluation(spec: EvaluationSpec, progress: Progress | None = None) -> 
             )
             for ids in chosen.values():
                 outputs.update({(TEACHER, triple_id): None for triple_id in ids})
+            answered[TEACHER] = sum(1 for ids in chosen.values() if ids)
         if spec.reference_sources:
             chosen = corpus_inferences(
                 session, queries, list(spec.reference_sources), [], spec.n, spec.seed
             )
             for ids in chosen.values():
                 outputs.update({(HUMAN, triple_id): None for triple_id in ids})
+            answered[HUMAN] = sum(1 for ids in chosen.values() if ids)
         if not outputs:
             raise EvaluationSpecError(
                 {"systems": "no system has an inference for the chosen test queries"}
@@ -333,9 +339,21 @@ def build_evaluation(spec: EvaluationSpec, progress: Progress | None = None) -> 
         "queries": len(queries),
         "items": items,
         "per_system": counts,
+        "answered": {system: answered.get(system, 0) for system in systems},
         "message": f"evaluation campaign #{campaign_id}: {items} items from "
-        f"{len(systems)} systems over {len(queries)} test queries",
+        f"{len(systems)} systems over {len(queries)} test queries"
+        + _coverage(systems, answered, len(queries)),
     }
+
+
+def _coverage(systems: list[str], answered: dict[str, int], queries: int) -> str:
+    """``; queries with no inference: 11 from student-1`` for the systems that left
+    queries unanswered (a student that stopped at once, a teacher source without those heads),
+    so a high acceptability over a few answers is not read as the whole story."""
+    short = [
+        f"{queries - answered.get(s, 0)} from {s}" for s in systems if answered.get(s, 0) < queries
+    ]
+    return f"; queries with no inference: {', '.join(short)}" if short else ""
 
 
 class _Offset(NullProgress):

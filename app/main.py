@@ -17,6 +17,7 @@ import app as package
 from app.core import db
 from app.core.config import Settings, get_settings
 from app.core.paths import STATIC_DIR
+from app.core.processes import Heartbeat
 from app.core.queue import BrokerUnavailable
 from app.web import (
     account,
@@ -35,6 +36,7 @@ from app.web import (
     jobs,
     jobs_page,
     people,
+    processes,
     quality,
     rate,
     student,
@@ -54,6 +56,7 @@ ROUTERS = (
     home.router,
     auth.router,
     account.router,
+    processes.router,  # before the jobs' own routes: /jobs/processes is not a job's id
     jobs.router,
     jobs_page.router,
     corpus.router,
@@ -89,7 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # garbage collector's scans, which otherwise revisit it on every request burst.
         gc.freeze()
         stop_sweeping = start_sweeper(settings)
+        # this server in the jobs page's process list, with the queue and broker it sends to
+        heartbeat = Heartbeat("web", [settings.celery_queue], settings.broker).start(settings)
         yield
+        heartbeat.stop()
         stop_sweeping()
 
     application = FastAPI(

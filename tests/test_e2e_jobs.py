@@ -276,6 +276,44 @@ def test_beat_starts_a_retraining_that_the_worker_runs(tmp_path, tiny_base) -> N
         train = next(job for job in jobs if job["kind"] == "critic_train")
         assert train["state"] == "succeeded"  # nobody asked: beat did
 
+        # The three processes say they run, on the same queue and broker: no problem. A
+        # second beat is one, from the page, the API and the terminal alike.
+        listed = client.get("/api/processes").json()
+        pids = {p["kind"]: p["pid"] for p in listed["processes"]}
+        assert pids == {name: stack.processes[key].pid for name, key in RUNNING.items()}
+        assert listed["problems"] == [] and "a worker takes it" in stack.skd("processes").stdout
+        stack.start("beat2", "beat")
+        deadline = time.monotonic() + 60
+        while not (problems := client.get("/api/processes").json()["problems"]):
+            assert time.monotonic() < deadline, stack.log("beat2")
+            time.sleep(0.5)
+        assert problems[0].startswith("2 beat processes are running"), problems
+        assert "2 beat processes are running" in client.get("/jobs").text
+        checked = stack.skd("processes", "--check", "--json")
+        assert checked.returncode == 1 and "2 beat processes" in checked.stdout
+        stack.stop("beat2")  # it says it is gone as it stops
+        assert client.get("/api/processes").json()["problems"] == []
+
+
+RUNNING = {"web": "serve", "worker": "worker", "beat": "beat"}
+
+
+def test_a_job_started_with_no_worker_says_so_until_one_takes_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Before, a job sent with no worker running showed "queued" and nothing else until the
+    sweep failed it ten minutes later. Its bar now says no worker is running; a worker that
+    starts takes it, and the bar runs to the end."""
+    path = labelled_file(tmp_path, 1, heads=2)
+    with live_stack(tmp_path, worker=False) as stack:
+        client = stack.login()
+        job_id = upload(client, path).json()["job_id"]
+        bar = client.get(f"/jobs/{job_id}/progress")
+        assert bar.status_code == 200 and "queued" in bar.text
+        assert "No worker is running" in bar.text and "skd worker" in bar.text
+        stack.start_worker()
+        assert succeeded(client, job_id)["result"]["totals"]["imported"] == 8
+        bar = client.get(f"/jobs/{job_id}/progress")
+        assert "succeeded" in bar.text and "No worker" not in bar.text
+
 
 @pytest.fixture
 def chromium():  # type: ignore[no-untyped-def]

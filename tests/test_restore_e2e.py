@@ -67,14 +67,22 @@ def test_restore_puts_a_backup_back_all_or_nothing(tmp_path: Path) -> None:
         damaged.write_bytes(backup.read_bytes()[: backup.stat().st_size // 2])
         refused = stack.skd("db", "restore", str(damaged), "--yes")
         assert refused.returncode == 2 and "nothing restored" in refused.stderr, refused.stderr
+        # The server is running on the database: refused, naming it, before the question.
+        running = stack.skd("db", "restore", str(backup), "--yes")
+        assert running.returncode == 2, running.stdout + running.stderr
+        said = " ".join(running.stderr.split())
+        pid = stack.processes["serve"].pid
+        assert "1 SKD Studio process(es) are using this database: web (" in said, said
+        assert f":{pid})" in said and "Stop them first" in said
+        assert _sources(stack) == {"after": 5, "before": 12}
+
+        stack.stop("serve")  # a clean stop says it is gone: no waiting for its row to age
         declined = subprocess_input(stack, ["db", "restore", str(backup)], "n\n")
         assert declined.returncode == 1 and "nothing restored" in declined.stderr
         assert "The database now holds 17 triples" in declined.stderr, declined.stderr
-        assert _sources(stack) == {"after": 5, "before": 12}
         backups = backup.parent
         assert sorted(p.name for p in backups.iterdir()) == [backup.name]  # no copy was made
 
-        stack.stop("serve")
         restored = stack.skd("db", "restore", str(backup), "--yes")
         assert restored.returncode == 0, restored.stdout + restored.stderr
         said = " ".join((restored.stdout + restored.stderr).split())
@@ -134,7 +142,8 @@ def test_a_postgres_restore_that_fails_half_way_leaves_the_database_as_it_was(
                 "CREATE EVENT TRIGGER no_ratings ON ddl_command_end "
                 "EXECUTE FUNCTION guard.no_ratings()"
             )
-        failed = stack.skd("db", "restore", str(backup), "--yes")
+        # --force: the server stays up to show the database is untouched afterwards
+        failed = stack.skd("db", "restore", str(backup), "--yes", "--force")
         assert failed.returncode == 1, failed.stdout + failed.stderr
         said = " ".join(failed.stderr.split())
         assert "rolled back, the database is as it was" in said

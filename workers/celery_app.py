@@ -10,7 +10,16 @@ embedded default the broker is Celery's SQLAlchemy transport on a SQLite file.
 
 from __future__ import annotations
 
-from celery.signals import task_prerun, worker_process_init
+import atexit
+from typing import Any
+
+from celery.signals import (
+    beat_init,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from app.core.queue import celery_app
 
@@ -36,3 +45,37 @@ def _jobs_started_here_say_so(task: object = None, **_kwargs: object) -> None:
     schedule = getattr(getattr(app, "conf", None), "beat_schedule", None) or {}
     scheduled = {entry.get("task") for entry in schedule.values()}
     set_origin("beat" if name in scheduled else "worker")
+
+
+# This process's row in ``server_processes`` (app.core.processes): the jobs page tells whether a
+# worker takes the web server's queue on its broker, and whether more than one beat runs.
+_heartbeat: dict[str, Any] = {}
+
+
+def _consumed_queues(consumer: Any) -> list[str]:
+    app = getattr(consumer, "app", None) or celery_app
+    consume_from = getattr(getattr(app.amqp, "queues", None), "consume_from", None) or {}
+    return sorted(consume_from) or [app.conf.task_default_queue]
+
+
+@worker_ready.connect
+def _worker_says_alive(sender: Any = None, **_kwargs: object) -> None:
+    from app.core.processes import Heartbeat
+
+    queues = _consumed_queues(sender)
+    _heartbeat["worker"] = Heartbeat("worker", queues, str(celery_app.conf.broker_url)).start()
+
+
+@worker_shutdown.connect
+def _worker_says_gone(**_kwargs: object) -> None:
+    if "worker" in _heartbeat:
+        _heartbeat.pop("worker").stop()
+
+
+@beat_init.connect
+def _beat_says_alive(**_kwargs: object) -> None:
+    from app.core.processes import Heartbeat
+
+    beat = Heartbeat("beat", [], str(celery_app.conf.broker_url)).start()
+    _heartbeat["beat"] = beat
+    atexit.register(beat.stop)  # beat has no shutdown signal; it exits through SystemExit

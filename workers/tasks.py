@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app.core import queue, triple_counts
+from app.core import processes, queue, triple_counts
 from app.core.db import session_scope
 from app.core.job_control import sweep_jobs
 from app.core.jobs import JobAlreadyFinished, run_job
@@ -43,6 +43,7 @@ def fail_stale_jobs_task() -> dict[str, int]:
 
     report = sweep_jobs().as_dict()
     triple_counts.tidy()  # the corpus counts' rows of differences, folded now and then
+    processes.tidy()  # rows of processes gone for a day
     return report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import typer
+from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
 
@@ -56,6 +57,7 @@ def follow(job_id: int) -> dict:
     from app.core.db import session_scope
     from app.core.models import Job, JobState
 
+    warned = False
     with RichProgress(f"job #{job_id}") as bar:
         while True:
             with session_scope() as session:
@@ -63,8 +65,26 @@ def follow(job_id: int) -> dict:
                 if job is None:
                     raise fail(f"no job {job_id}")
                 bar.update(job.done, job.total, job.message)
+                if job.state == JobState.queued and not warned:
+                    warned = _say_why_it_waits(session)
                 if job.state.finished:
                     if job.state != JobState.succeeded:
                         raise fail(f"job #{job_id} {job.state.value}: {job.error}")
                     return dict(job.result or {})
             time.sleep(0.5)
+
+
+def _say_why_it_waits(session: Session) -> bool:
+    """Under a queued job's bar, once: no worker takes the queue it was sent to (returns
+    whether it said something)."""
+    from app.cli.console import console
+    from app.core import processes
+
+    settings = get_settings()
+    alive = processes.live(session, settings)
+    said = False
+    for problem in processes.problems(alive, settings.broker, settings.celery_queue):
+        if "worker" in problem:
+            console.print(f"[bold yellow]waiting:[/] {problem}", highlight=False)
+            said = True
+    return said

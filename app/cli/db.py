@@ -183,10 +183,19 @@ def db_restore(
             "--no-safety-copy", help="Do not back the current database up first (not advised)."
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Restore even though web, worker or beat processes seem alive on the database "
+            "(only for processes you know are gone).",
+        ),
+    ] = False,
 ) -> None:
     """Replace the database with a backup, all or nothing: the file is checked first, the
     current database is backed up (DATA_DIR/backups/skd-before-restore-<time>), the copy goes
-    in as one transaction and an older copy is migrated. Stop web, worker and beat first."""
+    in as one transaction and an older copy is migrated. Stop web, worker and beat first: it
+    refuses while any of them is alive on the database."""
     from rich.table import Table
 
     from app.cli.common import require_data_dir
@@ -196,6 +205,7 @@ def db_restore(
         check_restorable,
         database_counts,
         read_backup,
+        refuse_while_running,
         restore_database,
     )
 
@@ -205,6 +215,8 @@ def db_restore(
     try:
         facts = read_backup(backup)
         check_restorable(settings, facts, backup.resolve())
+        if not force:
+            refuse_while_running(settings)
     except RestoreError as exc:
         raise fail(f"nothing restored: {exc}", 2) from None
     if not yes:
@@ -231,7 +243,7 @@ def db_restore(
             raise fail("nothing restored", 1)
     try:
         with console.status("restoring (one transaction)"):
-            result = restore_database(settings, backup, safety_copy=not no_safety_copy)
+            result = restore_database(settings, backup, safety_copy=not no_safety_copy, force=force)
     except RestoreError as exc:
         raise fail(f"nothing restored: {exc}") from None
     table = Table(

@@ -119,4 +119,57 @@ def jobs_sweep() -> None:
     )
 
 
+def processes_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when there is a problem (for monitoring).")
+    ] = False,
+) -> None:
+    """The web servers, workers and beats running against this database (each says so every
+    SKD_PROCESS_HEARTBEAT_SECONDS), and what will go wrong: no worker taking the queue that
+    jobs are sent to on this broker, more than one beat. As the jobs page shows them."""
+    import json
+
+    from rich.table import Table
+
+    from app.cli.console import console, out
+    from app.core import processes
+    from app.core.config import get_settings
+    from app.core.db import session_scope
+    from app.core.models import utcnow
+
+    schema_ready()
+    settings = get_settings()
+    with session_scope() as session:
+        alive = processes.live(session, settings)
+    problems = processes.problems(alive, settings.broker, settings.celery_queue)
+    if as_json:
+        out.print_json(
+            json.dumps({"processes": [p.as_dict() for p in alive], "problems": problems})
+        )
+    else:
+        table = Table(title=f"Processes ({len(alive)} running)", title_justify="left")
+        for column in ("process", "host:pid", "queues", "broker", "up since", "last seen"):
+            table.add_column(column, overflow="fold")
+        for p in alive:
+            table.add_row(
+                p.kind,
+                p.where,
+                "–" if p.kind == "beat" else ", ".join(p.queues),
+                p.broker,
+                p.started_at.strftime("%Y-%m-%d %H:%M"),
+                f"{max(0, round((utcnow() - p.seen_at).total_seconds()))} s ago",
+            )
+        out.print(table)
+        for problem in problems:
+            console.print(f"[bold yellow]problem:[/] {problem}", highlight=False)
+        if not problems:
+            out.print(
+                f"jobs go to the queue '{settings.celery_queue}' on "
+                f"{processes.safe_broker(settings.broker)}: a worker takes it"
+            )
+    if check and problems:
+        raise typer.Exit(1)
+
+
 # --- accounts -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from app.cli.critic import critic_app
 from app.cli.db import db_app
 from app.cli.export import export_app
 from app.cli.generate import generate_app
-from app.cli.jobs import jobs_app
+from app.cli.jobs import jobs_app, processes_command
 from app.cli.labels import labels_app, ratings_app
 from app.cli.student import student_app
 from app.cli.users import users_app
@@ -28,6 +28,7 @@ app = typer.Typer(
 
 app.command("import")(corpus.import_command)
 app.command("stats")(corpus.stats_command)
+app.command("processes")(processes_command)
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(users_app, name="users")

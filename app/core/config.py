@@ -309,6 +309,13 @@ class Settings(BaseSettings):
         description="The Celery queue jobs are sent to and `skd worker` consumes (one per "
         "installation sharing a broker).",
     )
+    process_heartbeat_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        description="How often `skd serve`, `skd worker` and `skd beat` say they are alive in "
+        "the database (the jobs page's process list, `skd processes`, the restore's check); "
+        "one missing three of these in a row counts as gone. 0: they don't.",
+    )
     # --- hardening: limits on guessing, crowding and oversized input ---
     login_failures_per_account: int = Field(
         default=10,

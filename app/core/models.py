@@ -210,6 +210,29 @@ class TripleCount(Base):
     __table_args__ = (Index(None, "source", "relation"),)
 
 
+class ServerProcess(Base):
+    """A running ``skd serve``, ``skd worker`` or ``skd beat`` process, as it last said so.
+
+    Each writes its row when it starts, refreshes ``seen_at`` every few seconds and deletes
+    it when it stops cleanly (a killed one's row just stops being refreshed). The jobs page
+    reads them to say whether a worker takes the queue this server sends to, and whether more
+    than one beat runs; ``skd db restore`` refuses while any is alive. See
+    ``app.core.processes``."""
+
+    __tablename__ = "server_processes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    instance: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(String(500), default="")
+    broker: Mapped[str] = mapped_column(String(500), default="")
+    version: Mapped[str] = mapped_column(String(40), default="")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class User(Base):
     """Staff log in with a password; crowdworkers are recognized by platform id or token."""
 

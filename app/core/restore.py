@@ -32,9 +32,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from app.core import migrate
+from app.core import migrate, processes
 from app.core.backup import (
     COUNTED,
     BackupError,
@@ -45,6 +47,7 @@ from app.core.backup import (
     postgres_client,
 )
 from app.core.config import Settings
+from app.core.processes import ProcessView
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 PGDUMP_HEADER = b"PGDMP"
@@ -157,11 +160,46 @@ def check_restorable(settings: Settings, facts: BackupFacts, path: Path) -> None
         )
 
 
-def restore_database(settings: Settings, path: Path, *, safety_copy: bool = True) -> RestoreResult:
-    """Replace the configured database with the backup at ``path`` (see the module's text)."""
+def running_processes(settings: Settings) -> list[ProcessView]:
+    """The web servers, workers and beats alive on the configured database now (none where
+    there is no database yet, or one from before processes said so)."""
+    if backend_of(settings) == "sqlite" and not _has_database(settings):
+        return []  # connecting would create the file
+    engine = create_engine(settings.database, poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            return processes.live(session, settings)
+    except SQLAlchemyError:  # a database from before processes said so has no such table
+        return []
+    finally:
+        engine.dispose()
+
+
+def refuse_while_running(settings: Settings) -> None:
+    """A restore under running processes hands them rows that changed meaning (a job id that
+    is now another job, a run that never was): refuse, naming them."""
+    running = running_processes(settings)
+    if not running:
+        return
+    named = ", ".join(f"{p.kind} ({p.where})" for p in running)
+    raise RestoreError(
+        f"{len(running)} SKD Studio process(es) are using this database: {named}. Stop them "
+        "first (Ctrl-C the demo, or `docker compose stop web worker beat`); one that was "
+        f"killed counts as gone {processes.alive_window(settings).seconds} s after its last "
+        "word, or pass --force if you know it is gone"
+    )
+
+
+def restore_database(
+    settings: Settings, path: Path, *, safety_copy: bool = True, force: bool = False
+) -> RestoreResult:
+    """Replace the configured database with the backup at ``path`` (see the module's text).
+    Refused while a web server, worker or beat is alive on it, unless ``force``."""
     path = path.resolve()
     facts = read_backup(path)
     check_restorable(settings, facts, path)
+    if not force:
+        refuse_while_running(settings)
     started = time.perf_counter()
     saved: Path | None = None
     if safety_copy and _has_database(settings):
@@ -175,6 +213,7 @@ def restore_database(settings: Settings, path: Path, *, safety_copy: bool = True
     else:
         _replace_postgres(settings, path)
     migrate.upgrade(settings.database, "head")
+    _forget_processes(settings)
     result = RestoreResult(
         source=path,
         backend=facts.backend,
@@ -185,6 +224,18 @@ def restore_database(settings: Settings, path: Path, *, safety_copy: bool = True
     )
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _forget_processes(settings: Settings) -> None:
+    """The copy's process rows describe the processes of the day it was taken: a backup made
+    while the server ran would bring that server back as a ghost that blocks the next restore.
+    The processes running now (after ``--force``) write theirs again at their next heartbeat."""
+    engine = create_engine(settings.database, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM server_processes"))
+    finally:
+        engine.dispose()
 
 
 def _has_database(settings: Settings) -> bool:

@@ -8,6 +8,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core import processes
+from app.core.config import get_settings
 from app.core.job_list import get_job_view
 from app.core.job_list import list_jobs as list_job_views
 from app.core.jobs import job_as_dict
@@ -89,7 +91,16 @@ def get_job(job_id: RowId, session: SessionDep, user: StaffUser) -> JobOut:
 @router.get("/jobs/{job_id}/progress", response_class=HTMLResponse)
 def job_progress(job_id: RowId, request: Request, session: SessionDep, user: StaffUser) -> Any:
     job = job_as_dict(_get(session, job_id))
-    response = templates.TemplateResponse(request, "_job.html", {"job": job})
+    context: dict[str, Any] = {"job": job}
+    if job["state"] == JobState.queued.value:  # waiting: say so if no worker will take it
+        settings = get_settings()
+        alive = processes.live(session, settings)
+        context["worker_problems"] = [
+            problem
+            for problem in processes.problems(alive, settings.broker, settings.celery_queue)
+            if "worker" in problem
+        ]
+    response = templates.TemplateResponse(request, "_job.html", context)
     if job["finished"]:
         # The poll that sees the end tells the page, so counts elsewhere can refresh.
         response.headers["HX-Trigger"] = "job-finished"

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from app.core.job_list import STATES, get_job_view, job_kinds, list_jobs, state_counts
 from app.web.deps import RowId, SessionDep, SessionRoute, StaffUser, csrf_token, templates
+from app.web.processes import processes_context
 
 router = APIRouter(tags=["jobs"], route_class=SessionRoute)
 
@@ -81,13 +82,17 @@ def jobs_page(
     state: str | None = None,
 ) -> HTMLResponse:
     kind, state = _filters(kind, state)
-    context = _table_context(session, kind, state) | {
-        "user": user,
-        "csrf": csrf_token(request),
-        "kinds": job_kinds(session),
-        "states": STATES,
-        "counts": state_counts(session),
-    }
+    context = (
+        _table_context(session, kind, state)
+        | {
+            "user": user,
+            "csrf": csrf_token(request),
+            "kinds": job_kinds(session),
+            "states": STATES,
+            "counts": state_counts(session),
+        }
+        | processes_context(session)
+    )
     return templates.TemplateResponse(request, "jobs.html", context)
 
 

@@ -25,7 +25,7 @@ def start_sweeper(settings: Settings) -> Callable[[], None]:
     stop = threading.Event()
 
     def loop() -> None:
-        from app.core import triple_counts
+        from app.core import processes, triple_counts
         from app.core.job_control import sweep_jobs
         from app.critic import queueing  # noqa: F401 - registers what critic jobs hold
         from app.export import run  # noqa: F401 - and export jobs
@@ -37,6 +37,7 @@ def start_sweeper(settings: Settings) -> Callable[[], None]:
                 if report.stale or report.unstarted:
                     log.warning("job sweep: %s", report.as_dict())
                 triple_counts.tidy()  # fold the corpus counts' rows of differences
+                processes.tidy()  # rows of processes gone for a day
             except Exception:  # keep sweeping; a locked or restarting database passes
                 log.exception("job sweep failed")
 

@@ -1,0 +1,226 @@
+"""Which SKD Studio processes run against this database, and whether they fit together.
+
+A job started from a page is a message on a broker queue; it runs only if some worker takes
+that queue on that broker. A worker that is down, started with another `SKD_BROKER_URL` or
+another `SKD_CELERY_QUEUE`, looks the same from the page: the job waits, and only the sweep
+says so ten minutes later. And two beats double every scheduled job, while restoring a
+database under running processes hands them rows that changed meaning.
+
+So each long-running process (`skd serve`, `skd worker`, `skd beat`) keeps a row of
+``server_processes`` fresh with a daemon thread (``Heartbeat``): its kind, host, pid, the
+queues it sends to (web) or takes (worker), its broker without the password. ``live`` reads
+the rows seen within three heartbeats, ``problems`` turns them into the warnings the jobs
+page, ``GET /api/processes`` and ``skd processes`` show, and ``skd db restore`` refuses while
+any is alive. A process that stops cleanly deletes its row; a killed one's row ages out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings, get_settings
+from app.core.models import ServerProcess, utcnow
+
+log = logging.getLogger(__name__)
+
+KINDS = ("web", "worker", "beat")
+MISSED_BEATS = 3  # a process silent for this many heartbeats counts as gone
+FORGET_AFTER = timedelta(days=1)  # a gone process's row is deleted by the sweep after this
+
+
+def safe_broker(url: str) -> str:
+    """The broker's address without its password: what the page may show and compare."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url, mask="***"))
+
+
+def alive_window(settings: Settings | None = None) -> timedelta:
+    every = (settings or get_settings()).process_heartbeat_seconds or 15.0
+    return timedelta(seconds=every * MISSED_BEATS + 2)
+
+
+@dataclass(frozen=True)
+class ProcessView:
+    """One live process as the page and the API show it."""
+
+    kind: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    broker: str
+    version: str
+    started_at: datetime
+    seen_at: datetime
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "host": self.host,
+            "pid": self.pid,
+            "queues": list(self.queues),
+            "broker": self.broker,
+            "version": self.version,
+            "started_at": self.started_at.isoformat(),
+            "seen_at": self.seen_at.isoformat(),
+        }
+
+
+def live(session: Session, settings: Settings | None = None) -> list[ProcessView]:
+    """The processes seen within the alive window, by kind, host and pid."""
+    since = utcnow() - alive_window(settings)
+    rows = session.scalars(select(ServerProcess).where(ServerProcess.seen_at >= since))
+    views = [
+        ProcessView(
+            kind=row.kind,
+            host=row.host,
+            pid=row.pid,
+            queues=tuple(q for q in row.queues.split(",") if q),
+            broker=row.broker,
+            version=row.version,
+            started_at=row.started_at,
+            seen_at=row.seen_at,
+        )
+        for row in rows
+    ]
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    return sorted(views, key=lambda v: (order.get(v.kind, 9), v.host, v.pid))
+
+
+def problems(processes: Sequence[ProcessView], broker: str, queue: str) -> list[str]:
+    """What will go wrong with these processes, for a web server that sends jobs to ``queue``
+    on ``broker`` (its own settings): plain sentences, the most serious first."""
+    broker = safe_broker(broker)
+    workers = [p for p in processes if p.kind == "worker"]
+    takers = [p for p in workers if p.broker == broker and queue in p.queues]
+    found: list[str] = []
+    if not workers:
+        found.append(
+            "No worker is running: jobs started now wait in the queue until one starts "
+            "(run skd worker, or start the worker service of docker-compose)."
+        )
+    elif not takers:
+        elsewhere = "; ".join(
+            f"{p.where} takes {', '.join(p.queues) or 'no queue'} on {p.broker}" for p in workers
+        )
+        found.append(
+            f"No running worker takes the queue '{queue}' on {broker}, where this server sends "
+            f"jobs: they will wait. Workers seen: {elsewhere}. Start the worker with the same "
+            "SKD_BROKER_URL and SKD_CELERY_QUEUE as the web server."
+        )
+    beats = [p for p in processes if p.kind == "beat"]
+    if len(beats) > 1:
+        found.append(
+            f"{len(beats)} beat processes are running ({', '.join(p.where for p in beats)}): "
+            "every scheduled job (backups, retraining checks, sweeps) runs once per beat. "
+            "Stop all but one."
+        )
+    return found
+
+
+def record(
+    instance: str, kind: str, queues: Iterable[str], broker: str, started_at: datetime
+) -> None:
+    """Say this process is alive now (its row is made again if it went, say by a restore)."""
+    from app import __version__
+    from app.core.db import session_scope
+
+    now = utcnow()
+    with session_scope(write=True) as session:
+        found = session.execute(
+            update(ServerProcess).where(ServerProcess.instance == instance).values(seen_at=now)
+        )
+        if not found.rowcount:
+            session.add(
+                ServerProcess(
+                    instance=instance,
+                    kind=kind,
+                    host=socket.gethostname()[:255],
+                    pid=os.getpid(),
+                    queues=",".join(queues)[:500],
+                    broker=safe_broker(broker)[:500],
+                    version=__version__[:40],
+                    started_at=started_at,
+                    seen_at=now,
+                )
+            )
+
+
+def forget(session: Session, instance: str | None = None) -> int:
+    """Delete one process's row (it stopped), or, with no instance, every row not seen for
+    ``FORGET_AFTER`` (what the sweep tidies)."""
+    statement = delete(ServerProcess)
+    if instance is not None:
+        statement = statement.where(ServerProcess.instance == instance)
+    else:
+        statement = statement.where(ServerProcess.seen_at < utcnow() - FORGET_AFTER)
+    return int(session.execute(statement).rowcount or 0)
+
+
+class Heartbeat:
+    """A daemon thread that keeps this process's row fresh until ``stop``."""
+
+    def __init__(self, kind: str, queues: Iterable[str], broker: str) -> None:
+        assert kind in KINDS, kind
+        self.kind, self.queues, self.broker = kind, list(queues), broker
+        self.instance = uuid.uuid4().hex
+        self.started_at = utcnow()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, settings: Settings | None = None) -> Heartbeat:
+        every = (settings or get_settings()).process_heartbeat_seconds
+        if every <= 0:
+            return self
+        self._beat()  # seen at once, not a heartbeat later
+        self._thread = threading.Thread(
+            target=self._loop, args=(every,), name=f"skd-{self.kind}-heartbeat", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        try:
+            record(self.instance, self.kind, self.queues, self.broker, self.started_at)
+        except Exception:  # a restarting or locked database: try again next time
+            log.warning("could not record that this %s process is alive", self.kind, exc_info=True)
+
+    def _loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self._beat()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._thread = None
+        from app.core.db import session_scope
+
+        try:
+            with session_scope(write=True) as session:
+                forget(session, self.instance)
+        except Exception:
+            log.warning("could not record that this %s process stopped", self.kind, exc_info=True)
+
+
+def tidy() -> int:
+    """Delete the rows of processes gone for a day (the sweeps, web's and beat's, call it)."""
+    from app.core.db import session_scope
+
+    with session_scope(write=True) as session:
+        return forget(session)

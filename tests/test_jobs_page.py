@@ -66,8 +66,8 @@ def test_jobs_page_shows_what_who_progress_rate_and_time_left(staff_client) -> N
     page = staff_client.get("/jobs")
     assert page.status_code == 200
     row = _row(page.text, running)
-    assert "critic v3 · score" in row and "100 / 300" in row
-    assert "5.0/s" in row  # 100 done in 20 s
+    assert "critic v3 · score" in row and "100 / 300 triples" in row
+    assert "5.0/s" in row and "triples</span>" in row  # 100 done in 20 s
     assert "40 s" in row  # 200 left at 5/s
     assert "badge-running" in row
     row = _row(page.text, automatic)
@@ -76,6 +76,20 @@ def test_jobs_page_shows_what_who_progress_rate_and_time_left(staff_client) -> N
     assert 'href="/exports/7"' in row and "Export #7" in row
     assert "disk full while writing jsonl/train.jsonl" in row
     assert "1 min 00 s" in row  # duration: started 90 s ago, ended 30 s ago
+    # An export's steps mix rows and archive bytes: a fraction, no rate in made-up units.
+    halfway = _job(
+        "export",
+        {"export_id": 8},
+        JobState.running,
+        started_at=now - timedelta(seconds=10),
+        done=500_000,
+        total=1_000_000,
+    )
+    row = _row(staff_client.get("/jobs").text, halfway)
+    assert "50%" in row and "500,000" not in row and 'data-label="Rate">–</td>' in row
+    assert "10 s" in row  # time left: half done in 10 s
+    assert staff_client.get(f"/api/jobs/{halfway}").json()["unit"] is None
+    assert staff_client.get(f"/api/jobs/{running}").json()["unit"] == "triples"
     # Live: the table re-fetches itself quickly while a job in it runs.
     assert 'hx-get="/jobs/table?kind=&state="' in page.text and "every 2s" in page.text
     # The staff navigation links it.

@@ -21,6 +21,17 @@ from app.core.models import Job, JobState, User, utcnow
 # Kinds whose params name a critic version (app.critic.loop) or an export (app.export.run).
 CRITIC_KINDS = {"critic_train": "train", "critic_evaluate": "evaluate", "critic_score": "score"}
 STATES = [state.value for state in JobState]
+# What a kind's done/total count, where it is one thing: the page then says "502 triples/s".
+# An import counts bytes read and rows written on one scale, an export rows and then archive
+# bytes: their progress is a fraction only (a rate of "10,425,520/s" would mean nothing).
+PROGRESS_UNITS = {
+    "critic_train": "steps",
+    "critic_evaluate": "steps",
+    "critic_score": "triples",
+    "teacher": "prompts",
+    "student_train": "steps",
+    "student_evaluate": "queries",
+}
 
 
 @dataclass(frozen=True)
@@ -63,14 +74,14 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def timing(job: Job) -> dict[str, float | None]:
-    """Duration so far (or in all), items per second, and seconds left at that rate."""
+    """Duration so far (or in all), units per second (for kinds that count one thing), and
+    seconds left at the rate the job goes."""
     duration = _seconds(job.started_at, job.finished_at)
-    rate = None
-    if duration and job.done:
-        rate = job.done / duration
+    pace = job.done / duration if duration and job.done else None
     left = None
-    if rate and job.total is not None and not job.state.finished:
-        left = max(0, job.total - job.done) / rate
+    if pace and job.total is not None and not job.state.finished:
+        left = max(0, job.total - job.done) / pace
+    rate = pace if job.kind in PROGRESS_UNITS else None
     waited = _seconds(job.created_at, job.started_at) if job.state == JobState.queued else None
     return {"duration_s": duration, "rate_per_s": rate, "left_s": left, "waiting_s": waited}
 
@@ -92,6 +103,7 @@ def job_view(job: Job, username: str | None) -> dict[str, Any]:
         **timing(job),
         "label": subject.label,
         "subject_url": subject.url,
+        "unit": PROGRESS_UNITS.get(job.kind),
         "started_by": who_started(username, job.started_by),
         "door": job.started_by,
         "params": job.params,

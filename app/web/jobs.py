@@ -49,7 +49,13 @@ class JobOut(JobSummary):
     and ``result``. The same fields as a row of the jobs page."""
 
     duration_s: float | None = Field(description="Seconds it has run (or ran).")
-    rate_per_s: float | None = Field(description="Units done per second.")
+    rate_per_s: float | None = Field(
+        description="Units done per second, for kinds that count one thing (see unit)."
+    )
+    unit: str | None = Field(
+        description="What done and total count (triples, steps, prompts, queries); null "
+        "where they mix several (an import's bytes and rows), a fraction only."
+    )
     left_s: float | None = Field(description="Seconds left at that rate.")
     waiting_s: float | None = Field(description="Seconds a queued job has waited for a worker.")
     started_by: str = Field(description="Who, through which door: 'ada (api token 'nightly')'.")

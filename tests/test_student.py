@@ -311,7 +311,7 @@ def test_an_inference_two_systems_wrote_is_one_item_credited_to_both(  # type: i
     from app.student import evaluation
     from app.student.evaluation import EvaluationSpec, build_evaluation
     from app.student.runs import run_training_job, start_training
-    from app.student.table import evaluation_table
+    from app.student.table import evaluation_table, table_csv
 
     build_corpus(heads=30)
     _real_hashes()
@@ -383,6 +383,11 @@ def test_an_inference_two_systems_wrote_is_one_item_credited_to_both(  # type: i
         )
         table = evaluation_table(session, result["campaign_id"])
     cells = {row["system"]: row for row in table["per_system"]}
+    # the table says how many queries each system answered, beside what it wrote
+    assert cells[student_name]["queries_answered"] == len(echoed)
+    assert cells[student_name]["queries"] == result["queries"] == cells["teacher"]["queries"]
+    assert cells["teacher"]["queries_answered"] == result["answered"]["teacher"]
+    assert "queries_answered" in table_csv(table).splitlines()[0]
     assert cells[f"student-{started.model_id}"]["accepted"] == 1
     assert cells["teacher"]["accepted"] == 1
     assert table["shared_triples"] == len(student)

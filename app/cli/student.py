@@ -326,13 +326,14 @@ def table_command(
     except (LookupError, ValueError) as exc:
         raise fail(str(exc), 2) from None
     view = Table(title=f"Evaluation #{campaign}: {table['name']}", title_justify="left")
-    for column in ("system", "inferences", "decided", "accepted", "acceptability (95% CI)"):
-        view.add_column(column)
-    for column in ("words", "distinct-1", "distinct-2"):
+    columns = ["system", "queries answered", "inferences", "decided", "accepted"]
+    for column in [*columns, "acceptability (95% CI)", "words", "distinct-1", "distinct-2"]:
         view.add_column(column)
     for row in table["per_system"]:
+        answered = row["queries_answered"]
         view.add_row(
             row["system"],
+            "–" if answered is None else f"{answered} of {row['queries']}",
             str(row["inferences"]),
             str(row["decided"]),
             str(row["accepted"]),

@@ -330,7 +330,7 @@ def build_evaluation(spec: EvaluationSpec, progress: Progress | None = None) -> 
         systems = [student_system(m) for m in spec.student_model_ids]
         systems += [TEACHER] if spec.teacher else []
         systems += [HUMAN] if spec.reference_sources else []
-        campaign = _open_campaign(session, spec, systems, len(queries), outputs)
+        campaign = _open_campaign(session, spec, systems, len(queries), outputs, answered)
         counts = {s: sum(1 for (name, _t) in outputs if name == s) for s in systems}
         campaign_id = campaign.id
         items = len({triple_id for _s, triple_id in outputs})
@@ -379,6 +379,7 @@ def _open_campaign(
     systems: list[str],
     queries: int,
     outputs: dict[tuple[str, int], float | None],
+    answered: dict[str, int],
 ) -> Campaign:
     seed = spec.seed
     campaign = Campaign(
@@ -394,6 +395,7 @@ def _open_campaign(
             "export_id": spec.export_id,
             "systems": systems,
             "queries": queries,
+            "answered": {system: answered.get(system, 0) for system in systems},
             "seed": seed,
             "spec": spec.as_dict(),
             "relations": list(spec.relations),

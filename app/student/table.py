@@ -148,12 +148,18 @@ def evaluation_table(session: Session, campaign_id: int) -> dict[str, Any]:
         labels[system].append(label)
         by_relation[(system, relation)].append(label)
         tails[system].append(tail)
+    # How many of the evaluation's queries each system said something for (recorded when the
+    # campaign opened; none for a campaign on corpus sources or from before it was recorded).
+    queries = campaign.selection.get("queries") if compared == "systems" else None
+    answered = dict(campaign.selection.get("answered") or {}) if queries else {}
     per_system = []
     for system in systems:
         words = [len(tail.split()) for tail in tails[system]]
         per_system.append(
             {
                 "system": system,
+                "queries": queries if system in answered else None,
+                "queries_answered": answered.get(system),
                 **_cell(labels[system]).as_dict(),
                 "mean_words": sum(words) / len(words) if words else None,
                 "distinct_1": distinct_n(tails[system], 1),
@@ -272,6 +278,8 @@ CSV_FIELDS = [
     "system",
     "versus",
     "relation",
+    "queries",
+    "queries_answered",
     "inferences",
     "decided",
     "accepted",

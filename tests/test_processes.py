@@ -66,7 +66,7 @@ def test_a_heartbeat_is_seen_at_once_kept_fresh_and_gone_when_stopped(
     beat = Heartbeat("worker", ["celery"], BROKER).start(settings)
     try:
         with session_scope() as session:
-            (seen,) = [p for p in processes.live(session, settings) if p.kind == "worker"]
+            (seen,) = [p for p in processes.live(session) if p.kind == "worker"]
         assert seen.queues == ("celery",) and seen.broker == SHOWN
         first = seen.seen_at
         with session_scope(write=True) as session:  # a restore took its row away
@@ -74,7 +74,7 @@ def test_a_heartbeat_is_seen_at_once_kept_fresh_and_gone_when_stopped(
         deadline = utcnow() + timedelta(seconds=10)
         while True:
             with session_scope() as session:
-                again = [p for p in processes.live(session, settings) if p.kind == "worker"]
+                again = [p for p in processes.live(session) if p.kind == "worker"]
             if again:
                 break
             assert utcnow() < deadline, "the heartbeat did not make its row again"
@@ -88,25 +88,36 @@ def test_a_heartbeat_is_seen_at_once_kept_fresh_and_gone_when_stopped(
 
 
 def test_a_silent_process_stops_counting_and_its_row_goes_after_a_day(engine, settings) -> None:  # type: ignore[no-untyped-def]
-    window = processes.alive_window(settings)
+    """Three missed heartbeats of its own: a worker that beats every minute is alive after
+    100 s of silence, one that beats every 15 s is not."""
+    assert processes.alive_window(15) == timedelta(seconds=47)
+    rows = (  # pid, its interval, silent for
+        (1, 15.0, timedelta(0)),
+        (2, 15.0, timedelta(seconds=100)),
+        (3, 60.0, timedelta(seconds=100)),
+        (4, 15.0, timedelta(days=2)),
+    )
     with session_scope(write=True) as session:
-        for pid, silent in (
-            (1, timedelta(0)),
-            (2, window + timedelta(seconds=1)),
-            (3, timedelta(days=2)),
-        ):
+        for pid, every, silent in rows:
             session.add(
                 ServerProcess(
                     instance=f"i{pid}", kind="worker", host="h", pid=pid, queues="celery",
-                    broker=SHOWN, version="0", seen_at=utcnow() - silent,
+                    broker=SHOWN, version="0", seen_at=utcnow() - silent, heartbeat_seconds=every,
                 )
             )  # fmt: skip
     with session_scope() as session:
-        assert [p.pid for p in processes.live(session, settings) if p.host == "h"] == [1]
+        assert [p.pid for p in processes.live(session) if p.host == "h"] == [1, 3]
     assert processes.tidy() == 1
     with session_scope() as session:
         left = session.scalars(select(ServerProcess.pid).where(ServerProcess.host == "h")).all()
-    assert sorted(left) == [1, 2]
+    assert sorted(left) == [1, 2, 3]
+
+
+def test_with_heartbeats_off_nothing_is_called_a_problem(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert processes.problems_here([], settings)[0].startswith("No worker is running")
+    monkeypatch.setattr(settings, "process_heartbeat_seconds", 0)
+    assert processes.problems_here([], settings) == []  # nobody says they run: no false alarm
+    assert Heartbeat("web", [], BROKER).start(settings).stop() is None  # starts nothing
 
 
 def test_the_jobs_page_and_the_api_say_what_runs_and_what_is_wrong(staff_client, settings) -> None:  # type: ignore[no-untyped-def]

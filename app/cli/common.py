@@ -81,10 +81,9 @@ def _say_why_it_waits(session: Session) -> bool:
     from app.core import processes
 
     settings = get_settings()
-    alive = processes.live(session, settings)
+    alive = processes.live(session)
     said = False
-    for problem in processes.problems(alive, settings.broker, settings.celery_queue):
-        if "worker" in problem:
-            console.print(f"[bold yellow]waiting:[/] {problem}", highlight=False)
-            said = True
+    for problem in processes.problems_here(alive, settings, workers_only=True):
+        console.print(f"[bold yellow]waiting:[/] {problem}", highlight=False)
+        said = True
     return said

@@ -141,8 +141,8 @@ def processes_command(
     schema_ready()
     settings = get_settings()
     with session_scope() as session:
-        alive = processes.live(session, settings)
-    problems = processes.problems(alive, settings.broker, settings.celery_queue)
+        alive = processes.live(session)
+    problems = processes.problems_here(alive, settings)
     if as_json:
         out.print_json(
             json.dumps({"processes": [p.as_dict() for p in alive], "problems": problems})

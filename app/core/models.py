@@ -231,6 +231,7 @@ class ServerProcess(Base):
     version: Mapped[str] = mapped_column(String(40), default="")
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    heartbeat_seconds: Mapped[float] = mapped_column(Float, default=15.0)
 
 
 class User(Base):

@@ -45,8 +45,8 @@ def safe_broker(url: str) -> str:
     return str(maybe_sanitize_url(url, mask="***"))
 
 
-def alive_window(settings: Settings | None = None) -> timedelta:
-    every = (settings or get_settings()).process_heartbeat_seconds or 15.0
+def alive_window(every: float) -> timedelta:
+    """How long a process that says it is alive every ``every`` seconds counts as alive."""
     return timedelta(seconds=every * MISSED_BEATS + 2)
 
 
@@ -62,6 +62,7 @@ class ProcessView:
     version: str
     started_at: datetime
     seen_at: datetime
+    every: float = 15.0  # its own heartbeat interval: it counts as gone after three missed
 
     @property
     def where(self) -> str:
@@ -80,10 +81,12 @@ class ProcessView:
         }
 
 
-def live(session: Session, settings: Settings | None = None) -> list[ProcessView]:
-    """The processes seen within the alive window, by kind, host and pid."""
-    since = utcnow() - alive_window(settings)
-    rows = session.scalars(select(ServerProcess).where(ServerProcess.seen_at >= since))
+def live(session: Session) -> list[ProcessView]:
+    """The processes seen within three of their own heartbeats, by kind, host and pid (each
+    row carries its interval, so a worker set to beat every minute is not taken for gone by a
+    web server that beats every 15 s)."""
+    now = utcnow()
+    rows = session.scalars(select(ServerProcess).where(ServerProcess.seen_at >= now - FORGET_AFTER))
     views = [
         ProcessView(
             kind=row.kind,
@@ -94,46 +97,64 @@ def live(session: Session, settings: Settings | None = None) -> list[ProcessView
             version=row.version,
             started_at=row.started_at,
             seen_at=row.seen_at,
+            every=row.heartbeat_seconds,
         )
         for row in rows
+        if row.seen_at >= now - alive_window(row.heartbeat_seconds)
     ]
     order = {kind: i for i, kind in enumerate(KINDS)}
     return sorted(views, key=lambda v: (order.get(v.kind, 9), v.host, v.pid))
 
 
-def problems(processes: Sequence[ProcessView], broker: str, queue: str) -> list[str]:
-    """What will go wrong with these processes, for a web server that sends jobs to ``queue``
-    on ``broker`` (its own settings): plain sentences, the most serious first."""
+def worker_problem(processes: Sequence[ProcessView], broker: str, queue: str) -> str | None:
+    """Why jobs sent to ``queue`` on ``broker`` would wait: no worker at all, or none on
+    that queue and broker (naming what each takes instead); None when one takes them."""
     broker = safe_broker(broker)
     workers = [p for p in processes if p.kind == "worker"]
-    takers = [p for p in workers if p.broker == broker and queue in p.queues]
-    found: list[str] = []
     if not workers:
-        found.append(
+        return (
             "No worker is running: jobs started now wait in the queue until one starts "
             "(run skd worker, or start the worker service of docker-compose)."
         )
-    elif not takers:
-        elsewhere = "; ".join(
-            f"{p.where} takes {', '.join(p.queues) or 'no queue'} on {p.broker}" for p in workers
-        )
-        found.append(
-            f"No running worker takes the queue '{queue}' on {broker}, where this server sends "
-            f"jobs: they will wait. Workers seen: {elsewhere}. Start the worker with the same "
-            "SKD_BROKER_URL and SKD_CELERY_QUEUE as the web server."
-        )
+    if any(p.broker == broker and queue in p.queues for p in workers):
+        return None
+    elsewhere = "; ".join(
+        f"{p.where} takes {', '.join(p.queues) or 'no queue'} on {p.broker}" for p in workers
+    )
+    return (
+        f"No running worker takes the queue '{queue}' on {broker}, where this server sends "
+        f"jobs: they will wait. Workers seen: {elsewhere}. Start the worker with the same "
+        "SKD_BROKER_URL and SKD_CELERY_QUEUE as the web server."
+    )
+
+
+def beat_problem(processes: Sequence[ProcessView]) -> str | None:
+    """More than one beat: every scheduled job runs once per beat."""
     beats = [p for p in processes if p.kind == "beat"]
-    if len(beats) > 1:
-        found.append(
-            f"{len(beats)} beat processes are running ({', '.join(p.where for p in beats)}): "
-            "every scheduled job (backups, retraining checks, sweeps) runs once per beat. "
-            "Stop all but one."
-        )
-    return found
+    if len(beats) < 2:
+        return None
+    return (
+        f"{len(beats)} beat processes are running ({', '.join(p.where for p in beats)}): "
+        "every scheduled job (backups, retraining checks, sweeps) runs once per beat. "
+        "Stop all but one."
+    )
+
+
+def problems(processes: Sequence[ProcessView], broker: str, queue: str) -> list[str]:
+    """What will go wrong with these processes, for a web server that sends jobs to ``queue``
+    on ``broker`` (its own settings): plain sentences, the most serious first. (Where the
+    heartbeats are off, nobody says they run: see ``problems_here``.)"""
+    found = (worker_problem(processes, broker, queue), beat_problem(processes))
+    return [problem for problem in found if problem is not None]
 
 
 def record(
-    instance: str, kind: str, queues: Iterable[str], broker: str, started_at: datetime
+    instance: str,
+    kind: str,
+    queues: Iterable[str],
+    broker: str,
+    started_at: datetime,
+    every: float,
 ) -> None:
     """Say this process is alive now (its row is made again if it went, say by a restore)."""
     from app import __version__
@@ -156,6 +177,7 @@ def record(
                     version=__version__[:40],
                     started_at=started_at,
                     seen_at=now,
+                    heartbeat_seconds=every,
                 )
             )
 
@@ -181,11 +203,13 @@ class Heartbeat:
         self.started_at = utcnow()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.every = 0.0
 
     def start(self, settings: Settings | None = None) -> Heartbeat:
         every = (settings or get_settings()).process_heartbeat_seconds
         if every <= 0:
             return self
+        self.every = every
         self._beat()  # seen at once, not a heartbeat later
         self._thread = threading.Thread(
             target=self._loop, args=(every,), name=f"skd-{self.kind}-heartbeat", daemon=True
@@ -195,7 +219,7 @@ class Heartbeat:
 
     def _beat(self) -> None:
         try:
-            record(self.instance, self.kind, self.queues, self.broker, self.started_at)
+            record(self.instance, self.kind, self.queues, self.broker, self.started_at, self.every)
         except Exception:  # a restarting or locked database: try again next time
             log.warning("could not record that this %s process is alive", self.kind, exc_info=True)
 
@@ -224,3 +248,21 @@ def tidy() -> int:
 
     with session_scope(write=True) as session:
         return forget(session)
+
+
+def problems_here(
+    processes: Sequence[ProcessView],
+    settings: Settings | None = None,
+    *,
+    workers_only: bool = False,
+) -> list[str]:
+    """``problems`` for this process's own broker and queue; none when this installation
+    turned the heartbeats off (``SKD_PROCESS_HEARTBEAT_SECONDS=0``: an empty list of processes
+    then means nothing, and "no worker is running" would be a false alarm)."""
+    settings = settings or get_settings()
+    if settings.process_heartbeat_seconds <= 0:
+        return []
+    if workers_only:  # why a queued job waits
+        found = worker_problem(processes, settings.broker, settings.celery_queue)
+        return [found] if found else []
+    return problems(processes, settings.broker, settings.celery_queue)

@@ -168,7 +168,7 @@ def running_processes(settings: Settings) -> list[ProcessView]:
     engine = create_engine(settings.database, poolclass=NullPool)
     try:
         with Session(engine) as session:
-            return processes.live(session, settings)
+            return processes.live(session)
     except SQLAlchemyError:  # a database from before processes said so has no such table
         return []
     finally:
@@ -185,7 +185,8 @@ def refuse_while_running(settings: Settings) -> None:
     raise RestoreError(
         f"{len(running)} SKD Studio process(es) are using this database: {named}. Stop them "
         "first (Ctrl-C the demo, or `docker compose stop web worker beat`); one that was "
-        f"killed counts as gone {processes.alive_window(settings).seconds} s after its last "
+        f"killed counts as gone {max(processes.alive_window(p.every) for p in running).seconds}"
+        " s after its last "
         "word, or pass --force if you know it is gone"
     )
 

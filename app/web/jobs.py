@@ -100,12 +100,8 @@ def job_progress(job_id: RowId, request: Request, session: SessionDep, user: Sta
     context: dict[str, Any] = {"job": job}
     if job["state"] == JobState.queued.value:  # waiting: say so if no worker will take it
         settings = get_settings()
-        alive = processes.live(session, settings)
-        context["worker_problems"] = [
-            problem
-            for problem in processes.problems(alive, settings.broker, settings.celery_queue)
-            if "worker" in problem
-        ]
+        alive = processes.live(session)
+        context["worker_problems"] = processes.problems_here(alive, settings, workers_only=True)
     response = templates.TemplateResponse(request, "_job.html", context)
     if job["finished"]:
         # The poll that sees the end tells the page, so counts elsewhere can refresh.

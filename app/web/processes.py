@@ -55,10 +55,10 @@ class ProcessesOut(BaseModel):
 def processes_context(session: SessionDep) -> dict[str, object]:
     """The live processes and their problems, as this server sees them."""
     settings = get_settings()
-    alive = processes.live(session, settings)
+    alive = processes.live(session)
     return {
         "processes": alive,
-        "process_problems": processes.problems(alive, settings.broker, settings.celery_queue),
+        "process_problems": processes.problems_here(alive, settings),
         "broker": processes.safe_broker(settings.broker),
         "queue": settings.celery_queue,
         "heartbeat_s": settings.process_heartbeat_seconds,

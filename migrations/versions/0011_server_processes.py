@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("version", sa.String(length=40), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("heartbeat_seconds", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_server_processes")),
         sa.UniqueConstraint("instance", name=op.f("uq_server_processes_instance")),
     )

@@ -9,6 +9,7 @@ import typer
 
 from app.cli.common import fail
 from app.core.config import get_settings
+from app.core.data_paths import Relocated
 
 db_app = typer.Typer(
     help="The database: its schema (Alembic), backups, text indexes.", no_args_is_help=True
@@ -24,6 +25,29 @@ def db_upgrade(revision: str = "head") -> None:
     settings.ensure_dirs()
     migrate.upgrade(settings.database, revision)
     typer.echo(f"database at revision {migrate.current(settings.database)}")
+    if revision == "head":
+        from app.core.data_paths import relocate
+
+        say_relocated(relocate(settings))
+
+
+def say_relocated(found: Relocated) -> None:
+    """What ``relocate`` did: the folders found under this data dir, and the ones missing."""
+    from app.cli.console import console
+
+    if found.moved:
+        console.print(
+            f"found under this data dir and pointed there: {', '.join(found.moved)}",
+            highlight=False,
+        )
+    if found.missing:
+        console.print(
+            f"[bold yellow]missing:[/] {'; '.join(found.missing)}. Copy the models/ and "
+            f"exports/ folders of the data dir they came from into {get_settings().data_dir} "
+            "(then run `skd db upgrade` to point at them); until then the critic, students "
+            "or exports named here cannot load.",
+            highlight=False,
+        )
 
 
 @db_app.command("downgrade")
@@ -262,6 +286,7 @@ def db_restore(
     for name, count in result.counts.items():
         table.add_row(name.replace("_", " "), f"{count:,}")
     console.print(table)
+    say_relocated(result.relocated)
     console.print(
         "Models and exports are files under the data dir: put back their folders too if the "
         "backup is older than them. Start web, worker and beat again.",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -73,6 +75,46 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@lru_cache(maxsize=8)
+def _root(data_dir: str) -> Path:
+    return Path(data_dir).resolve()
+
+
+def data_root() -> Path:
+    """This process's data dir, resolved (the root of every stored ``DataPath``)."""
+    from app.core.config import get_settings
+
+    return _root(str(get_settings().data_dir))
+
+
+class DataPath(TypeDecorator[str]):
+    """A file or folder the app made (a critic's or student's model, an export), stored
+    relative to the data dir when it lies inside it and read back under the data dir of the
+    process reading it.
+
+    Absolute paths tied a database to one machine's layout: a backup restored where the data
+    dir is elsewhere (production's ``/data`` on a laptop), or a data dir moved or mounted at
+    another path on a second worker machine, pointed every model at a folder that was not
+    there. A path outside the data dir (a model you trained elsewhere) stays absolute."""
+
+    impl = String(1000)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        path = Path(value).resolve()  # a writer's path is absolute or relative to its cwd
+        try:
+            return path.relative_to(data_root()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        if value is None or Path(value).is_absolute():
+            return value
+        return str(data_root() / value)
 
 
 class Base(DeclarativeBase):
@@ -424,7 +466,7 @@ class CriticVersion(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     base_model: Mapped[str] = mapped_column(String(500))
-    path: Mapped[str | None] = mapped_column(String(1000))
+    path: Mapped[str | None] = mapped_column(DataPath())
     state: Mapped[CriticState] = mapped_column(
         _enum(CriticState, "critic_state"), default=CriticState.training
     )
@@ -523,7 +565,7 @@ class Export(Base):
     split_seed: Mapped[int] = mapped_column(Integer, default=0)
     formats: Mapped[list[Any]] = mapped_column(default=list)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    path: Mapped[str | None] = mapped_column(String(1000))
+    path: Mapped[str | None] = mapped_column(DataPath())
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -559,7 +601,7 @@ class StudentModel(Base):
     state: Mapped[StudentState] = mapped_column(
         _enum(StudentState, "student_state"), default=StudentState.queued
     )
-    path: Mapped[str | None] = mapped_column(String(1000))
+    path: Mapped[str | None] = mapped_column(DataPath())
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     wall_seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)

@@ -47,6 +47,7 @@ from app.core.backup import (
     postgres_client,
 )
 from app.core.config import Settings
+from app.core.data_paths import Relocated, relocate
 from app.core.processes import ProcessView
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -66,6 +67,8 @@ class RestoreResult:
     safety_copy: Path | None  # the database as it was before
     seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)  # rows after the restore
+    # model and export folders: found under this data dir, or missing (app.core.data_paths)
+    relocated: Relocated = field(default_factory=Relocated)
 
 
 @dataclass
@@ -215,6 +218,7 @@ def restore_database(
         _replace_postgres(settings, path)
     migrate.upgrade(settings.database, "head")
     _forget_processes(settings)
+    relocated = relocate(settings)  # a copy from a machine whose data dir was elsewhere
     result = RestoreResult(
         source=path,
         backend=facts.backend,
@@ -222,6 +226,7 @@ def restore_database(
         current_revision=migrate.current(settings.database),
         safety_copy=saved,
         counts=database_counts(settings),
+        relocated=relocated,
     )
     result.seconds = time.perf_counter() - started
     return result

@@ -120,6 +120,28 @@ def test_jobs_started_over_http_and_the_cli_all_run_on_the_worker(  # type: igno
             assert time.monotonic() < deadline, client.get("/api/jobs").json()[:3]
             time.sleep(0.5)
 
+        # The data dir moves (a bigger disk, a mount at another path): the server and the
+        # worker started on the new path find the critic and the export there. (Before,
+        # every model and export path was absolute: scoring failed on the old folder.)
+        client.close()
+        stack.stop("worker")
+        stack.stop("serve")
+        moved = tmp_path / "moved-data"
+        stack.data_dir.rename(moved)
+        stack.data_dir, stack.env["SKD_DATA_DIR"] = moved, str(moved)
+        stack.start("serve", "serve")
+        stack.start_worker()
+        stack.wait_until_serving()
+        client = stack.login()
+        assert succeeded(client, upload(client, labelled_file(tmp_path, 98)).json()["job_id"])
+        while client.get(url).json()["unscored"]:  # scored by the critic in its new place
+            jobs = client.get("/api/jobs", params={"kind": "critic_score"}).json()
+            assert not [job for job in jobs if job["state"] == "failed"], jobs[:2]
+            assert time.monotonic() < deadline + 90, jobs[:2]
+            time.sleep(0.5)
+        archive = client.get(f"/exports/{written['id']}/download")
+        assert archive.status_code == 200 and archive.content[:2] == b"\x1f\x8b"  # gzip
+
 
 def test_a_job_no_worker_takes_is_failed_with_the_reason_and_can_be_retried(  # type: ignore[no-untyped-def]
     tmp_path,

@@ -142,8 +142,12 @@ def main() -> int:
 
         upgrade(url)
         start = time.perf_counter()
+        import psycopg
+
         load(libpq, args.n)
         add_runs(libpq)
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute("ANALYZE")  # as autovacuum would have, on a database in use
         took = time.perf_counter() - start
         print(f"loaded {args.n:,} triples, scores, labels, runs in {took:.0f} s")
         settings = get_settings()
@@ -176,7 +180,28 @@ def main() -> int:
                 for ms, statement in sorted(set(slow), reverse=True)[:5]:
                     print(f"|   {ms:.0f} ms: `{' '.join(statement.split())[:160]}` | | |")
                 slow.clear()
+        print_active_learning_plan(args.runs)
     return 0
+
+
+def print_active_learning_plan(runs: int) -> None:
+    """The campaign form's plan for an active-learning campaign split equally per source:
+    how many unlabelled triples each source has (a POST, so not among the GETs above)."""
+    from app.annotation.campaigns import CampaignSpec, source_shares
+    from app.core import db
+    from app.core.models import CampaignPurpose
+
+    spec = CampaignSpec(
+        name="plan", purpose=CampaignPurpose.training, sample_size=500, source_balance="equal"
+    )
+    samples = []
+    with db.session_scope() as session:
+        for _ in range(runs + 1):
+            start = time.perf_counter()
+            shares = source_shares(session, spec, unlabelled_only=True)
+            samples.append((time.perf_counter() - start) * 1000)
+    median = statistics.median(samples[1:])
+    print(f"| active-learning plan, unlabelled per source {shares} | – | {median:.1f} |")
 
 
 if __name__ == "__main__":

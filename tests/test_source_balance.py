@@ -183,3 +183,45 @@ def test_the_api_the_cli_and_the_page_ask_for_and_show_the_split(  # type: ignor
     assert "an equal share per source: atomic2020 5 · teacher 5" in made.stdout
     wrong = run_cli("campaign", "create", "terminal", "--balance", "even", cwd=tmp_path)
     assert wrong.returncode == 2 and "--balance: use auto, equal, proportional" in wrong.stderr
+
+
+def test_unlabelled_counts_come_from_the_kept_counts_less_the_rated_triples(engine) -> None:  # type: ignore[no-untyped-def]
+    """What active learning may draw per source, without reading the corpus: a triple rated
+    twice counts once, and ratings of triples outside the filters do not count."""
+    from sqlalchemy import func
+
+    from app.annotation.campaigns import source_shares
+
+    big = make_triples([("xWant", "big"), ("xNeed", "big")], 10)
+    make_triples([("xWant", "small"), ("xNeed", "small")], 3)
+    with session_scope(write=True) as session:
+        small_want = session.scalars(
+            select(Triple.id).where(Triple.source == "small", Triple.relation == "xWant")
+        ).all()
+        small_need = session.scalars(
+            select(Triple.id).where(Triple.source == "small", Triple.relation == "xNeed")
+        ).all()
+        rated = [small_want[0], small_want[0], small_want[1], *small_need]  # one twice
+        for triple_id in rated:
+            session.add(
+                Rating(triple_id=triple_id, origin=RatingOrigin.imported, answer=2,
+                       submission_id=uuid.uuid4().hex)
+            )  # fmt: skip
+    spec = CampaignSpec(
+        name="c", purpose=CampaignPurpose.training, sample_size=6, source_balance="equal",
+        relations=["xWant"],
+    )  # fmt: skip
+    with session_scope() as session:
+        # what the corpus itself says, the slow way: xWant triples nobody rated, per source
+        unrated = ~select(Rating.id).where(Rating.triple_id == Triple.id).exists()
+        truth = dict(
+            session.execute(
+                select(Triple.source, func.count())
+                .where(Triple.relation == "xWant", unrated)
+                .group_by(Triple.source)
+            ).all()
+        )
+        shares = source_shares(session, spec, unlabelled_only=True)
+    assert len(big) == 20 and truth == {"big": 10, "small": len(small_want) - 2}
+    assert shares == equal_shares(truth, 6)
+    assert shares["small"] == truth["small"] < 3  # the small source gives all it has left

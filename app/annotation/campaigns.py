@@ -343,15 +343,29 @@ def source_shares(
     """
     if spec.sample_size is None or resolved_balance(spec.source_balance, spec.purpose) != EQUAL:
         return None
-    if unlabelled_only:
-        query = select(Triple.source, func.count()).where(*selection_conditions(spec))
-        query = query.where(~select(Rating.id).where(Rating.triple_id == Triple.id).exists())
-        sizes = {source: n for source, n in session.execute(query.group_by(Triple.source)) if n}
-    else:  # the kept counts: no need to read the selected triples
-        sizes = triple_counts.per_source(session, spec.relations, spec.sources)
+    # the kept counts: no need to read the selected triples
+    sizes = triple_counts.per_source(session, spec.relations, spec.sources)
+    if unlabelled_only:  # less the rated ones: reads the ratings, not the corpus
+        for source, rated in rated_per_source(session, spec).items():
+            sizes[source] = sizes.get(source, 0) - rated
+        sizes = {source: n for source, n in sizes.items() if n > 0}
     if len(sizes) < 2 or spec.sample_size >= sum(sizes.values()):
         return None
     return equal_shares(sizes, spec.sample_size)
+
+
+def rated_per_source(session: Session, spec: CampaignSpec) -> dict[str, int]:
+    """How many of the selected triples someone has rated, per source: the kept counts less
+    these are the unlabelled triples active learning draws from, found by reading the ratings
+    (thousands) instead of testing every triple of the corpus (millions) for one."""
+    rated = select(Rating.triple_id).distinct().subquery()
+    query = (
+        select(Triple.source, func.count())
+        .join(rated, rated.c.triple_id == Triple.id)
+        .where(*selection_conditions(spec))
+        .group_by(Triple.source)
+    )
+    return {source: int(n) for source, n in session.execute(query)}
 
 
 def uncertainty_order(

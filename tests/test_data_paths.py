@@ -65,12 +65,14 @@ def test_paths_from_another_data_dir_are_pointed_here_when_the_folders_came_too(
     (root / "models" / "student-2").mkdir(parents=True)
     here_already = tmp_path / "a-local-model"
     here_already.mkdir()
+    (root / "models" / "critic-1").mkdir(parents=True)  # written here, before DataPath
     with session_scope(write=True) as session:  # as production wrote them, before DataPath
         ids = {}
         for name, path in (
             ("copied", "/data/models/critic-3"),
             ("not copied", "/data/models/critic-4"),
             ("local", str(here_already)),
+            ("old here", str(root / "models" / "critic-1")),
         ):
             version = CriticVersion(base_model="m", state=CriticState.ready)
             session.add(version)
@@ -107,7 +109,8 @@ def test_paths_from_another_data_dir_are_pointed_here_when_the_folders_came_too(
     ]
     assert _raw("critic_versions", ids["copied"]) == "models/critic-3"
     assert _raw("critic_versions", ids["not copied"]) == "/data/models/critic-4"  # untouched
-    assert _raw("critic_versions", ids["local"]) == str(here_already)  # it exists: left alone
+    assert _raw("critic_versions", ids["local"]) == str(here_already)  # outside: left alone
+    assert _raw("critic_versions", ids["old here"]) == "models/critic-1"  # follows the dir now
     with session_scope() as session:
         assert session.get(CriticVersion, ids["copied"]).path == str(root / "models/critic-3")
     assert relocate(settings).moved == []  # once is enough

@@ -9,7 +9,8 @@ the critic, the students and the export downloads fail on a missing folder.
 ``relocate`` looks at each absolute path that is not there: when the data dir here has the
 same thing under its ``models/`` or ``exports/`` folder (you copied the folders across), the
 row is rewritten to the relative path; what is in neither place is reported, so the restore
-can say which folders to put back. Paths that exist are left alone, whatever they are.
+can say which folders to put back. A path from before that lies in this data dir is made
+relative (so the next move needs nothing); others that exist are left alone.
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def relocate_engine(engine: Engine, root: Path) -> Relocated:
                         found.missing.append(f"{name}: {root / stored}")
                     continue
                 if Path(stored).exists():
+                    if Path(stored).resolve().is_relative_to(root):  # from before: keep it
+                        relative = Path(stored).resolve().relative_to(root).as_posix()
+                        conn.execute(  # relative, so it follows the data dir from now on
+                            text(f"UPDATE {table} SET path = :path WHERE id = :id"),
+                            {"path": relative, "id": row_id},
+                        )
                     continue
                 here = inside_data_dir(stored, root)
                 if here is None or not here.exists():

@@ -70,12 +70,13 @@ def list_processes(session: SessionDep, user: StaffUser) -> ProcessesOut:
     """The web servers, workers and beats alive now (each says so every
     ``SKD_PROCESS_HEARTBEAT_SECONDS``), and the problems they make: a monitor can alert on a
     non-empty ``problems``."""
-    context = processes_context(session)
+    settings = get_settings()
+    alive = processes.live(session)
     return ProcessesOut(
-        processes=[ProcessOut(**p.as_dict()) for p in context["processes"]],  # type: ignore[attr-defined]
-        problems=context["process_problems"],  # type: ignore[arg-type]
-        broker=str(context["broker"]),
-        queue=str(context["queue"]),
+        processes=[ProcessOut.model_validate(p.as_dict()) for p in alive],
+        problems=processes.problems_here(alive, settings),
+        broker=processes.safe_broker(settings.broker),
+        queue=settings.celery_queue,
     )
 
 

@@ -61,18 +61,21 @@ def test_paths_from_another_data_dir_are_pointed_here_when_the_folders_came_too(
     """What a restore (and `skd db upgrade`) does with a copy from elsewhere: folders that
     were copied into this data dir are pointed at; the others are named as missing."""
     root = Path(settings.data_dir).resolve()
-    (root / "models" / "critic-3").mkdir(parents=True)
-    (root / "models" / "student-2").mkdir(parents=True)
+    # (names no other test's models take: the data dir is the whole session's)
+    (root / "models" / "critic-x3").mkdir(parents=True)
+    (root / "models" / "student-x2").mkdir(parents=True)
     here_already = tmp_path / "a-local-model"
     here_already.mkdir()
-    (root / "models" / "critic-1").mkdir(parents=True)  # written here, before DataPath
+    (root / "models" / "critic-x1").mkdir(
+        parents=True, exist_ok=True
+    )  # written here, before DataPath
     with session_scope(write=True) as session:  # as production wrote them, before DataPath
         ids = {}
         for name, path in (
-            ("copied", "/data/models/critic-3"),
-            ("not copied", "/data/models/critic-4"),
+            ("copied", "/data/models/critic-x3"),
+            ("not copied", "/data/models/critic-x4"),
             ("local", str(here_already)),
-            ("old here", str(root / "models" / "critic-1")),
+            ("old here", str(root / "models" / "critic-x1")),
         ):
             version = CriticVersion(base_model="m", state=CriticState.ready)
             session.add(version)
@@ -86,7 +89,7 @@ def test_paths_from_another_data_dir_are_pointed_here_when_the_folders_came_too(
         session.add(student)
         session.flush()
         session.execute(
-            text("UPDATE student_models SET path = '/data/models/student-2' WHERE id = :i"),
+            text("UPDATE student_models SET path = '/data/models/student-x2' WHERE id = :i"),
             {"i": student.id},
         )
         gone = StudentModel(base_model="s", state=StudentState.ready)
@@ -94,23 +97,23 @@ def test_paths_from_another_data_dir_are_pointed_here_when_the_folders_came_too(
         session.flush()
         gone_id = gone.id  # kept relative, but its folder was never copied here
         session.execute(
-            text("UPDATE student_models SET path = 'models/student-5' WHERE id = :i"),
+            text("UPDATE student_models SET path = 'models/student-x5' WHERE id = :i"),
             {"i": gone_id},
         )
 
     found = relocate(settings)
 
     assert sorted(found.moved) == sorted(
-        [f"critic v{ids['copied']}: models/critic-3", f"student #{student.id}: models/student-2"]
+        [f"critic v{ids['copied']}: models/critic-x3", f"student #{student.id}: models/student-x2"]
     )
     assert found.missing == [
-        f"critic v{ids['not copied']}: /data/models/critic-4",
-        f"student #{gone_id}: {root / 'models/student-5'}",
+        f"critic v{ids['not copied']}: /data/models/critic-x4",
+        f"student #{gone_id}: {root / 'models/student-x5'}",
     ]
-    assert _raw("critic_versions", ids["copied"]) == "models/critic-3"
-    assert _raw("critic_versions", ids["not copied"]) == "/data/models/critic-4"  # untouched
+    assert _raw("critic_versions", ids["copied"]) == "models/critic-x3"
+    assert _raw("critic_versions", ids["not copied"]) == "/data/models/critic-x4"  # untouched
     assert _raw("critic_versions", ids["local"]) == str(here_already)  # outside: left alone
-    assert _raw("critic_versions", ids["old here"]) == "models/critic-1"  # follows the dir now
+    assert _raw("critic_versions", ids["old here"]) == "models/critic-x1"  # follows the dir now
     with session_scope() as session:
-        assert session.get(CriticVersion, ids["copied"]).path == str(root / "models/critic-3")
+        assert session.get(CriticVersion, ids["copied"]).path == str(root / "models/critic-x3")
     assert relocate(settings).moved == []  # once is enough

@@ -53,6 +53,21 @@ def test_no_worker_another_queue_or_another_broker_is_said_with_what_is_running(
     assert "host:1 takes celery on " + elsewhere in broker and "SKD_BROKER_URL" in broker
 
 
+def test_no_beat_is_a_problem_only_where_beat_has_work(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Beat alone retrains the critic on fresh labels and takes the scheduled backups (every
+    web server sweeps jobs too): without it they silently stop."""
+    worker = view("worker", (settings.celery_queue,), processes.safe_broker(settings.broker))
+    monkeypatch.setattr(settings, "critic_retrain_labels", 200)
+    monkeypatch.setattr(settings, "backup_every_hours", 24)
+    (found,) = processes.problems_here([worker], settings)
+    assert found.startswith("No beat is running: retraining the critic after 200 fresh labels")
+    assert "the backup every 24 h" in found and "skd beat" in found
+    assert processes.problems_here([worker, view("beat")], settings) == []
+    monkeypatch.setattr(settings, "critic_retrain_labels", 0)
+    monkeypatch.setattr(settings, "backup_every_hours", 0)
+    assert processes.problems_here([worker], settings) == []  # nothing for beat to do
+
+
 def test_more_than_one_beat_is_a_problem_naming_each() -> None:
     two = [view("worker"), view("beat", pid=7), view("beat", pid=8)]
     (found,) = problems(two, BROKER, "celery")
@@ -132,15 +147,17 @@ def test_the_jobs_page_and_the_api_say_what_runs_and_what_is_wrong(staff_client,
     page = staff_client.get("/jobs")
     assert "Processes" in page.text and "No worker is running" in page.text
 
-    beat = Heartbeat("worker", [settings.celery_queue], settings.broker).start(settings)
+    worker = Heartbeat("worker", [settings.celery_queue], settings.broker).start(settings)
+    beat = Heartbeat("beat", [], settings.broker).start(settings)
     try:
         body = staff_client.get("/api/processes").json()
-        assert [p["kind"] for p in body["processes"]] == ["web", "worker"]
+        assert [p["kind"] for p in body["processes"]] == ["web", "worker", "beat"]
         assert body["problems"] == []
         panel = staff_client.get("/jobs/processes")
         assert panel.status_code == 200 and "No worker" not in panel.text
         assert f"<code>{settings.celery_queue}</code>" in panel.text
     finally:
+        worker.stop()
         beat.stop()
 
 

@@ -128,9 +128,15 @@ def worker_problem(processes: Sequence[ProcessView], broker: str, queue: str) ->
     )
 
 
-def beat_problem(processes: Sequence[ProcessView]) -> str | None:
-    """More than one beat: every scheduled job runs once per beat."""
+def beat_problem(processes: Sequence[ProcessView], scheduled: Sequence[str] = ()) -> str | None:
+    """No beat while work is scheduled (``scheduled``: what beat would start, in words), or
+    more than one beat: every scheduled job then runs once per beat."""
     beats = [p for p in processes if p.kind == "beat"]
+    if not beats and scheduled:
+        return (
+            f"No beat is running: {' and '.join(scheduled)} will not happen until one starts "
+            "(run skd beat, exactly one, or start the beat service of docker-compose)."
+        )
     if len(beats) < 2:
         return None
     return (
@@ -140,11 +146,14 @@ def beat_problem(processes: Sequence[ProcessView]) -> str | None:
     )
 
 
-def problems(processes: Sequence[ProcessView], broker: str, queue: str) -> list[str]:
+def problems(
+    processes: Sequence[ProcessView], broker: str, queue: str, scheduled: Sequence[str] = ()
+) -> list[str]:
     """What will go wrong with these processes, for a web server that sends jobs to ``queue``
-    on ``broker`` (its own settings): plain sentences, the most serious first. (Where the
-    heartbeats are off, nobody says they run: see ``problems_here``.)"""
-    found = (worker_problem(processes, broker, queue), beat_problem(processes))
+    on ``broker`` (its own settings) and expects beat to start ``scheduled``: plain
+    sentences, the most serious first. (Where the heartbeats are off, nobody says they run:
+    see ``problems_here``.)"""
+    found = (worker_problem(processes, broker, queue), beat_problem(processes, scheduled))
     return [problem for problem in found if problem is not None]
 
 
@@ -265,4 +274,16 @@ def problems_here(
     if workers_only:  # why a queued job waits
         found = worker_problem(processes, settings.broker, settings.celery_queue)
         return [found] if found else []
-    return problems(processes, settings.broker, settings.celery_queue)
+    return problems(processes, settings.broker, settings.celery_queue, scheduled_work(settings))
+
+
+def scheduled_work(settings: Settings) -> list[str]:
+    """What only beat starts, in words, as these settings ask for it (the job sweep is not
+    among it: every web server sweeps too)."""
+    work = []
+    if settings.critic_retrain_labels > 0:
+        work.append(f"retraining the critic after {settings.critic_retrain_labels} fresh labels")
+    if settings.backup_every_hours > 0:
+        every = settings.backup_every_hours
+        work.append(f"the backup every {every:g} h" if every >= 1 else "the scheduled backups")
+    return work

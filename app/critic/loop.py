@@ -304,6 +304,10 @@ def run_training(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
             labels = training_labels(session)
             warm = recorded.get("warm_start")
             fresh = rated_since(session, warm["since_rating_id"]) if warm else set()
+            # the version it starts from, where its folder is now (the data dir may have
+            # moved since this training was asked for, say before a retry)
+            parent = session.get(CriticVersion, warm["from_version"]) if warm else None
+            warm_path = parent.path if parent is not None and parent.path else None
         fraction = float(recorded.get("held_out_fraction", settings.critic_held_out_fraction))
         hyper = {k: v for k, v in recorded.items() if k not in RECORD_ONLY}
         train, held_out = split_by_head(labels, fraction)
@@ -322,7 +326,7 @@ def run_training(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
             if fitted is train:  # nothing new on the training side: a full retrain
                 start = {"mode": "full", "why": start["why"]}
             else:
-                args.init_from = warm["path"]
+                args.init_from = warm_path or warm["path"]
                 args.epochs = settings.critic_warm_epochs
                 args.learning_rate *= WARM_LR_SCALE
         progress.update(

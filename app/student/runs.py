@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core import queue
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.job_control import register_kind
 from app.core.jobs import Progress, create_job
@@ -85,7 +85,7 @@ def start_training(
         model = StudentModel(export_id=export_id, base_model=base, created_by_id=user_id)
         session.add(model)
         session.flush()
-        path = settings.data_dir.resolve() / "models" / f"student-{model.id}"
+        path = student_dir(settings, model.id)
         args = StudentTrainingArgs.from_settings(path, base, **overrides)
         errors = args.problems()
         if errors:
@@ -110,6 +110,12 @@ def queue_training(export_id: int, base_model: str | None = None, **kwargs: Any)
     return started
 
 
+def student_dir(settings: Settings, model_id: int) -> Path:
+    """Where a student's model goes: under this process's data dir (not the folder recorded
+    when the training was asked for: the data dir may have moved before a retry)."""
+    return settings.data_dir.resolve() / "models" / f"student-{model_id}"
+
+
 def run_training_job(job_params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """The job: train the model named in the params; record the outcome on its row."""
     model_id = int(job_params["student_model_id"])
@@ -118,7 +124,8 @@ def run_training_job(job_params: dict[str, Any], progress: Progress) -> dict[str
     except BaseException as exc:
         _record_failure(model_id, exc)
         raise
-    args = StudentTrainingArgs(**{**args_dict, "output_dir": Path(args_dict["output_dir"])})
+    output_dir = student_dir(get_settings(), model_id)
+    args = StudentTrainingArgs(**{**args_dict, "output_dir": output_dir})
     final = args.output_dir
     hidden = final.with_name(f".{final.name}.partial")
     shutil.rmtree(hidden, ignore_errors=True)

@@ -9,8 +9,10 @@ built-in default app (amqp://localhost) and these jobs stayed "queued" for ever.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -325,16 +327,29 @@ def test_a_job_started_with_no_worker_says_so_until_one_takes_it(tmp_path) -> No
     sweep failed it ten minutes later. Its bar now says no worker is running; a worker that
     starts takes it, and the bar runs to the end."""
     path = labelled_file(tmp_path, 1, heads=2)
-    with live_stack(tmp_path, worker=False) as stack:
+    with live_stack(tmp_path, worker=False, process_heartbeat_seconds="1") as stack:
         client = stack.login()
         job_id = upload(client, path).json()["job_id"]
         bar = client.get(f"/jobs/{job_id}/progress")
         assert bar.status_code == 200 and "queued" in bar.text
         assert "No worker is running" in bar.text and "skd worker" in bar.text
-        stack.start_worker()
+        worker = stack.start_worker()
         assert succeeded(client, job_id)["result"]["totals"]["imported"] == 8
         bar = client.get(f"/jobs/{job_id}/progress")
         assert "succeeded" in bar.text and "No worker" not in bar.text
+
+        # The worker is killed (out of memory, say): within three heartbeats the page says
+        # no worker runs, and names the one that stopped without saying so.
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while not (listed := client.get("/api/processes").json())["gone_silently"]:
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.5)
+        assert [(p["kind"], p["pid"]) for p in listed["gone_silently"]] == [("worker", worker.pid)]
+        assert listed["problems"][0].startswith("No worker is running")
+        page = client.get("/jobs").text
+        assert "Stopped without saying so" in page and f":{worker.pid}</code>" in page
 
 
 @pytest.fixture

@@ -122,6 +122,8 @@ def test_a_silent_process_stops_counting_and_its_row_goes_after_a_day(engine, se
             )  # fmt: skip
     with session_scope() as session:
         assert [p.pid for p in processes.live(session) if p.host == "h"] == [1, 3]
+        # the one that went quiet is told apart from one that stopped cleanly (no row)
+        assert [p.pid for p in processes.gone_silently(session) if p.host == "h"] == [2]
     assert processes.tidy() == 1
     with session_scope() as session:
         left = session.scalars(select(ServerProcess.pid).where(ServerProcess.host == "h")).all()

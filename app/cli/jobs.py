@@ -142,10 +142,17 @@ def processes_command(
     settings = get_settings()
     with session_scope() as session:
         alive = processes.live(session)
+        gone = processes.gone_silently(session)
     problems = processes.problems_here(alive, settings)
     if as_json:
         out.print_json(
-            json.dumps({"processes": [p.as_dict() for p in alive], "problems": problems})
+            json.dumps(
+                {
+                    "processes": [p.as_dict() for p in alive],
+                    "problems": problems,
+                    "gone_silently": [p.as_dict() for p in gone],
+                }
+            )
         )
     else:
         table = Table(title=f"Processes ({len(alive)} running)", title_justify="left")
@@ -163,6 +170,15 @@ def processes_command(
         out.print(table)
         for problem in problems:
             console.print(f"[bold yellow]problem:[/] {problem}", highlight=False)
+        if gone:
+            named = "; ".join(
+                f"{p.kind} {p.where}, last seen {p.seen_at:%Y-%m-%d %H:%M} UTC" for p in gone
+            )
+            out.print(
+                f"stopped without saying so (killed, out of memory, machine lost) in the last "
+                f"day: {named}",
+                highlight=False,
+            )
         if not problems:
             out.print(
                 f"jobs go to the queue '{settings.celery_queue}' on "

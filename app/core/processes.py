@@ -81,29 +81,44 @@ class ProcessView:
         }
 
 
-def live(session: Session) -> list[ProcessView]:
-    """The processes seen within three of their own heartbeats, by kind, host and pid (each
-    row carries its interval, so a worker set to beat every minute is not taken for gone by a
-    web server that beats every 15 s)."""
+def _seen(session: Session) -> list[tuple[ProcessView, bool]]:
+    """Every process seen within ``FORGET_AFTER``, with whether it is alive: seen within
+    three of its own heartbeats (each row carries its interval, so a worker set to beat every
+    minute is not taken for gone by a web server that beats every 15 s)."""
     now = utcnow()
     rows = session.scalars(select(ServerProcess).where(ServerProcess.seen_at >= now - FORGET_AFTER))
-    views = [
-        ProcessView(
-            kind=row.kind,
-            host=row.host,
-            pid=row.pid,
-            queues=tuple(q for q in row.queues.split(",") if q),
-            broker=row.broker,
-            version=row.version,
-            started_at=row.started_at,
-            seen_at=row.seen_at,
-            every=row.heartbeat_seconds,
+    seen = [
+        (
+            ProcessView(
+                kind=row.kind,
+                host=row.host,
+                pid=row.pid,
+                queues=tuple(q for q in row.queues.split(",") if q),
+                broker=row.broker,
+                version=row.version,
+                started_at=row.started_at,
+                seen_at=row.seen_at,
+                every=row.heartbeat_seconds,
+            ),
+            row.seen_at >= now - alive_window(row.heartbeat_seconds),
         )
         for row in rows
-        if row.seen_at >= now - alive_window(row.heartbeat_seconds)
     ]
     order = {kind: i for i, kind in enumerate(KINDS)}
-    return sorted(views, key=lambda v: (order.get(v.kind, 9), v.host, v.pid))
+    return sorted(seen, key=lambda pair: (order.get(pair[0].kind, 9), pair[0].host, pair[0].pid))
+
+
+def live(session: Session) -> list[ProcessView]:
+    """The processes alive now, by kind, host and pid."""
+    return [view for view, alive in _seen(session) if alive]
+
+
+def gone_silently(session: Session) -> list[ProcessView]:
+    """Processes that stopped without saying so within the last day (a clean stop deletes
+    the row): killed, out of memory, their machine lost. A worker among them is usually why
+    a running job later fails with "the worker stopped responding"; newest first."""
+    gone = [view for view, alive in _seen(session) if not alive]
+    return sorted(gone, key=lambda view: view.seen_at, reverse=True)
 
 
 def worker_problem(processes: Sequence[ProcessView], broker: str, queue: str) -> str | None:

@@ -48,6 +48,10 @@ class ProcessesOut(BaseModel):
         description="Plain sentences: no worker takes this server's queue on its broker, "
         "more than one beat, ...; empty when all is well."
     )
+    gone_silently: list[ProcessOut] = Field(
+        description="Processes that stopped without saying so in the last day (killed, out "
+        "of memory, machine lost), newest first; a clean stop leaves none."
+    )
     broker: str = Field(description="Where this web server sends jobs (no password).")
     queue: str
 
@@ -58,6 +62,7 @@ def processes_context(session: SessionDep) -> dict[str, object]:
     alive = processes.live(session)
     return {
         "processes": alive,
+        "gone_silently": processes.gone_silently(session),
         "process_problems": processes.problems_here(alive, settings),
         "broker": processes.safe_broker(settings.broker),
         "queue": settings.celery_queue,
@@ -75,6 +80,9 @@ def list_processes(session: SessionDep, user: StaffUser) -> ProcessesOut:
     return ProcessesOut(
         processes=[ProcessOut.model_validate(p.as_dict()) for p in alive],
         problems=processes.problems_here(alive, settings),
+        gone_silently=[
+            ProcessOut.model_validate(p.as_dict()) for p in processes.gone_silently(session)
+        ],
         broker=processes.safe_broker(settings.broker),
         queue=settings.celery_queue,
     )

@@ -179,7 +179,9 @@ def processes_command(
                 f"day: {named}",
                 highlight=False,
             )
-        if not problems:
+        if settings.process_heartbeat_seconds <= 0:
+            out.print("processes do not say they run here (SKD_PROCESS_HEARTBEAT_SECONDS=0)")
+        elif not problems:
             out.print(
                 f"jobs go to the queue '{settings.celery_queue}' on "
                 f"{processes.safe_broker(settings.broker)}: a worker takes it"

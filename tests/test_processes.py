@@ -148,6 +148,10 @@ def test_the_jobs_page_and_the_api_say_what_runs_and_what_is_wrong(staff_client,
     assert body["problems"] and body["problems"][0].startswith("No worker is running")
     page = staff_client.get("/jobs")
     assert "Processes" in page.text and "No worker is running" in page.text
+    # every staff page flags it on Jobs in the navigation, as the last heartbeat found it
+    processes.remember_problems()
+    flagged = staff_client.get("/").text
+    assert 'class="nav-alert"' in flagged and "with the processes)" in flagged
 
     worker = Heartbeat("worker", [settings.celery_queue], settings.broker).start(settings)
     beat = Heartbeat("beat", [], settings.broker).start(settings)
@@ -157,6 +161,8 @@ def test_the_jobs_page_and_the_api_say_what_runs_and_what_is_wrong(staff_client,
         assert body["problems"] == []
         panel = staff_client.get("/jobs/processes")
         assert panel.status_code == 200 and "No worker" not in panel.text
+        assert processes.remember_problems() == []
+        assert 'class="nav-alert"' not in staff_client.get("/").text
         assert f"<code>{settings.celery_queue}</code>" in panel.text
     finally:
         worker.stop()

@@ -244,6 +244,8 @@ class Heartbeat:
     def _beat(self) -> None:
         try:
             record(self.instance, self.kind, self.queues, self.broker, self.started_at, self.every)
+            if self.kind == "web":  # what every staff page's navigation flags
+                remember_problems()
         except Exception:  # a restarting or locked database: try again next time
             log.warning("could not record that this %s process is alive", self.kind, exc_info=True)
 
@@ -302,3 +304,24 @@ def scheduled_work(settings: Settings) -> list[str]:
         every = settings.backup_every_hours
         work.append(f"the backup every {every:g} h" if every >= 1 else "the scheduled backups")
     return work
+
+
+# The problems as this web server's heartbeat last found them: every staff page flags them in
+# its navigation without a query of its own (they are at most one heartbeat old).
+_latest: list[str] = []
+
+
+def remember_problems() -> list[str]:
+    """Find the problems now and keep them for ``latest_problems`` (the web heartbeat does,
+    each beat)."""
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        found = problems_here(live(session))
+    _latest[:] = found
+    return found
+
+
+def latest_problems() -> list[str]:
+    """The problems the last heartbeat found (none before the first one)."""
+    return list(_latest)

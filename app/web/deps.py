@@ -25,12 +25,18 @@ from app.core.accounts import STAFF_ROLES
 from app.core.db import session_scope
 from app.core.models import Role, User
 from app.core.paths import TEMPLATES_DIR
+from app.core.processes import latest_problems
 from app.critic.estimates import is_weak, too_few, too_few_text
 from app.web.bearer import token_use
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 # Honest numbers in every template (app.critic.estimates): thin estimates and weak critics.
-templates.env.globals.update(too_few=too_few, too_few_text=too_few_text, is_weak_critic=is_weak)
+templates.env.globals.update(
+    too_few=too_few,
+    too_few_text=too_few_text,
+    is_weak_critic=is_weak,
+    nav_problems=latest_problems,  # the staff navigation's flag on Jobs
+)
 
 
 def get_db() -> Iterator[Session]:

@@ -80,10 +80,7 @@ def _say_why_it_waits(session: Session) -> bool:
     from app.cli.console import console
     from app.core import processes
 
-    settings = get_settings()
-    alive = processes.live(session)
-    said = False
-    for problem in processes.problems_here(alive, settings, workers_only=True):
-        console.print(f"[bold yellow]waiting:[/] {problem}", highlight=False)
-        said = True
-    return said
+    reasons = processes.why_jobs_wait(session)
+    for reason in reasons:
+        console.print(f"[bold yellow]waiting:[/] {reason}", highlight=False)
+    return bool(reasons)

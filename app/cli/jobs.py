@@ -136,13 +136,11 @@ def processes_command(
     from app.core import processes
     from app.core.config import get_settings
     from app.core.db import session_scope
-    from app.core.models import utcnow
 
     schema_ready()
     settings = get_settings()
     with session_scope() as session:
-        alive = processes.live(session)
-        gone = processes.gone_silently(session)
+        alive, gone = processes.census(session)
     problems = processes.problems_here(alive, settings)
     if as_json:
         out.print_json(
@@ -165,7 +163,7 @@ def processes_command(
                 "–" if p.kind == "beat" else ", ".join(p.queues),
                 p.broker,
                 p.started_at.strftime("%Y-%m-%d %H:%M"),
-                f"{max(0, round((utcnow() - p.seen_at).total_seconds()))} s ago",
+                p.seen_ago,
             )
         out.print(table)
         for problem in problems:

@@ -65,6 +65,11 @@ class ProcessView:
     every: float = 15.0  # its own heartbeat interval: it counts as gone after three missed
 
     @property
+    def seen_ago(self) -> str:
+        """``4 s ago``: how fresh its last word is (the page and ``skd processes``)."""
+        return f"{max(0, round((utcnow() - self.seen_at).total_seconds()))} s ago"
+
+    @property
     def where(self) -> str:
         return f"{self.host}:{self.pid}"
 
@@ -108,17 +113,31 @@ def _seen(session: Session) -> list[tuple[ProcessView, bool]]:
     return sorted(seen, key=lambda pair: (order.get(pair[0].kind, 9), pair[0].host, pair[0].pid))
 
 
+def census(session: Session) -> tuple[list[ProcessView], list[ProcessView]]:
+    """From one read: the processes alive now (by kind, host and pid), and those that
+    stopped without saying so within the last day, newest first (a clean stop deletes the
+    row): killed, out of memory, their machine lost. A worker among the latter is usually why
+    a running job later fails with "the worker stopped responding"."""
+    seen = _seen(session)
+    alive = [view for view, is_alive in seen if is_alive]
+    gone = [view for view, is_alive in seen if not is_alive]
+    return alive, sorted(gone, key=lambda view: view.seen_at, reverse=True)
+
+
 def live(session: Session) -> list[ProcessView]:
     """The processes alive now, by kind, host and pid."""
-    return [view for view, alive in _seen(session) if alive]
+    return census(session)[0]
 
 
 def gone_silently(session: Session) -> list[ProcessView]:
-    """Processes that stopped without saying so within the last day (a clean stop deletes
-    the row): killed, out of memory, their machine lost. A worker among them is usually why
-    a running job later fails with "the worker stopped responding"; newest first."""
-    gone = [view for view, alive in _seen(session) if not alive]
-    return sorted(gone, key=lambda view: view.seen_at, reverse=True)
+    """The processes that stopped without saying so within the last day (see ``census``)."""
+    return census(session)[1]
+
+
+def why_jobs_wait(session: Session, settings: Settings | None = None) -> list[str]:
+    """Why a queued job would not be taken: no worker, or none on this queue and broker
+    (what a queued job's bar and ``skd … --background`` say under it)."""
+    return problems_here(live(session), settings, workers_only=True)
 
 
 def worker_problem(processes: Sequence[ProcessView], broker: str, queue: str) -> str | None:

@@ -9,7 +9,6 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core import processes
-from app.core.config import get_settings
 from app.core.job_list import get_job_view
 from app.core.job_list import list_jobs as list_job_views
 from app.core.jobs import job_as_dict
@@ -99,9 +98,7 @@ def job_progress(job_id: RowId, request: Request, session: SessionDep, user: Sta
     job = job_as_dict(_get(session, job_id))
     context: dict[str, Any] = {"job": job}
     if job["state"] == JobState.queued.value:  # waiting: say so if no worker will take it
-        settings = get_settings()
-        alive = processes.live(session)
-        context["worker_problems"] = processes.problems_here(alive, settings, workers_only=True)
+        context["worker_problems"] = processes.why_jobs_wait(session)
     response = templates.TemplateResponse(request, "_job.html", context)
     if job["finished"]:
         # The poll that sees the end tells the page, so counts elsewhere can refresh.

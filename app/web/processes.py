@@ -7,26 +7,15 @@ the ones the jobs it starts are sent to.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from app.core import processes
 from app.core.config import get_settings
-from app.core.models import utcnow
 from app.web.deps import SessionDep, SessionRoute, StaffUser, templates
 
 router = APIRouter(tags=["jobs"], route_class=SessionRoute)
-
-
-def ago(when: datetime) -> str:
-    """``4 s ago``: how fresh a process's last word is."""
-    return f"{max(0, round((utcnow() - when).total_seconds()))} s ago"
-
-
-templates.env.filters.setdefault("ago", ago)
 
 
 class ProcessOut(BaseModel):
@@ -59,10 +48,10 @@ class ProcessesOut(BaseModel):
 def processes_context(session: SessionDep) -> dict[str, object]:
     """The live processes and their problems, as this server sees them."""
     settings = get_settings()
-    alive = processes.live(session)
+    alive, gone = processes.census(session)
     return {
         "processes": alive,
-        "gone_silently": processes.gone_silently(session),
+        "gone_silently": gone,
         "process_problems": processes.problems_here(alive, settings),
         "broker": processes.safe_broker(settings.broker),
         "queue": settings.celery_queue,
@@ -76,13 +65,11 @@ def list_processes(session: SessionDep, user: StaffUser) -> ProcessesOut:
     ``SKD_PROCESS_HEARTBEAT_SECONDS``), and the problems they make: a monitor can alert on a
     non-empty ``problems``."""
     settings = get_settings()
-    alive = processes.live(session)
+    alive, gone = processes.census(session)
     return ProcessesOut(
         processes=[ProcessOut.model_validate(p.as_dict()) for p in alive],
         problems=processes.problems_here(alive, settings),
-        gone_silently=[
-            ProcessOut.model_validate(p.as_dict()) for p in processes.gone_silently(session)
-        ],
+        gone_silently=[ProcessOut.model_validate(p.as_dict()) for p in gone],
         broker=processes.safe_broker(settings.broker),
         queue=settings.celery_queue,
     )
